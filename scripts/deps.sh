@@ -1,0 +1,41 @@
+#!/bin/sh
+# Checks for the Debian packages a make target needs; installs the missing ones
+# when run as root, otherwise says exactly what to install.
+#   scripts/deps.sh build   - the agent itself (a compiler and picojson-dev)
+#   scripts/deps.sh test    - everything the test suite uses
+set -e
+want=build
+[ -n "$1" ] && want=$1
+
+missing=""
+need() {  # need PACKAGE FILE: PACKAGE is missing when FILE does not exist
+  [ -e "$2" ] || missing="$missing $1"
+}
+need picojson-dev /usr/include/picojson.h
+command -v c++ >/dev/null 2>&1 || missing="$missing g++"
+if [ "$want" = test ]; then
+  command -v cmake >/dev/null 2>&1 || missing="$missing cmake"
+  need libgtest-dev /usr/include/gtest/gtest.h
+  need libcpp-httplib-dev /usr/include/httplib.h
+  need python3-websockets /usr/lib/python3/dist-packages/websockets
+  need python3-psutil /usr/lib/python3/dist-packages/psutil
+  need python3-pytest /usr/lib/python3/dist-packages/pytest
+  need python3-selenium /usr/lib/python3/dist-packages/selenium
+  need chromium /usr/bin/chromium
+  need chromium-driver /usr/bin/chromedriver
+  need prometheus /usr/bin/prometheus
+  need prometheus-node-exporter /usr/bin/prometheus-node-exporter
+fi
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "installing:$missing" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >&2 || true
+  # shellcheck disable=SC2086
+  apt-get install -y -qq --no-install-recommends $missing >&2
+else
+  echo "missing Debian packages:$missing" >&2
+  echo "install them with: sudo apt-get install$missing" >&2
+  exit 1
+fi
