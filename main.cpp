@@ -1,1 +1,227 @@
-int main(){}
+// metrics-agent: the command line around metrics_agent.hpp (SPEC §3).
+#include "metrics_agent.hpp"
+
+#include <csignal>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+namespace {
+
+const char* const kUsage = R"(usage:
+  metrics-agent [options]            run the agent (foreground; logs to stderr)
+  metrics-agent --once               print one rich snapshot as JSON and exit
+  metrics-agent check [URL]          GET URL/health (default http://127.0.0.1:54112); exit 0 if healthy
+  metrics-agent hash-password        read a password on stdin, print a salted PBKDF2-SHA256 hash
+  metrics-agent --version | --help
+
+options (each also as an environment variable METRICS_AGENT_<NAME>, e.g. METRICS_AGENT_TICK=0.5;
+repeatable options take a comma-separated list there):
+  --listen ADDR:PORT         where to listen (default 127.0.0.1:54112; [::1]:PORT and 0.0.0.0:PORT work)
+  --tick SECONDS             base tick, 0.1 to 60 (default 1)
+  --disk PATH                filesystem whose usage is the flat stream's `disk` (default /)
+  --history SECONDS          history kept for /api/metrics/{name}, 0 to 604800 (default 3600)
+  --jwt-secret-file FILE     enable authentication with the secret in FILE (env METRICS_AGENT_JWT_SECRET also works)
+  --user NAME:HASH           a login account, HASH from `metrics-agent hash-password` (repeatable)
+  --alert RULE               an alert rule such as cpu>90:30s or disk>95:1m:critical (repeatable;
+                             default: cpu>90:30s, memory>90:30s, disk>90:30s:critical)
+  --max-clients N            connections beyond this get HTTP 503 (default 10000)
+  --max-clients-per-ip N     connections from one address beyond this get HTTP 503 (default 1000;
+                             127.0.0.0/8 and ::1 exempt)
+  --cors-origin ORIGIN       Access-Control-Allow-Origin for the REST API (default *)
+  --heartbeat SECONDS        alerts-stream heartbeat period, 0 = off (default 30)
+  --ws-ping SECONDS          ping clients idle this long; drop those silent for another period (default 30)
+  --request-timeout SECONDS  close HTTP connections whose request stalls this long (default 10)
+  --max-backlog BYTES        output queued for one client before it is dropped (default 1048576)
+)";
+
+metrics_agent::Agent* g_agent = nullptr;
+
+extern "C" void on_signal(int) {
+  if (g_agent) g_agent->stop();  // async-signal-safe: an atomic store and a write(2)
+}
+
+struct UsageError {
+  std::string message;
+};
+
+[[noreturn]] void usage_error(const std::string& message) { throw UsageError{message}; }
+
+double number(const std::string& flag, const std::string& v, double lo, double hi, const char* unit) {
+  double d = 0;
+  if (!metrics_agent::detail::parse_double(v, d) || d < lo || d > hi) {
+    std::ostringstream os;
+    os << flag << ": '" << v << "' is not a number between " << lo << " and " << hi << " " << unit;
+    usage_error(os.str());
+  }
+  return d;
+}
+
+std::size_t count(const std::string& flag, const std::string& v, double lo, double hi) {
+  double d = number(flag, v, lo, hi, "");
+  if (d != std::floor(d)) usage_error(flag + ": '" + v + "' is not a whole number");
+  return std::size_t(d);
+}
+
+std::string read_secret_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) usage_error("--jwt-secret-file: cannot read '" + path + "'");
+  std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
+  if (s.empty()) usage_error("--jwt-secret-file: '" + path + "' is empty");
+  return s;
+}
+
+// Applies one option; `flag` is the long name without dashes.
+void apply(metrics_agent::Options& o, const std::string& flag, const std::string& v) {
+  const std::string f = "--" + flag;
+  if (flag == "listen") {
+    if (v.find(':') == std::string::npos) usage_error(f + ": expected ADDR:PORT, got '" + v + "'");
+    o.listen = v;
+  } else if (flag == "tick") {
+    o.tick_seconds = number(f, v, 0.1, 60, "seconds");
+  } else if (flag == "disk") {
+    if (v.empty()) usage_error(f + ": expected a path");
+    o.disk_path = v;
+  } else if (flag == "history") {
+    o.history_seconds = number(f, v, 0, 604800, "seconds");
+  } else if (flag == "jwt-secret-file") {
+    o.jwt_secret = read_secret_file(v);
+  } else if (flag == "jwt-secret") {
+    if (v.empty()) usage_error("METRICS_AGENT_JWT_SECRET is empty");
+    o.jwt_secret = v;
+  } else if (flag == "user") {
+    o.users.push_back(v);
+  } else if (flag == "alert") {
+    metrics_agent::detail::AlertRule r;
+    std::string why;
+    if (!metrics_agent::detail::parse_alert_rule(v, r, why)) usage_error(f + ": " + why);
+    o.alerts.push_back(v);
+  } else if (flag == "max-clients") {
+    o.max_clients = count(f, v, 1, 1000000);
+  } else if (flag == "max-clients-per-ip") {
+    o.max_clients_per_ip = count(f, v, 1, 1000000);
+  } else if (flag == "cors-origin") {
+    o.cors_origin = v;
+  } else if (flag == "heartbeat") {
+    o.heartbeat_seconds = number(f, v, 0, 3600, "seconds");
+  } else if (flag == "ws-ping") {
+    o.ws_ping_seconds = number(f, v, 0, 3600, "seconds");
+  } else if (flag == "request-timeout") {
+    o.request_timeout_seconds = number(f, v, 0.1, 3600, "seconds");
+  } else if (flag == "max-backlog") {
+    o.max_backlog_bytes = count(f, v, 1024, 1u << 30);
+  } else {
+    usage_error("unknown option " + f);
+  }
+}
+
+const char* const kValueFlags[] = {"listen", "tick", "disk", "history", "jwt-secret-file", "user", "alert",
+                                   "max-clients", "max-clients-per-ip", "cors-origin", "heartbeat",
+                                   "ws-ping", "request-timeout", "max-backlog"};
+
+bool repeatable(const std::string& flag) { return flag == "user" || flag == "alert"; }
+
+// Environment first, then the command line over it.
+void apply_environment(metrics_agent::Options& o) {
+  auto env_name = [](std::string flag) {
+    for (char& c : flag) c = c == '-' ? '_' : char(std::toupper(static_cast<unsigned char>(c)));
+    return "METRICS_AGENT_" + flag;
+  };
+  for (const char* flag : kValueFlags) {
+    const char* v = std::getenv(env_name(flag).c_str());
+    if (!v) continue;
+    if (!repeatable(flag)) {
+      apply(o, flag, v);
+      continue;
+    }
+    std::string list = v;
+    std::size_t start = 0;
+    while (start <= list.size()) {
+      std::size_t comma = list.find(',', start);
+      std::string item = list.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+      if (!item.empty()) apply(o, flag, item);
+      if (comma == std::string::npos) break;
+      start = comma + 1;
+    }
+  }
+  if (const char* secret = std::getenv("METRICS_AGENT_JWT_SECRET")) apply(o, "jwt-secret", secret);
+}
+
+int hash_password() {
+  std::string pw;
+  std::getline(std::cin, pw);
+  if (!pw.empty() && pw.back() == '\r') pw.pop_back();
+  if (pw.empty()) {
+    std::cerr << "metrics-agent: hash-password: read an empty password from stdin\n";
+    return 2;
+  }
+  std::cout << metrics_agent::detail::password_hash(pw) << "\n";
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (!args.empty() && args[0] == "hash-password") return hash_password();
+  metrics_agent::Options opt;
+  bool once = false;
+  try {
+    apply_environment(opt);
+    for (std::size_t i = 0; i < args.size(); ++i) {
+      const std::string& a = args[i];
+      if (a == "--help" || a == "-h") {
+        std::cout << kUsage;
+        return 0;
+      }
+      if (a == "--version") {
+        std::cout << "metrics-agent " << METRICS_AGENT_VERSION << "\n";
+        return 0;
+      }
+      if (a == "--once") {
+        once = true;
+        continue;
+      }
+      if (a.rfind("--", 0) != 0) usage_error("unexpected argument '" + a + "'");
+      std::string flag = a.substr(2), value;
+      std::size_t eq = flag.find('=');
+      if (eq != std::string::npos) {
+        value = flag.substr(eq + 1);
+        flag.resize(eq);
+      } else {
+        bool known = std::find(std::begin(kValueFlags), std::end(kValueFlags), flag) != std::end(kValueFlags);
+        if (!known) usage_error("unknown option " + a);
+        if (i + 1 >= args.size()) usage_error(a + ": missing value");
+        value = args[++i];
+      }
+      if (flag == "jwt-secret") usage_error("unknown option --jwt-secret (use --jwt-secret-file)");
+      apply(opt, flag, value);
+    }
+    std::string why;
+    if (!metrics_agent::Agent::validate(opt, &why)) usage_error(why);
+  } catch (const UsageError& e) {
+    std::cerr << "metrics-agent: " << e.message << "\n" << kUsage;
+    return 2;
+  }
+
+  metrics_agent::Agent agent(opt);
+  if (once) {
+    std::cout << agent.collect_once_json(1.0) << "\n";
+    return 0;
+  }
+  g_agent = &agent;
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  std::signal(SIGPIPE, SIG_IGN);
+  std::string err;
+  if (!agent.listen(&err)) {
+    std::cerr << "metrics-agent: " << err << "\n";
+    return 1;
+  }
+  agent.server().log("listening on " + opt.listen + " (tick " + metrics_agent::detail::format_duration(opt.tick_seconds) +
+                     (opt.jwt_secret.empty() ? ", authentication off)" : ", authentication on)"));
+  int rc = agent.run();
+  g_agent = nullptr;
+  return rc;
+}

@@ -91,6 +91,25 @@
 #include <unordered_map>
 #include <utility>
 #include <vector>
+#include <limits>
+#include <optional>
+#include <cstddef>
+
+#if defined(METRICS_AGENT_PLATFORM_LINUX)
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/random.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <unistd.h>
+#endif  // METRICS_AGENT_PLATFORM_LINUX
+
+#include <picojson.h>
 
 // ============================================================================
 // Public API: the data model
@@ -206,11 +225,3645 @@ struct Snapshot {
 }  // namespace metrics_agent
 
 // ============================================================================
+// Public API: options, the generic HTTP/WebSocket server, the agent
+// ============================================================================
+
+namespace metrics_agent {
+
+// Every field has a command-line flag of the same meaning (see --help).
+struct Options {
+  std::string listen = "127.0.0.1:54112";
+  double tick_seconds = 1.0;         // 0.1 .. 60
+  std::string disk_path = "/";       // the flat stream's `disk`
+  double history_seconds = 3600;     // history kept for /api/metrics/{name}
+  std::string jwt_secret;            // empty: authentication off
+  std::vector<std::string> users;    // "name:hash" from `hash-password`
+  std::vector<std::string> alerts;   // rules; empty: the default rules
+  std::size_t max_clients = 10000;
+  std::size_t max_clients_per_ip = 1000;
+  std::string cors_origin = "*";
+  double heartbeat_seconds = 30;
+  double ws_ping_seconds = 30;
+  double request_timeout_seconds = 10;
+  std::size_t max_message_bytes = METRICS_AGENT_MAX_MESSAGE_BYTES;
+  std::size_t max_backlog_bytes = METRICS_AGENT_MAX_BACKLOG_BYTES;
+  double token_ttl_seconds = 3600;
+  // Where log lines go; empty: stderr. Called on the agent's thread.
+  std::function<void(const std::string&)> logger;
+};
+
+struct HttpRequest {
+  std::string method, target, path, query, version;
+  std::vector<std::pair<std::string, std::string>> headers;  // names lower-case
+  std::string body;
+  std::string remote_address;
+  bool keep_alive = true;
+
+  // The value of a header (name in lower case), or nullptr.
+  const std::string* header(std::string_view name) const {
+    for (const auto& h : headers)
+      if (h.first == name) return &h.second;
+    return nullptr;
+  }
+  // A query parameter, percent-decoded; `fallback` when absent.
+  std::string param(std::string_view key, std::string fallback = {}) const;
+  bool has_param(std::string_view key) const;
+};
+
+struct HttpResponse {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;
+
+  static HttpResponse json(int status, std::string body) {
+    HttpResponse r;
+    r.status = status;
+    r.body = std::move(body);
+    return r;
+  }
+  static HttpResponse error(int status, std::string_view message);
+};
+
+namespace detail {
+struct Conn;
+class Loop;
+}  // namespace detail
+
+// A WebSocket connection as the on-message callbacks see it. The handle is
+// valid until its on_close callback has returned.
+class WebSocket {
+ public:
+  void send_text(std::string_view text);
+  void send_binary(std::string_view data);
+  // Queues a pre-built frame (see encode_text_frame); shared by many clients.
+  void send_frame(const std::shared_ptr<const std::string>& frame);
+  void close(std::uint16_t code = 1000, std::string_view reason = {});
+  const HttpRequest& request() const;  // the upgrade request (path, query, headers)
+  std::uint64_t user_data() const;
+  void set_user_data(std::uint64_t value);
+  bool operator==(const WebSocket& o) const { return c_ == o.c_; }
+
+ private:
+  friend class detail::Loop;
+  explicit WebSocket(detail::Conn* c) : c_(c) {}
+  detail::Conn* c_;
+};
+
+// A text frame ready to hand to WebSocket::send_frame for any number of clients.
+std::shared_ptr<const std::string> encode_text_frame(std::string_view text);
+
+struct WebSocketRoute {
+  // Called after the handshake; it may send, or close (e.g. 4001 for a bad token).
+  std::function<void(WebSocket&)> on_open;
+  std::function<void(WebSocket&, std::string_view message, bool binary)> on_message;
+  std::function<void(WebSocket&, std::uint16_t code)> on_close;
+  std::size_t max_message_bytes = 0;  // 0: the server's default
+};
+
+using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
+
+struct ServerStats {
+  std::uint64_t connections_accepted = 0;
+  std::uint64_t messages_sent = 0;  // WebSocket frames queued
+  std::uint64_t bytes_sent = 0;
+  std::uint64_t http_requests = 0;
+  std::uint64_t dropped_backlog = 0;   // a client that stopped reading
+  std::uint64_t dropped_error = 0;     // socket errors and resets
+  std::uint64_t dropped_protocol = 0;  // protocol violations
+  std::uint64_t dropped_timeout = 0;   // stalled requests, unanswered pings
+  std::uint64_t rejected_capacity = 0; // 503 over --max-clients(-per-ip)
+  std::uint64_t accept_failures = 0;   // out of descriptors
+};
+
+// The generic HTTP/1.1 + WebSocket server that the agent is built on: one
+// event loop over non-blocking sockets. Routes are added before run()/start().
+class Server {
+ public:
+  struct Config {
+    std::string listen = "127.0.0.1:54112";
+    std::size_t max_clients = 10000;
+    std::size_t max_clients_per_ip = 1000;
+    double request_timeout_seconds = 10;
+    double ws_ping_seconds = 30;
+    std::size_t max_message_bytes = METRICS_AGENT_MAX_MESSAGE_BYTES;
+    std::size_t max_backlog_bytes = METRICS_AGENT_MAX_BACKLOG_BYTES;
+    std::string cors_origin;  // Access-Control-Allow-Origin on HTTP answers; empty: none
+    std::function<void(const std::string&)> logger;
+  };
+
+  Server();
+  explicit Server(Config config);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // `path` "*" takes every path that no other route serves.
+  void websocket(std::string path, WebSocketRoute route);
+  // `path` ending in "/*" matches every path below it.
+  void http(std::string method, std::string path, HttpHandler handler);
+  // Called at every wall-clock multiple of `period_seconds` on the loop thread.
+  void every(double period_seconds, std::function<void(std::int64_t tick_us)> fn);
+
+  // Binds and listens; false with a reason (e.g. the port is in use).
+  bool listen(std::string* error = nullptr);
+  void run();    // serves until stop(); listens first if needed
+  void start();  // run() on a background thread
+  // Thread-safe and async-signal-safe: WebSocket clients get close 1001.
+  void stop();
+  void join();
+  int port() const;  // the bound port (useful with port 0)
+  const ServerStats& stats() const;
+  std::size_t client_count() const;  // connections open now
+  std::size_t websocket_count(std::string_view path) const;
+  void log(const std::string& line) const;
+
+ private:
+  std::unique_ptr<detail::Loop> loop_;
+  std::thread thread_;
+};
+
+}  // namespace metrics_agent
+
+namespace metrics_agent {
+
+namespace detail {
+class AgentCore;
+}  // namespace detail
+
+// The monitoring agent: the generic server plus the collector, the tick, the
+// metrics endpoints of SPEC §4-§6, history and alerts.
+class Agent {
+ public:
+  explicit Agent(Options options = {});
+  ~Agent();
+  Agent(const Agent&) = delete;
+  Agent& operator=(const Agent&) = delete;
+
+  // Checks options (ranges, alert rules, accounts); false with a one-line
+  // reason naming the option.
+  static bool validate(const Options& options, std::string* error);
+
+  // An application gauge, read on the agent's thread at every tick. Add
+  // gauges before start()/run().
+  void add_gauge(std::string name, std::string help, std::function<double()> read);
+
+  // The underlying server: add routes of your own before start()/run().
+  Server& server();
+
+  bool listen(std::string* error = nullptr);  // binds; run() does it if needed
+  int run();    // serves until stop(); 0, or 1 when it cannot listen
+  void start(); // run() on a background thread
+  void stop();  // thread-safe and async-signal-safe
+  void join();
+  int port() const;
+
+  // One rich snapshot (SPEC §5.2 `data`) as JSON, with rates measured over
+  // `interval_seconds`: what `metrics-agent --once` prints.
+  std::string collect_once_json(double interval_seconds = 1.0);
+
+ private:
+  std::unique_ptr<detail::AgentCore> core_;
+  std::thread thread_;
+};
+
+}  // namespace metrics_agent
+
+// ============================================================================
 // Collector (one file per OS; each fills the Snapshot above)
 // ============================================================================
 
 #if defined(METRICS_AGENT_PLATFORM_LINUX)
 #include "platform/linux.hpp"
 #endif  // METRICS_AGENT_PLATFORM_LINUX
+
+// ============================================================================
+// Implementation: cryptography and text validation
+//   SHA-1 (RFC 3174), SHA-256 (FIPS 180-4), HMAC (RFC 2104), PBKDF2 (RFC 8018),
+//   base64 (RFC 4648), UTF-8 (RFC 3629), JWT HS256 (RFC 7515, RFC 7519) and the
+//   WebSocket accept key (RFC 6455 section 4.2.2). Byte strings are std::string.
+// ============================================================================
+
+
+
+
+namespace metrics_agent {
+namespace detail {
+
+// ---- byte helpers -----------------------------------------------------------
+
+inline std::uint32_t crypto_rotl(std::uint32_t x, int n) { return (x << n) | (x >> (32 - n)); }
+inline std::uint32_t crypto_rotr(std::uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
+
+inline std::uint32_t crypto_load_be32(const unsigned char* p) {
+  return (std::uint32_t(p[0]) << 24) | (std::uint32_t(p[1]) << 16) |
+         (std::uint32_t(p[2]) << 8) | std::uint32_t(p[3]);
+}
+
+inline void crypto_store_be32(unsigned char* p, std::uint32_t v) {
+  p[0] = static_cast<unsigned char>(v >> 24);
+  p[1] = static_cast<unsigned char>(v >> 16);
+  p[2] = static_cast<unsigned char>(v >> 8);
+  p[3] = static_cast<unsigned char>(v);
+}
+
+// A digest (or any byte array) seen as a byte string.
+template <std::size_t N>
+inline std::string_view as_bytes(const std::array<std::uint8_t, N>& a) {
+  return std::string_view(reinterpret_cast<const char*>(a.data()), N);
+}
+
+// ---- the Merkle-Damgard frame shared by SHA-1 and SHA-256 ---------------------
+
+// 64-byte blocks, padded with 0x80, zeros and the 64-bit big-endian message
+// length in bits (RFC 3174 section 4, FIPS 180-4 section 5.1.1). Core supplies
+// the initial state, the compression function and the digest size.
+template <typename Core>
+class BlockHash {
+ public:
+  static constexpr std::size_t kDigestSize = Core::kDigestSize;
+  using Digest = std::array<std::uint8_t, kDigestSize>;
+
+  BlockHash() { core_.reset(); }
+
+  void update(const void* data, std::size_t n) {
+    const unsigned char* p = static_cast<const unsigned char*>(data);
+    total_ += n;
+    if (used_ > 0) {
+      std::size_t take = std::min(n, sizeof buf_ - used_);
+      std::memcpy(buf_ + used_, p, take);
+      used_ += take;
+      p += take;
+      n -= take;
+      if (used_ < sizeof buf_) return;
+      core_.compress(buf_);
+      used_ = 0;
+    }
+    for (; n >= sizeof buf_; p += sizeof buf_, n -= sizeof buf_) core_.compress(p);
+    if (n > 0) std::memcpy(buf_, p, n);
+    used_ = n;
+  }
+  void update(std::string_view s) { update(s.data(), s.size()); }
+
+  // Returns the digest and leaves the object ready for a new message.
+  Digest finish() {
+    std::uint64_t bits = total_ * 8;
+    buf_[used_++] = 0x80;
+    if (used_ > 56) {
+      std::memset(buf_ + used_, 0, sizeof buf_ - used_);
+      core_.compress(buf_);
+      used_ = 0;
+    }
+    std::memset(buf_ + used_, 0, 56 - used_);
+    crypto_store_be32(buf_ + 56, static_cast<std::uint32_t>(bits >> 32));
+    crypto_store_be32(buf_ + 60, static_cast<std::uint32_t>(bits));
+    core_.compress(buf_);
+    Digest out;
+    for (std::size_t i = 0; i < kDigestSize / 4; ++i) crypto_store_be32(out.data() + 4 * i, core_.h[i]);
+    core_.reset();
+    used_ = 0;
+    total_ = 0;
+    return out;
+  }
+
+ private:
+  Core core_;
+  unsigned char buf_[64] = {};
+  std::size_t used_ = 0;
+  std::uint64_t total_ = 0;
+};
+
+// RFC 3174 section 6.1 (method 1).
+struct Sha1Core {
+  static constexpr std::size_t kDigestSize = 20;
+  std::uint32_t h[5];
+
+  void reset() {
+    h[0] = 0x67452301;
+    h[1] = 0xefcdab89;
+    h[2] = 0x98badcfe;
+    h[3] = 0x10325476;
+    h[4] = 0xc3d2e1f0;
+  }
+
+  void compress(const unsigned char* block) {
+    std::uint32_t w[80];
+    for (int t = 0; t < 16; ++t) w[t] = crypto_load_be32(block + 4 * t);
+    for (int t = 16; t < 80; ++t) w[t] = crypto_rotl(w[t - 3] ^ w[t - 8] ^ w[t - 14] ^ w[t - 16], 1);
+    std::uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
+    for (int t = 0; t < 80; ++t) {
+      std::uint32_t f, k;
+      if (t < 20) {
+        f = (b & c) | (~b & d);
+        k = 0x5a827999;
+      } else if (t < 40) {
+        f = b ^ c ^ d;
+        k = 0x6ed9eba1;
+      } else if (t < 60) {
+        f = (b & c) | (b & d) | (c & d);
+        k = 0x8f1bbcdc;
+      } else {
+        f = b ^ c ^ d;
+        k = 0xca62c1d6;
+      }
+      std::uint32_t temp = crypto_rotl(a, 5) + f + e + w[t] + k;
+      e = d;
+      d = c;
+      c = crypto_rotl(b, 30);
+      b = a;
+      a = temp;
+    }
+    h[0] += a;
+    h[1] += b;
+    h[2] += c;
+    h[3] += d;
+    h[4] += e;
+  }
+};
+
+// FIPS 180-4 sections 4.2.2, 5.3.3 and 6.2.2.
+struct Sha256Core {
+  static constexpr std::size_t kDigestSize = 32;
+  std::uint32_t h[8];
+
+  void reset() {
+    static constexpr std::uint32_t kInit[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+                                               0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+    std::memcpy(h, kInit, sizeof h);
+  }
+
+  void compress(const unsigned char* block) {
+    static constexpr std::uint32_t k[64] = {
+        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4,
+        0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe,
+        0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f,
+        0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7,
+        0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc,
+        0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
+        0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116,
+        0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+        0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
+        0xc67178f2};
+    std::uint32_t w[64];
+    for (int t = 0; t < 16; ++t) w[t] = crypto_load_be32(block + 4 * t);
+    for (int t = 16; t < 64; ++t) {
+      std::uint32_t s0 = crypto_rotr(w[t - 15], 7) ^ crypto_rotr(w[t - 15], 18) ^ (w[t - 15] >> 3);
+      std::uint32_t s1 = crypto_rotr(w[t - 2], 17) ^ crypto_rotr(w[t - 2], 19) ^ (w[t - 2] >> 10);
+      w[t] = w[t - 16] + s0 + w[t - 7] + s1;
+    }
+    std::uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], hh = h[7];
+    for (int t = 0; t < 64; ++t) {
+      std::uint32_t sum1 = crypto_rotr(e, 6) ^ crypto_rotr(e, 11) ^ crypto_rotr(e, 25);
+      std::uint32_t ch = (e & f) ^ (~e & g);
+      std::uint32_t t1 = hh + sum1 + ch + k[t] + w[t];
+      std::uint32_t sum0 = crypto_rotr(a, 2) ^ crypto_rotr(a, 13) ^ crypto_rotr(a, 22);
+      std::uint32_t maj = (a & b) ^ (a & c) ^ (b & c);
+      std::uint32_t t2 = sum0 + maj;
+      hh = g;
+      g = f;
+      f = e;
+      e = d + t1;
+      d = c;
+      c = b;
+      b = a;
+      a = t1 + t2;
+    }
+    h[0] += a;
+    h[1] += b;
+    h[2] += c;
+    h[3] += d;
+    h[4] += e;
+    h[5] += f;
+    h[6] += g;
+    h[7] += hh;
+  }
+};
+
+using Sha1 = BlockHash<Sha1Core>;
+using Sha256 = BlockHash<Sha256Core>;
+
+inline std::array<std::uint8_t, 20> sha1(std::string_view data) {
+  Sha1 h;
+  h.update(data);
+  return h.finish();
+}
+
+inline std::array<std::uint8_t, 32> sha256(std::string_view data) {
+  Sha256 h;
+  h.update(data);
+  return h.finish();
+}
+
+// ---- HMAC-SHA256 and PBKDF2 -------------------------------------------------------
+
+// RFC 2104. The key's inner and outer pads are absorbed once, so each further
+// message (PBKDF2's iterations) costs only its own blocks.
+class HmacSha256 {
+ public:
+  explicit HmacSha256(std::string_view key) {
+    unsigned char block[64] = {};
+    if (key.size() > sizeof block) {
+      auto d = sha256(key);
+      std::memcpy(block, d.data(), d.size());
+    } else if (!key.empty()) {
+      std::memcpy(block, key.data(), key.size());
+    }
+    unsigned char pad[64];
+    for (std::size_t i = 0; i < sizeof pad; ++i) pad[i] = block[i] ^ 0x36;
+    inner_start_.update(pad, sizeof pad);
+    for (std::size_t i = 0; i < sizeof pad; ++i) pad[i] = block[i] ^ 0x5c;
+    outer_start_.update(pad, sizeof pad);
+    inner_ = inner_start_;
+  }
+
+  void update(const void* data, std::size_t n) { inner_.update(data, n); }
+  void update(std::string_view s) { inner_.update(s); }
+
+  // Returns the MAC and starts a new message under the same key.
+  Sha256::Digest finish() {
+    Sha256::Digest inner = inner_.finish();
+    Sha256 outer = outer_start_;
+    outer.update(inner.data(), inner.size());
+    inner_ = inner_start_;
+    return outer.finish();
+  }
+
+ private:
+  Sha256 inner_start_, outer_start_, inner_;
+};
+
+inline std::array<std::uint8_t, 32> hmac_sha256(std::string_view key, std::string_view message) {
+  HmacSha256 mac(key);
+  mac.update(message);
+  return mac.finish();
+}
+
+// RFC 8018 section 5.2 with PRF = HMAC-SHA256. Empty when iterations is 0.
+inline std::string pbkdf2_hmac_sha256(std::string_view password, std::string_view salt,
+                                      std::uint32_t iterations, std::size_t dk_len) {
+  std::string out;
+  if (iterations == 0) return out;
+  out.reserve(dk_len);
+  HmacSha256 mac(password);
+  for (std::uint32_t block = 1; out.size() < dk_len; ++block) {
+    unsigned char index[4];
+    crypto_store_be32(index, block);
+    mac.update(salt);
+    mac.update(index, sizeof index);
+    Sha256::Digest u = mac.finish();
+    Sha256::Digest t = u;
+    for (std::uint32_t i = 1; i < iterations; ++i) {
+      mac.update(u.data(), u.size());
+      u = mac.finish();
+      for (std::size_t j = 0; j < t.size(); ++j) t[j] ^= u[j];
+    }
+    out.append(as_bytes(t).substr(0, std::min(t.size(), dk_len - out.size())));
+  }
+  return out;
+}
+
+// ---- comparison and randomness ------------------------------------------------------
+
+// Every byte is examined whatever the first difference; only the length leaks.
+inline bool constant_time_equal(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  // volatile keeps the compiler from turning the loop into an early exit.
+  volatile unsigned char diff = 0;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    diff = static_cast<unsigned char>(diff | (static_cast<unsigned char>(a[i]) ^
+                                              static_cast<unsigned char>(b[i])));
+  return diff == 0;
+}
+
+// Fills out with bytes from the kernel's CSPRNG; false if none could be had.
+inline bool random_bytes(void* out, std::size_t n) {
+  unsigned char* p = static_cast<unsigned char*>(out);
+#if defined(METRICS_AGENT_PLATFORM_LINUX)
+  while (n > 0) {
+    ssize_t got = ::getrandom(p, n, 0);
+    if (got > 0) {
+      p += got;
+      n -= static_cast<std::size_t>(got);
+    } else if (got < 0 && errno == EINTR) {
+      continue;
+    } else {
+      break;  // ENOSYS before Linux 3.17, or a seccomp filter: try the device
+    }
+  }
+  if (n == 0) return true;
+#endif  // METRICS_AGENT_PLATFORM_LINUX
+  std::FILE* f = std::fopen("/dev/urandom", "rb");
+  if (f == nullptr) return false;
+  std::size_t got = std::fread(p, 1, n, f);
+  std::fclose(f);
+  return got == n;
+}
+
+// ---- base64 and base64url (RFC 4648 sections 4 and 5) -----------------------------
+
+inline std::string crypto_base64_encode(std::string_view in, const char* alphabet, bool pad) {
+  std::string out;
+  out.reserve((in.size() + 2) / 3 * 4);
+  const auto* p = reinterpret_cast<const unsigned char*>(in.data());
+  std::size_t i = 0;
+  for (; i + 3 <= in.size(); i += 3) {
+    std::uint32_t v = (std::uint32_t(p[i]) << 16) | (std::uint32_t(p[i + 1]) << 8) | p[i + 2];
+    out += alphabet[v >> 18];
+    out += alphabet[(v >> 12) & 63];
+    out += alphabet[(v >> 6) & 63];
+    out += alphabet[v & 63];
+  }
+  std::size_t rest = in.size() - i;
+  if (rest > 0) {
+    std::uint32_t v = std::uint32_t(p[i]) << 16;
+    if (rest == 2) v |= std::uint32_t(p[i + 1]) << 8;
+    out += alphabet[v >> 18];
+    out += alphabet[(v >> 12) & 63];
+    if (rest == 2) out += alphabet[(v >> 6) & 63];
+    if (pad) out.append(3 - rest, '=');
+  }
+  return out;
+}
+
+inline int crypto_base64_value(char c, bool url) {
+  if (c >= 'A' && c <= 'Z') return c - 'A';
+  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+  if (c >= '0' && c <= '9') return c - '0' + 52;
+  if (c == (url ? '-' : '+')) return 62;
+  if (c == (url ? '_' : '/')) return 63;
+  return -1;
+}
+
+// Strict: no whitespace, padding exactly where RFC 4648 puts it, and the
+// unused low bits of the last character zero (section 3.5), so that every
+// byte string has exactly one accepted encoding.
+inline std::optional<std::string> crypto_base64_decode(std::string_view in, bool url) {
+  if (!url) {
+    if (in.size() % 4 != 0) return std::nullopt;
+    if (!in.empty() && in.back() == '=') in.remove_suffix(1);
+    if (!in.empty() && in.back() == '=') in.remove_suffix(1);
+  }
+  if (in.size() % 4 == 1) return std::nullopt;
+  std::string out;
+  out.reserve(in.size() / 4 * 3 + 2);
+  std::uint32_t acc = 0;
+  int bits = 0;
+  for (char c : in) {
+    int v = crypto_base64_value(c, url);
+    if (v < 0) return std::nullopt;
+    acc = (acc << 6) | static_cast<std::uint32_t>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out += static_cast<char>((acc >> bits) & 0xff);
+    }
+  }
+  if ((acc & ((1u << bits) - 1)) != 0) return std::nullopt;
+  return out;
+}
+
+inline std::string base64_encode(std::string_view bytes) {
+  return crypto_base64_encode(
+      bytes, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/", true);
+}
+
+inline std::optional<std::string> base64_decode(std::string_view text) {
+  return crypto_base64_decode(text, false);
+}
+
+inline std::string base64url_encode(std::string_view bytes) {
+  return crypto_base64_encode(
+      bytes, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", false);
+}
+
+inline std::optional<std::string> base64url_decode(std::string_view text) {
+  return crypto_base64_decode(text, true);
+}
+
+// ---- WebSocket handshake (RFC 6455 section 4.2.2) ------------------------------------
+
+inline std::string websocket_accept(std::string_view key) {
+  Sha1 h;
+  h.update(key);
+  h.update("258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+  return base64_encode(as_bytes(h.finish()));
+}
+
+// Section 4.2.1 item 5: a base64-encoded value that decodes to 16 bytes.
+inline bool valid_websocket_key(std::string_view key) {
+  if (key.size() != 24) return false;
+  auto raw = base64_decode(key);
+  return raw && raw->size() == 16;
+}
+
+// ---- UTF-8 (RFC 3629 section 4) ---------------------------------------------------------
+
+// Checks text arriving in pieces (WebSocket fragments). feed() fails at the
+// first byte after which no continuation could make the text valid, as RFC
+// 6455 section 8.1 asks; complete() says whether the text may end here.
+class Utf8Validator {
+ public:
+  bool feed(const char* data, std::size_t n) {
+    if (failed_) return false;
+    if (n == 0) return true;
+    const auto* p = reinterpret_cast<const unsigned char*>(data);
+    const auto* end = p + n;
+    while (p < end) {
+      if (need_ == 0) {
+        while (end - p >= 8) {
+          std::uint64_t word;
+          std::memcpy(&word, p, sizeof word);
+          if (word & 0x8080808080808080ull) break;
+          p += 8;
+        }
+        if (p == end) break;
+        unsigned char c = *p++;
+        if (c < 0x80) continue;
+        // The table of section 4: C0, C1 and E0/F0 with a low second byte are
+        // overlong, ED A0..BF are surrogates, F4 90.. and F5..FF exceed U+10FFFF.
+        if (c < 0xc2) return fail();
+        lo_ = 0x80;
+        hi_ = 0xbf;
+        if (c < 0xe0) {
+          need_ = 1;
+        } else if (c < 0xf0) {
+          need_ = 2;
+          if (c == 0xe0) lo_ = 0xa0;
+          if (c == 0xed) hi_ = 0x9f;
+        } else if (c < 0xf5) {
+          need_ = 3;
+          if (c == 0xf0) lo_ = 0x90;
+          if (c == 0xf4) hi_ = 0x8f;
+        } else {
+          return fail();
+        }
+      } else {
+        unsigned char c = *p++;
+        if (c < lo_ || c > hi_) return fail();
+        lo_ = 0x80;
+        hi_ = 0xbf;
+        --need_;
+      }
+    }
+    return true;
+  }
+  bool feed(std::string_view s) { return feed(s.data(), s.size()); }
+
+  bool complete() const { return !failed_ && need_ == 0; }
+
+  void reset() {
+    need_ = 0;
+    lo_ = 0x80;
+    hi_ = 0xbf;
+    failed_ = false;
+  }
+
+ private:
+  bool fail() {
+    failed_ = true;
+    return false;
+  }
+
+  unsigned need_ = 0;  // continuation bytes still expected
+  unsigned char lo_ = 0x80, hi_ = 0xbf;  // range allowed for the next one
+  bool failed_ = false;
+};
+
+inline bool valid_utf8(std::string_view s) {
+  Utf8Validator v;
+  return v.feed(s) && v.complete();
+}
+
+// ---- JWT HS256 (RFC 7519, RFC 7515) -----------------------------------------------------
+
+struct JwtResult {
+  bool ok = false;
+  std::string error;  // why the token was refused; empty when ok
+  std::string sub;    // empty when the token has no subject
+  std::int64_t iat = 0, exp = 0;
+};
+
+// Longer tokens are refused unread; ours are about 150 bytes.
+inline constexpr std::size_t kJwtMaxBytes = 4096;
+
+inline std::string crypto_int_to_string(std::int64_t v) {
+  char buf[24];
+  auto res = std::to_chars(buf, buf + sizeof buf, v);
+  return std::string(buf, res.ptr);
+}
+
+// A JSON text that is exactly one object (nothing after it but whitespace).
+inline bool crypto_parse_json_object(std::string_view text, picojson::value* out) {
+  std::string err;
+  const char* end = text.data() + text.size();
+  const char* pos = end;
+  try {
+    pos = picojson::parse(*out, text.data(), end, &err);
+  } catch (const std::exception&) {
+    return false;  // picojson throws std::overflow_error for numbers like 1e999
+  }
+  if (!err.empty() || !out->is<picojson::object>()) return false;
+  for (; pos != end; ++pos)
+    if (*pos != ' ' && *pos != '\t' && *pos != '\r' && *pos != '\n') return false;
+  return true;
+}
+
+// A NumericDate claim (RFC 7519 section 2): seconds, possibly fractional,
+// within the range a double holds exactly. Empty on success, else the reason.
+inline std::string crypto_numeric_date(const picojson::object& claims, const char* name,
+                                       double* out) {
+  auto it = claims.find(name);
+  if (it == claims.end()) return std::string("missing ") + name;
+  if (!it->second.is<double>()) return std::string(name) + " is not a number";
+  double d = it->second.get<double>();
+  if (!std::isfinite(d) || std::fabs(d) > 9.0e15) return std::string(name) + " is out of range";
+  *out = d;
+  return std::string();
+}
+
+inline std::string jwt_sign(std::string_view secret, std::string_view payload_json) {
+  std::string token = base64url_encode(R"({"alg":"HS256","typ":"JWT"})");
+  token += '.';
+  token += base64url_encode(payload_json);
+  auto mac = hmac_sha256(secret, token);
+  token += '.';
+  token += base64url_encode(as_bytes(mac));
+  return token;
+}
+
+inline std::string jwt_issue(std::string_view secret, std::string_view sub, std::int64_t iat,
+                             std::int64_t ttl_seconds) {
+  using limits = std::numeric_limits<std::int64_t>;
+  std::int64_t exp = ttl_seconds > 0 && iat > limits::max() - ttl_seconds   ? limits::max()
+                     : ttl_seconds < 0 && iat < limits::min() - ttl_seconds ? limits::min()
+                                                                            : iat + ttl_seconds;
+  std::string payload = R"({"sub":)";
+  payload += picojson::value(std::string(sub)).serialize();
+  payload += R"(,"iat":)";
+  payload += crypto_int_to_string(iat);
+  payload += R"(,"exp":)";
+  payload += crypto_int_to_string(exp);
+  payload += '}';
+  return jwt_sign(secret, payload);
+}
+
+inline JwtResult jwt_verify(std::string_view secret, std::string_view token,
+                            std::int64_t now_seconds) {
+  JwtResult r;
+  auto refuse = [&r](std::string why) {
+    r.error = std::move(why);
+    return r;
+  };
+  if (secret.empty()) return refuse("no secret configured");
+  if (token.size() > kJwtMaxBytes) return refuse("token too long");
+  std::size_t dot1 = token.find('.');
+  std::size_t dot2 = dot1 == std::string_view::npos ? dot1 : token.find('.', dot1 + 1);
+  if (dot2 == std::string_view::npos || token.find('.', dot2 + 1) != std::string_view::npos)
+    return refuse("token must have 3 segments");
+
+  auto header_json = base64url_decode(token.substr(0, dot1));
+  if (!header_json) return refuse("bad base64url in header");
+  picojson::value header;
+  if (!crypto_parse_json_object(*header_json, &header))
+    return refuse("header is not a JSON object");
+  const picojson::object& h = header.get<picojson::object>();
+  auto alg = h.find("alg");
+  if (alg == h.end()) return refuse("missing alg");
+  if (!alg->second.is<std::string>()) return refuse("alg is not a string");
+  const std::string& name = alg->second.get<std::string>();
+  // RFC 8725 section 3.1: accept only the one algorithm we sign with.
+  if (name != "HS256") {
+    bool printable = name.size() <= 16 && !name.empty() &&
+                     std::all_of(name.begin(), name.end(), [](char c) {
+                       return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+                              (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '+';
+                     });
+    return refuse(printable ? "unsupported alg " + name : std::string("unsupported alg"));
+  }
+  // RFC 7515 section 4.1.11: extensions we do not understand must be refused.
+  if (h.count("crit") != 0) return refuse("unsupported crit header");
+
+  auto signature = base64url_decode(token.substr(dot2 + 1));
+  if (!signature) return refuse("bad base64url in signature");
+  auto mac = hmac_sha256(secret, token.substr(0, dot2));
+  if (!constant_time_equal(*signature, as_bytes(mac))) return refuse("bad signature");
+
+  auto payload_json = base64url_decode(token.substr(dot1 + 1, dot2 - dot1 - 1));
+  if (!payload_json) return refuse("bad base64url in payload");
+  picojson::value payload;
+  if (!crypto_parse_json_object(*payload_json, &payload))
+    return refuse("payload is not a JSON object");
+  const picojson::object& claims = payload.get<picojson::object>();
+
+  auto sub = claims.find("sub");
+  if (sub != claims.end()) {
+    if (!sub->second.is<std::string>()) return refuse("sub is not a string");
+    r.sub = sub->second.get<std::string>();
+  }
+  double date = 0;
+  std::string bad;
+  if (claims.count("iat") != 0) {
+    if (!(bad = crypto_numeric_date(claims, "iat", &date)).empty()) return refuse(bad);
+    r.iat = static_cast<std::int64_t>(std::floor(date));
+  }
+  if (claims.count("nbf") != 0) {
+    if (!(bad = crypto_numeric_date(claims, "nbf", &date)).empty()) return refuse(bad);
+    if (static_cast<double>(now_seconds) < date) return refuse("token not yet valid");
+  }
+  if (!(bad = crypto_numeric_date(claims, "exp", &date)).empty()) return refuse(bad);
+  r.exp = static_cast<std::int64_t>(std::floor(date));
+  // RFC 7519 section 4.1.4: the current time must be before exp.
+  if (static_cast<double>(now_seconds) >= date) return refuse("token expired");
+  r.ok = true;
+  return r;
+}
+
+// ---- password hashes: pbkdf2-sha256$<iterations>$<salt>$<hash> -------------------------
+
+// 100000 iterations take about 60 ms on an x86-64 core and a few hundred on a
+// Raspberry-Pi-class board, paid at every login (rate-limited per address,
+// section 4) but by an offline guesser at every guess. OWASP's 600000 would
+// cost seconds per login on the small ARM and RISC-V hosts this agent targets.
+inline constexpr int kPasswordIterations = 100000;
+inline constexpr int kPasswordMaxIterations = 10000000;
+
+// Empty if iterations is out of [1, kPasswordMaxIterations] or the system has
+// no randomness to give.
+inline std::string password_hash(std::string_view password, int iterations = kPasswordIterations) {
+  if (iterations < 1 || iterations > kPasswordMaxIterations) return std::string();
+  char salt[16];
+  if (!random_bytes(salt, sizeof salt)) return std::string();
+  std::string_view salt_bytes(salt, sizeof salt);
+  std::string hash =
+      pbkdf2_hmac_sha256(password, salt_bytes, static_cast<std::uint32_t>(iterations), 32);
+  return "pbkdf2-sha256$" + crypto_int_to_string(iterations) + "$" + base64_encode(salt_bytes) +
+         "$" + base64_encode(hash);
+}
+
+inline bool password_verify(std::string_view password, std::string_view encoded) {
+  constexpr std::string_view kScheme = "pbkdf2-sha256$";
+  if (encoded.substr(0, kScheme.size()) != kScheme) return false;
+  encoded.remove_prefix(kScheme.size());
+  std::size_t d1 = encoded.find('$');
+  std::size_t d2 = d1 == std::string_view::npos ? d1 : encoded.find('$', d1 + 1);
+  if (d2 == std::string_view::npos || encoded.find('$', d2 + 1) != std::string_view::npos)
+    return false;
+  std::string_view count = encoded.substr(0, d1);
+  if (count.empty() || count.size() > 8 || count[0] < '0' || count[0] > '9') return false;
+  std::uint32_t iterations = 0;
+  auto parsed = std::from_chars(count.data(), count.data() + count.size(), iterations);
+  if (parsed.ec != std::errc() || parsed.ptr != count.data() + count.size()) return false;
+  if (iterations < 1 || iterations > static_cast<std::uint32_t>(kPasswordMaxIterations)) return false;
+  auto salt = base64_decode(encoded.substr(d1 + 1, d2 - d1 - 1));
+  auto hash = base64_decode(encoded.substr(d2 + 1));
+  if (!salt || salt->empty() || salt->size() > 256) return false;
+  if (!hash || hash->size() < 16 || hash->size() > 64) return false;
+  return constant_time_equal(pbkdf2_hmac_sha256(password, *salt, iterations, hash->size()), *hash);
+}
+
+}  // namespace detail
+}  // namespace metrics_agent
+
+// ============================================================================
+// Implementation: text helpers, JSON output, time
+// ============================================================================
+
+namespace metrics_agent {
+namespace detail {
+
+inline char ascii_lower(char c) { return (c >= 'A' && c <= 'Z') ? char(c - 'A' + 'a') : c; }
+
+inline bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    if (ascii_lower(a[i]) != ascii_lower(b[i])) return false;
+  return true;
+}
+
+inline std::string_view trim_ows(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// True when the comma-separated header value `list` contains `token`.
+inline bool header_has_token(std::string_view list, std::string_view token) {
+  while (!list.empty()) {
+    std::size_t comma = list.find(',');
+    if (iequals(trim_ows(list.substr(0, comma)), token)) return true;
+    if (comma == std::string_view::npos) break;
+    list.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+inline int hex_digit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+inline std::string percent_decode(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size() && hex_digit(s[i + 1]) >= 0 && hex_digit(s[i + 2]) >= 0) {
+      out += char(hex_digit(s[i + 1]) * 16 + hex_digit(s[i + 2]));
+      i += 2;
+    } else if (s[i] == '+') {
+      out += ' ';
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+// Finds `key` in an application/x-www-form-urlencoded query string.
+inline bool query_lookup(std::string_view query, std::string_view key, std::string* value) {
+  while (!query.empty()) {
+    std::size_t amp = query.find('&');
+    std::string_view pair = query.substr(0, amp);
+    std::size_t eq = pair.find('=');
+    if (percent_decode(pair.substr(0, eq)) == key) {
+      if (value) *value = eq == std::string_view::npos ? std::string() : percent_decode(pair.substr(eq + 1));
+      return true;
+    }
+    if (amp == std::string_view::npos) break;
+    query.remove_prefix(amp + 1);
+  }
+  return false;
+}
+
+// Parses a whole string as a finite double (no locale, no trailing junk).
+inline bool parse_double(std::string_view s, double& out) {
+  s = trim_ows(s);
+  if (s.empty()) return false;
+  const char* b = s.data();
+  if (*b == '+') ++b;
+  auto r = std::from_chars(b, s.data() + s.size(), out);
+  return r.ec == std::errc() && r.ptr == s.data() + s.size() && std::isfinite(out);
+}
+
+inline bool to_u64(std::string_view s, std::uint64_t& out) {
+  s = trim_ows(s);
+  if (s.empty()) return false;
+  auto r = std::from_chars(s.data(), s.data() + s.size(), out);
+  return r.ec == std::errc() && r.ptr == s.data() + s.size();
+}
+
+// Appends a number the way JSON wants it: `decimals` places, trailing zeros
+// trimmed, "null" for NaN and infinities. std::to_chars ignores the locale.
+inline void append_number(std::string& out, double v, int decimals = 2) {
+  if (!std::isfinite(v)) {
+    out += "null";
+    return;
+  }
+  char buf[64];
+  auto r = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::fixed, decimals);
+  if (r.ec != std::errc()) {
+    r = std::to_chars(buf, buf + sizeof buf, v);
+  } else if (decimals > 0) {
+    while (r.ptr[-1] == '0') --r.ptr;
+    if (r.ptr[-1] == '.') --r.ptr;
+  }
+  std::string_view s(buf, std::size_t(r.ptr - buf));
+  if (s == "-0") s = "0";
+  out.append(s.data(), s.size());
+}
+
+inline void append_uint(std::string& out, std::uint64_t v) {
+  char buf[24];
+  auto r = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, std::size_t(r.ptr - buf));
+}
+
+inline void append_json_string(std::string& out, std::string_view s) {
+  static const char hex[] = "0123456789abcdef";
+  out += '"';
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20) {
+          out += "\\u00";
+          out += hex[c >> 4];
+          out += hex[c & 15];
+        } else {
+          out += char(c);
+        }
+    }
+  }
+  out += '"';
+}
+
+inline std::string json_string(std::string_view s) {
+  std::string out;
+  append_json_string(out, s);
+  return out;
+}
+
+// A small streaming JSON writer: commas and keys are its business.
+class JsonWriter {
+ public:
+  explicit JsonWriter(std::string& out) : out_(out) {}
+  JsonWriter& begin_object() { sep(); out_ += '{'; first_ = true; return *this; }
+  JsonWriter& end_object() { out_ += '}'; first_ = false; return *this; }
+  JsonWriter& begin_array() { sep(); out_ += '['; first_ = true; return *this; }
+  JsonWriter& end_array() { out_ += ']'; first_ = false; return *this; }
+  JsonWriter& key(std::string_view k) {
+    sep();
+    append_json_string(out_, k);
+    out_ += ':';
+    first_ = true;  // the value follows without a comma
+    return *this;
+  }
+  JsonWriter& num(double v, int decimals = 2) { sep(); append_number(out_, v, decimals); return *this; }
+  JsonWriter& uint(std::uint64_t v) { sep(); append_uint(out_, v); return *this; }
+  JsonWriter& str(std::string_view s) { sep(); append_json_string(out_, s); return *this; }
+  JsonWriter& boolean(bool b) { sep(); out_ += b ? "true" : "false"; return *this; }
+  JsonWriter& null() { sep(); out_ += "null"; return *this; }
+  JsonWriter& raw(std::string_view json) { sep(); out_ += json; return *this; }
+
+ private:
+  void sep() {
+    if (!first_) out_ += ',';
+    first_ = false;
+  }
+  std::string& out_;
+  bool first_ = true;
+};
+
+inline std::int64_t wall_now_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+inline double mono_now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// Civil date from days since 1970-01-01 (proleptic Gregorian; H. Hinnant's
+// well-known days_from_civil inverse), so no gmtime() and no locale.
+inline void civil_from_days(std::int64_t z, int& y, unsigned& m, unsigned& d) {
+  z += 719468;
+  const std::int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+  const unsigned doe = unsigned(z - era * 146097);
+  const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  const unsigned mp = (5 * doy + 2) / 153;
+  d = doy - (153 * mp + 2) / 5 + 1;
+  m = mp < 10 ? mp + 3 : mp - 9;
+  y = int(std::int64_t(yoe) + era * 400 + (m <= 2));
+}
+
+enum class TimeFormat {
+  Micro,    // 2025-11-10T12:30:45.123456   (flat stream: no zone suffix)
+  Seconds,  // 2026-01-19T14:30:05Z
+  Millis,   // 2026-01-19T14:30:05.500Z
+};
+
+inline void append_timestamp(std::string& out, std::int64_t us, TimeFormat f) {
+  std::int64_t secs = us >= 0 ? us / 1000000 : (us - 999999) / 1000000;
+  std::int64_t frac = us - secs * 1000000;
+  std::int64_t days = secs >= 0 ? secs / 86400 : (secs - 86399) / 86400;
+  std::int64_t sod = secs - days * 86400;
+  int y;
+  unsigned m, d;
+  civil_from_days(days, y, m, d);
+  char buf[40];
+  int n = std::snprintf(buf, sizeof buf, "%04d-%02u-%02uT%02d:%02d:%02d", y, m, d, int(sod / 3600),
+                        int(sod / 60 % 60), int(sod % 60));
+  out.append(buf, std::size_t(n));
+  if (f == TimeFormat::Micro) {
+    n = std::snprintf(buf, sizeof buf, ".%06d", int(frac));
+    out.append(buf, std::size_t(n));
+  } else if (f == TimeFormat::Millis) {
+    n = std::snprintf(buf, sizeof buf, ".%03dZ", int(frac / 1000));
+    out.append(buf, std::size_t(n));
+  } else {
+    out += 'Z';
+  }
+}
+
+inline std::string format_timestamp(std::int64_t us, TimeFormat f) {
+  std::string s;
+  append_timestamp(s, us, f);
+  return s;
+}
+
+// ============================================================================
+// Implementation: HTTP/1.1 request parser (RFC 9112) with hard limits
+// ============================================================================
+
+inline bool is_tchar(char c) {
+  // RFC 9110 §5.6.2 token characters.
+  if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return true;
+  return std::strchr("!#$%&'*+-.^_`|~", c) != nullptr && c != '\0';
+}
+
+struct HttpParseResult {
+  enum Status { Incomplete, Complete, Error } status = Incomplete;
+  std::size_t consumed = 0;  // bytes of the request, when Complete
+  int error_status = 0;      // 400, 413, 431, 501, 505 when Error
+  std::string error;
+};
+
+struct HttpLimits {
+  std::size_t max_header_bytes = METRICS_AGENT_MAX_HEADER_BYTES;
+  std::size_t max_body_bytes = METRICS_AGENT_MAX_BODY_BYTES;
+  std::size_t max_headers = 100;
+};
+
+// Parses one request from the start of `buf`. Pure: buffers nothing itself,
+// so it can be called again with more bytes after Incomplete.
+inline HttpParseResult parse_http_request(std::string_view buf, HttpRequest& req,
+                                          const HttpLimits& limits = {}) {
+  HttpParseResult r;
+  auto fail = [&](int status, const char* why) {
+    r.status = HttpParseResult::Error;
+    r.error_status = status;
+    r.error = why;
+    return r;
+  };
+  // Leading empty lines before a request are ignored (RFC 9112 §2.2).
+  std::size_t start = 0;
+  while (start < buf.size() && (buf[start] == '\r' || buf[start] == '\n') && start < 64) ++start;
+  std::size_t head_end = std::string_view::npos, body_start = 0;
+  for (std::size_t i = start; i < buf.size(); ++i) {
+    if (buf[i] != '\n') continue;
+    if (i + 1 < buf.size() && buf[i + 1] == '\n') {
+      head_end = i + 1;
+      body_start = i + 2;
+      break;
+    }
+    if (i + 2 < buf.size() && buf[i + 1] == '\r' && buf[i + 2] == '\n') {
+      head_end = i + 1;
+      body_start = i + 3;
+      break;
+    }
+  }
+  if (head_end == std::string_view::npos) {
+    if (buf.size() > limits.max_header_bytes) return fail(431, "request header fields too large");
+    // A request line must start with a token: refuse garbage at once.
+    for (std::size_t i = start; i < buf.size() && buf[i] != ' '; ++i)
+      if (!is_tchar(buf[i])) return fail(400, "malformed request line");
+    return r;
+  }
+  if (head_end > limits.max_header_bytes) return fail(431, "request header fields too large");
+
+  std::string_view head = buf.substr(start, head_end - start);
+  auto next_line = [&head]() {
+    std::size_t nl = head.find('\n');
+    std::string_view line = head.substr(0, nl);
+    head.remove_prefix(nl == std::string_view::npos ? head.size() : nl + 1);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    return line;
+  };
+  std::string_view line = next_line();
+  std::size_t sp1 = line.find(' ');
+  std::size_t sp2 = sp1 == std::string_view::npos ? sp1 : line.find(' ', sp1 + 1);
+  if (sp1 == 0 || sp1 == std::string_view::npos || sp2 == std::string_view::npos ||
+      line.find(' ', sp2 + 1) != std::string_view::npos)
+    return fail(400, "malformed request line");
+  std::string_view method = line.substr(0, sp1), target = line.substr(sp1 + 1, sp2 - sp1 - 1),
+                   version = line.substr(sp2 + 1);
+  for (char c : method)
+    if (!is_tchar(c)) return fail(400, "malformed method");
+  if (target.empty() || (target[0] != '/' && target != "*")) return fail(400, "malformed request target");
+  for (char c : target)
+    if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) return fail(400, "malformed request target");
+  if (version.size() != 8 || version.substr(0, 7) != "HTTP/1.") {
+    if (version.substr(0, 5) == "HTTP/") return fail(505, "HTTP version not supported");
+    return fail(400, "malformed HTTP version");
+  }
+  if (version[7] != '0' && version[7] != '1') return fail(505, "HTTP version not supported");
+
+  req = HttpRequest();
+  req.method.assign(method);
+  req.target.assign(target);
+  req.version.assign(version);
+  std::size_t q = target.find('?');
+  req.path.assign(target.substr(0, q));
+  if (q != std::string_view::npos) req.query.assign(target.substr(q + 1));
+
+  std::uint64_t content_length = 0;
+  bool have_length = false;
+  while (!head.empty()) {
+    line = next_line();
+    if (line.empty()) break;
+    if (line[0] == ' ' || line[0] == '\t') return fail(400, "obsolete header line folding");
+    std::size_t colon = line.find(':');
+    if (colon == 0 || colon == std::string_view::npos) return fail(400, "malformed header field");
+    std::string_view name = line.substr(0, colon);
+    for (char c : name)
+      if (!is_tchar(c)) return fail(400, "malformed header field name");
+    std::string_view value = trim_ows(line.substr(colon + 1));
+    if (req.headers.size() >= limits.max_headers) return fail(431, "too many header fields");
+    std::string lname(name);
+    for (char& c : lname) c = ascii_lower(c);
+    if (lname == "content-length") {
+      std::uint64_t n = 0;
+      if (!to_u64(value, n)) return fail(400, "malformed Content-Length");
+      if (have_length && n != content_length) return fail(400, "conflicting Content-Length");
+      have_length = true;
+      content_length = n;
+    } else if (lname == "transfer-encoding") {
+      return fail(501, "chunked request bodies are not supported; send Content-Length");
+    }
+    req.headers.emplace_back(std::move(lname), std::string(value));
+  }
+  const std::string* conn = req.header("connection");
+  if (req.version == "HTTP/1.0")
+    req.keep_alive = conn && header_has_token(*conn, "keep-alive");
+  else
+    req.keep_alive = !(conn && header_has_token(*conn, "close"));
+  if (req.version == "HTTP/1.1" && !req.header("host")) return fail(400, "missing Host header");
+  if (content_length > limits.max_body_bytes) return fail(413, "request body too large");
+  if (buf.size() - body_start < content_length) return r;  // the body is still arriving
+  req.body.assign(buf.substr(body_start, std::size_t(content_length)));
+  r.status = HttpParseResult::Complete;
+  r.consumed = body_start + std::size_t(content_length);
+  return r;
+}
+
+inline const char* http_reason(int status) {
+  switch (status) {
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 413: return "Content Too Large";
+    case 426: return "Upgrade Required";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 503: return "Service Unavailable";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Unknown";
+  }
+}
+
+inline std::string serialize_response(const HttpResponse& res, bool keep_alive, bool head_only) {
+  std::string out;
+  out.reserve(160 + res.body.size());
+  out += "HTTP/1.1 ";
+  append_uint(out, std::uint64_t(res.status));
+  out += ' ';
+  out += http_reason(res.status);
+  out += "\r\nServer: metrics-agent/" METRICS_AGENT_VERSION "\r\n";
+  if (!res.content_type.empty() && res.status != 204) {
+    out += "Content-Type: ";
+    out += res.content_type;
+    out += "\r\n";
+  }
+  for (const auto& h : res.headers) {
+    out += h.first;
+    out += ": ";
+    out += h.second;
+    out += "\r\n";
+  }
+  if (res.status != 204 && res.status != 101) {
+    out += "Content-Length: ";
+    append_uint(out, res.body.size());
+    out += "\r\n";
+  }
+  if (res.status != 101) out += keep_alive ? "Connection: keep-alive\r\n" : "Connection: close\r\n";
+  out += "\r\n";
+  if (!head_only && res.status != 204) out += res.body;
+  return out;
+}
+
+// ============================================================================
+// Implementation: WebSocket frames (RFC 6455 §5), pure and incremental
+// ============================================================================
+
+enum class WsOp : std::uint8_t {
+  Continuation = 0x0,
+  Text = 0x1,
+  Binary = 0x2,
+  Close = 0x8,
+  Ping = 0x9,
+  Pong = 0xA,
+};
+
+inline std::string encode_frame(WsOp op, std::string_view payload, bool fin = true,
+                                const std::uint8_t* mask = nullptr) {
+  std::string f;
+  f.reserve(payload.size() + 14);
+  f += char((fin ? 0x80 : 0x00) | std::uint8_t(op));
+  std::uint8_t m = mask ? 0x80 : 0x00;
+  std::size_t n = payload.size();
+  if (n < 126) {
+    f += char(m | n);
+  } else if (n <= 0xFFFF) {
+    f += char(m | 126);
+    f += char(n >> 8);
+    f += char(n & 0xFF);
+  } else {
+    f += char(m | 127);
+    for (int i = 7; i >= 0; --i) f += char((std::uint64_t(n) >> (8 * i)) & 0xFF);
+  }
+  if (mask) {
+    f.append(reinterpret_cast<const char*>(mask), 4);
+    for (std::size_t i = 0; i < n; ++i) f += char(payload[i] ^ mask[i & 3]);
+  } else {
+    f.append(payload.data(), payload.size());
+  }
+  return f;
+}
+
+inline std::string encode_close_frame(std::uint16_t code, std::string_view reason) {
+  std::string p;
+  if (code != 0) {
+    p += char(code >> 8);
+    p += char(code & 0xFF);
+    p.append(reason.substr(0, 123));
+  }
+  return encode_frame(WsOp::Close, p);
+}
+
+// RFC 6455 §7.4: codes an endpoint may put on the wire.
+inline bool valid_close_code(std::uint16_t code) {
+  if (code >= 3000 && code <= 4999) return true;
+  return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014);
+}
+
+struct WsEvent {
+  enum Type { Text, Binary, Ping, Pong, Close, Error } type = Error;
+  std::string_view payload;       // message, ping/pong data, or close reason
+  std::uint16_t code = 0;         // close code received, or the code to fail with
+  const char* error = "";         // why, for Error
+};
+
+// Decodes client-to-server frames. next() consumes bytes from the front of
+// the caller's buffer; it needs a whole frame to act on it, but checks the
+// announced length against the limit before any payload is buffered.
+class WsDecoder {
+ public:
+  explicit WsDecoder(std::size_t max_message, bool require_mask = true)
+      : max_message_(max_message), require_mask_(require_mask) {}
+
+  // Returns false when more bytes are needed. Otherwise `consumed` bytes were
+  // used and, when `have_event`, `ev` is set (payload valid until next call).
+  bool next(const char* data, std::size_t len, std::size_t& consumed, WsEvent& ev, bool& have_event) {
+    consumed = 0;
+    have_event = false;
+    if (failed_) return false;
+    if (len < 2) return false;
+    const auto* p = reinterpret_cast<const std::uint8_t*>(data);
+    bool fin = p[0] & 0x80;
+    std::uint8_t rsv = p[0] & 0x70, opcode = p[0] & 0x0F;
+    bool masked = p[1] & 0x80;
+    std::uint64_t plen = p[1] & 0x7F;
+    std::size_t hlen = 2;
+    // §5.2: RSV1-3 must be 0 unless an extension was negotiated (none is).
+    if (rsv) return fail(ev, have_event, 1002, "reserved bits set");
+    bool control = opcode & 0x08;
+    // §5.2: opcodes 0x3-0x7 and 0xB-0xF are reserved.
+    if (opcode > 0x2 && opcode != 0x8 && opcode != 0x9 && opcode != 0xA)
+      return fail(ev, have_event, 1002, "reserved opcode");
+    // §5.1: a client must mask every frame it sends.
+    if (masked != require_mask_) return fail(ev, have_event, 1002, masked ? "masked frame" : "unmasked frame");
+    // §5.5: control frames are at most 125 bytes and never fragmented.
+    if (control && (!fin || plen > 125)) return fail(ev, have_event, 1002, "bad control frame");
+    if (plen == 126) {
+      if (len < 4) return false;
+      plen = (std::uint64_t(p[2]) << 8) | p[3];
+      hlen = 4;
+    } else if (plen == 127) {
+      if (len < 10) return false;
+      plen = 0;
+      for (int i = 0; i < 8; ++i) plen = (plen << 8) | p[2 + i];
+      hlen = 10;
+      // §5.2: the most significant bit of a 64-bit length must be 0.
+      if (plen >> 63) return fail(ev, have_event, 1002, "bad frame length");
+    }
+    if (!control) {
+      // §5.4: continuation only inside a message; no new message inside one.
+      if (opcode == 0x0 && !in_message_) return fail(ev, have_event, 1002, "continuation without a message");
+      if (opcode != 0x0 && in_message_) return fail(ev, have_event, 1002, "new message inside a fragmented one");
+      std::uint64_t total = (opcode == 0x0 ? message_.size() : 0) + plen;
+      if (total > max_message_) return fail(ev, have_event, 1009, "message too big");
+      if (opcode == 0x0 && fragments_ + 1 > METRICS_AGENT_MAX_FRAGMENTS)
+        return fail(ev, have_event, 1009, "too many fragments");
+    }
+    if (masked) hlen += 4;
+    if (len < hlen || len - hlen < plen) return false;
+    const std::uint8_t* mask = masked ? p + hlen - 4 : nullptr;
+    const char* payload = data + hlen;
+    consumed = hlen + std::size_t(plen);
+
+    if (control) {
+      control_.assign(payload, std::size_t(plen));
+      unmask(&control_[0], control_.size(), mask, 0);
+      have_event = true;
+      ev = WsEvent();
+      ev.payload = control_;
+      if (opcode == 0x9) {
+        ev.type = WsEvent::Ping;
+      } else if (opcode == 0xA) {
+        ev.type = WsEvent::Pong;
+      } else {
+        ev.type = WsEvent::Close;
+        ev.code = 1005;  // §7.1.5: no status code present
+        if (plen == 1) return fail(ev, have_event, 1002, "close payload of one byte");
+        if (plen >= 2) {
+          ev.code = std::uint16_t((std::uint8_t(control_[0]) << 8) | std::uint8_t(control_[1]));
+          if (!valid_close_code(ev.code)) return fail(ev, have_event, 1002, "invalid close code");
+          Utf8Validator v;
+          if (!v.feed(control_.data() + 2, control_.size() - 2) || !v.complete())
+            return fail(ev, have_event, 1007, "close reason is not UTF-8");
+          ev.payload = std::string_view(control_).substr(2);
+        }
+      }
+      return true;
+    }
+    if (opcode != 0x0) {
+      in_message_ = true;
+      text_ = opcode == 0x1;
+      message_.clear();
+      fragments_ = 0;
+      utf8_.reset();
+    }
+    ++fragments_;
+    std::size_t old = message_.size();
+    message_.append(payload, std::size_t(plen));
+    unmask(&message_[0] + old, std::size_t(plen), mask, 0);
+    // §8.1: text must be valid UTF-8; fail as soon as it cannot become valid.
+    if (text_ && !utf8_.feed(message_.data() + old, std::size_t(plen)))
+      return fail(ev, have_event, 1007, "invalid UTF-8 in text message");
+    if (!fin) return true;
+    in_message_ = false;
+    if (text_ && !utf8_.complete()) return fail(ev, have_event, 1007, "invalid UTF-8 in text message");
+    have_event = true;
+    ev = WsEvent();
+    ev.type = text_ ? WsEvent::Text : WsEvent::Binary;
+    ev.payload = message_;
+    return true;
+  }
+
+  // Releases the memory of a large finished message.
+  void shrink() {
+    if (!in_message_ && message_.capacity() > 4096) std::string().swap(message_);
+  }
+
+ private:
+  static void unmask(char* d, std::size_t n, const std::uint8_t* mask, std::size_t) {
+    if (!mask) return;
+    for (std::size_t i = 0; i < n; ++i) d[i] = char(d[i] ^ mask[i & 3]);
+  }
+  bool fail(WsEvent& ev, bool& have_event, std::uint16_t code, const char* why) {
+    failed_ = true;
+    have_event = true;
+    ev = WsEvent();
+    ev.type = WsEvent::Error;
+    ev.code = code;
+    ev.error = why;
+    return true;
+  }
+
+  std::size_t max_message_;
+  bool require_mask_;
+  bool failed_ = false;
+  bool in_message_ = false;
+  bool text_ = false;
+  std::size_t fragments_ = 0;
+  std::string message_, control_;
+  Utf8Validator utf8_;
+};
+
+}  // namespace detail
+}  // namespace metrics_agent
+
+// ============================================================================
+// Implementation: socket shim (the only OS calls the event loop makes)
+// ============================================================================
+
+namespace metrics_agent {
+namespace detail {
+namespace net {
+
+#if defined(METRICS_AGENT_HAS_EPOLL)
+using socket_t = int;
+constexpr socket_t invalid_socket = -1;
+inline void close_socket(socket_t s) { ::close(s); }
+inline int last_error() { return errno; }
+inline bool would_block(int e) { return e == EAGAIN || e == EWOULDBLOCK || e == EINTR; }
+inline bool out_of_descriptors(int e) { return e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM; }
+inline long send_some(socket_t s, const void* p, std::size_t n) { return long(::send(s, p, n, MSG_NOSIGNAL)); }
+inline long recv_some(socket_t s, void* p, std::size_t n) { return long(::recv(s, p, n, 0)); }
+inline long send_vec(socket_t s, const struct iovec* v, int n) {
+  struct msghdr m {};
+  m.msg_iov = const_cast<struct iovec*>(v);
+  m.msg_iovlen = std::size_t(n);
+  return long(::sendmsg(s, &m, MSG_NOSIGNAL));
+}
+inline void shutdown_write(socket_t s) { ::shutdown(s, SHUT_WR); }
+
+// Raises the open-file limit to the hard limit (SPEC §2).
+inline void raise_fd_limit() {
+  struct rlimit rl {};
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+inline socket_t accept_nonblocking(socket_t l, std::string& remote, bool& loopback) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  socket_t s = ::accept4(l, reinterpret_cast<sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  if (s < 0) return invalid_socket;
+  int one = 1;
+  ::setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  char buf[INET6_ADDRSTRLEN] = "";
+  loopback = false;
+  if (ss.ss_family == AF_INET) {
+    auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+    inet_ntop(AF_INET, &a->sin_addr, buf, sizeof buf);
+    loopback = (ntohl(a->sin_addr.s_addr) >> 24) == 127;
+  } else if (ss.ss_family == AF_INET6) {
+    auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+    inet_ntop(AF_INET6, &a->sin6_addr, buf, sizeof buf);
+    loopback = IN6_IS_ADDR_LOOPBACK(&a->sin6_addr) ||
+               (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr) && a->sin6_addr.s6_addr[12] == 127);
+  }
+  remote = buf;
+  return s;
+}
+
+// Listens on "HOST:PORT" where HOST is an IPv4 address, [IPv6], "localhost"
+// or "*". Returns invalid_socket and a reason on failure.
+inline socket_t listen_on(const std::string& spec, std::string& error) {
+  std::size_t colon = spec.rfind(':');
+  if (colon == std::string::npos) {
+    error = "expected ADDR:PORT, got '" + spec + "'";
+    return invalid_socket;
+  }
+  std::string host = spec.substr(0, colon), port_s = spec.substr(colon + 1);
+  std::uint64_t port = 0;
+  if (!to_u64(port_s, port) || port > 65535) {
+    error = "bad port in '" + spec + "' (0-65535)";
+    return invalid_socket;
+  }
+  sockaddr_storage ss{};
+  socklen_t len = 0;
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+    a->sin6_family = AF_INET6;
+    a->sin6_port = htons(std::uint16_t(port));
+    if (inet_pton(AF_INET6, host.substr(1, host.size() - 2).c_str(), &a->sin6_addr) != 1) {
+      error = "bad IPv6 address in '" + spec + "'";
+      return invalid_socket;
+    }
+    len = sizeof *a;
+  } else {
+    if (host == "localhost") host = "127.0.0.1";
+    if (host.empty() || host == "*") host = "0.0.0.0";
+    auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+    a->sin_family = AF_INET;
+    a->sin_port = htons(std::uint16_t(port));
+    if (inet_pton(AF_INET, host.c_str(), &a->sin_addr) != 1) {
+      error = "bad IPv4 address in '" + spec + "'";
+      return invalid_socket;
+    }
+    len = sizeof *a;
+  }
+  socket_t s = ::socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (s < 0) {
+    error = std::string("socket: ") + std::strerror(errno);
+    return invalid_socket;
+  }
+  int one = 1;
+  ::setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (ss.ss_family == AF_INET6) ::setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  if (::bind(s, reinterpret_cast<sockaddr*>(&ss), len) != 0) {
+    int e = errno;
+    error = "cannot listen on " + spec + ": " + std::strerror(e) +
+            (e == EADDRINUSE ? " (another process holds the port)" : "");
+    ::close(s);
+    return invalid_socket;
+  }
+  if (::listen(s, 4096) != 0) {
+    error = std::string("listen: ") + std::strerror(errno);
+    ::close(s);
+    return invalid_socket;
+  }
+  return s;
+}
+
+inline int bound_port(socket_t s) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (getsockname(s, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return 0;
+  if (ss.ss_family == AF_INET) return ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+  return ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
+}
+
+// A wake-up channel another thread or a signal handler can poke.
+struct Waker {
+  int fds[2] = {-1, -1};
+  Waker() {
+    if (::pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) fds[0] = fds[1] = -1;
+  }
+  ~Waker() {
+    if (fds[0] >= 0) ::close(fds[0]);
+    if (fds[1] >= 0) ::close(fds[1]);
+  }
+  void wake() const {
+    char c = 1;
+    ssize_t r = ::write(fds[1], &c, 1);  // async-signal-safe
+    (void)r;
+  }
+  void drain() const {
+    char buf[64];
+    while (::read(fds[0], buf, sizeof buf) > 0) {
+    }
+  }
+  int fd() const { return fds[0]; }
+};
+
+// Readiness notification: epoll, level-triggered.
+class Poller {
+ public:
+  struct Event {
+    void* ptr;
+    bool readable, writable, error;
+  };
+  Poller() : ep_(::epoll_create1(EPOLL_CLOEXEC)) {}
+  ~Poller() {
+    if (ep_ >= 0) ::close(ep_);
+  }
+  bool ok() const { return ep_ >= 0; }
+  bool add(socket_t s, void* ptr, bool want_write = false) { return ctl(EPOLL_CTL_ADD, s, ptr, want_write); }
+  bool modify(socket_t s, void* ptr, bool want_write) { return ctl(EPOLL_CTL_MOD, s, ptr, want_write); }
+  void remove(socket_t s) { ::epoll_ctl(ep_, EPOLL_CTL_DEL, s, nullptr); }
+  // Waits up to timeout_ms; returns the number of events in `out`.
+  int wait(std::vector<Event>& out, int timeout_ms) {
+    epoll_event evs[256];
+    int n = ::epoll_wait(ep_, evs, 256, timeout_ms);
+    out.clear();
+    for (int i = 0; i < n; ++i)
+      out.push_back({evs[i].data.ptr, (evs[i].events & (EPOLLIN | EPOLLHUP)) != 0,
+                     (evs[i].events & EPOLLOUT) != 0, (evs[i].events & EPOLLERR) != 0});
+    return n < 0 ? 0 : n;
+  }
+
+ private:
+  bool ctl(int op, socket_t s, void* ptr, bool want_write) {
+    epoll_event ev{};
+    ev.events = EPOLLIN | (want_write ? EPOLLOUT : 0u);
+    ev.data.ptr = ptr;
+    return ::epoll_ctl(ep_, op, s, &ev) == 0;
+  }
+  int ep_;
+};
+
+// A spare descriptor, closed to accept-and-shed one connection when the
+// process is out of descriptors, so the listener does not spin (SPEC §2).
+struct ReserveFd {
+  int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  ~ReserveFd() {
+    if (fd >= 0) ::close(fd);
+  }
+  void shed_one(socket_t listener) {
+    if (fd >= 0) ::close(fd);
+    int s = ::accept(listener, nullptr, nullptr);
+    if (s >= 0) ::close(s);
+    fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  }
+};
+#endif  // METRICS_AGENT_HAS_EPOLL
+
+}  // namespace net
+
+// ============================================================================
+// Implementation: the event loop
+// ============================================================================
+
+struct OutChunk {
+  std::shared_ptr<const std::string> buf;
+  std::size_t offset;
+};
+
+struct Conn {
+  enum class State : std::uint8_t { Http, WebSocket, Closing, Draining };
+  net::socket_t fd = net::invalid_socket;
+  State state = State::Http;
+  bool dead = false;
+  bool write_armed = false;
+  bool close_after_flush = false;  // HTTP "Connection: close", or after a close frame
+  bool ping_outstanding = false;
+  bool loopback = false;
+  bool served = false;             // an HTTP request was answered on it
+  std::uint16_t drop_reason = 0;   // 0 none, else a ServerStats counter tag
+  std::string in;
+  std::vector<OutChunk> out;
+  std::size_t out_bytes = 0;
+  std::unique_ptr<WsDecoder> decoder;
+  struct RouteEntry* route = nullptr;
+  std::unique_ptr<HttpRequest> request;  // the upgrade request, for WebSocket::request()
+  double last_rx = 0, partial_since = 0, ping_sent = 0, deadline = 0;
+  std::uint64_t user = 0;
+  std::size_t index = 0;
+  std::string remote;
+  class Loop* loop = nullptr;
+};
+
+struct RouteEntry {
+  WebSocketRoute route;
+  std::size_t clients = 0;
+};
+
+struct HttpRoute {
+  std::string method, path;
+  bool prefix;
+  HttpHandler handler;
+};
+
+struct Ticker {
+  std::int64_t period_us;
+  std::function<void(std::int64_t)> fn;
+  std::int64_t next_us = 0;
+};
+
+class Loop {
+ public:
+  explicit Loop(Server::Config cfg) : cfg_(std::move(cfg)) { rbuf_.resize(64 * 1024); }
+  ~Loop() {
+    for (auto& c : conns_)
+      if (c->fd != net::invalid_socket) net::close_socket(c->fd);
+    if (listener_ != net::invalid_socket) net::close_socket(listener_);
+  }
+
+  Server::Config cfg_;
+  std::map<std::string, RouteEntry, std::less<>> ws_routes_;
+  std::vector<HttpRoute> http_routes_;
+  std::vector<Ticker> tickers_;
+  ServerStats stats_;
+
+  void log(const std::string& line) const {
+    if (cfg_.logger) {
+      cfg_.logger(line);
+      return;
+    }
+    std::string s;
+    append_timestamp(s, wall_now_us(), TimeFormat::Seconds);
+    s += " metrics-agent: ";
+    s += line;
+    s += '\n';
+    std::fwrite(s.data(), 1, s.size(), stderr);
+  }
+
+  bool listen(std::string* error) {
+    if (listener_ != net::invalid_socket) return true;
+    net::raise_fd_limit();
+    std::string err;
+    listener_ = net::listen_on(cfg_.listen, err);
+    if (listener_ == net::invalid_socket) {
+      if (error) *error = err;
+      return false;
+    }
+    if (!poller_.ok() || !poller_.add(listener_, &listener_) || !poller_.add(waker_.fd(), &waker_)) {
+      if (error) *error = "cannot set up the event loop";
+      return false;
+    }
+    port_ = net::bound_port(listener_);
+    return true;
+  }
+
+  int port() const { return port_; }
+  std::size_t client_count() const { return conns_.size(); }
+
+  void request_stop() {
+    stop_requested_.store(true);
+    waker_.wake();
+  }
+
+  void run() {
+    std::vector<net::Poller::Event> events;
+    std::int64_t now_us = wall_now_us();
+    for (auto& t : tickers_) t.next_us = (now_us / t.period_us + 1) * t.period_us;
+    double next_housekeeping = mono_now() + 0.25;
+    double shutdown_deadline = 0;
+    for (;;) {
+      if (stop_requested_.load() && shutdown_deadline == 0) {
+        begin_shutdown();
+        shutdown_deadline = mono_now() + 0.75;
+      }
+      if (shutdown_deadline != 0 && (conns_.empty() || mono_now() >= shutdown_deadline)) break;
+      int timeout_ms = 250;
+      now_us = wall_now_us();
+      for (auto& t : tickers_) {
+        std::int64_t wait_us = t.next_us - now_us;
+        int ms = wait_us <= 0 ? 0 : int((wait_us + 999) / 1000);
+        timeout_ms = std::min(timeout_ms, ms);
+      }
+      if (shutdown_deadline != 0) timeout_ms = std::min(timeout_ms, 20);
+      poller_.wait(events, timeout_ms);
+      for (const auto& ev : events) {
+        if (ev.ptr == &listener_) {
+          accept_all();
+        } else if (ev.ptr == &waker_) {
+          waker_.drain();
+        } else {
+          Conn* c = static_cast<Conn*>(ev.ptr);
+          if (c->dead) continue;
+          if (ev.readable || ev.error) on_readable(c);
+          if (!c->dead && ev.writable) flush(c);
+        }
+      }
+      now_us = wall_now_us();
+      for (auto& t : tickers_) {
+        if (now_us < t.next_us) continue;
+        if (shutdown_deadline == 0) t.fn(t.next_us);
+        // Skip ticks missed while the process was not scheduled: no bursts.
+        t.next_us = (now_us / t.period_us + 1) * t.period_us;
+      }
+      double mono = mono_now();
+      if (mono >= next_housekeeping) {
+        housekeeping(mono);
+        next_housekeeping = mono + 0.25;
+      }
+      reap();
+    }
+    for (auto& c : conns_)
+      if (!c->dead) kill(c.get(), 0);
+    reap();
+    if (listener_ != net::invalid_socket) {
+      poller_.remove(listener_);
+      net::close_socket(listener_);
+      listener_ = net::invalid_socket;
+    }
+  }
+
+  // ---- sending -----------------------------------------------------------
+
+  void send_shared(Conn* c, const std::shared_ptr<const std::string>& frame) {
+    if (c->dead || c->state == Conn::State::Draining) return;
+    ++stats_.messages_sent;
+    if (c->out.empty()) {
+      long n = net::send_some(c->fd, frame->data(), frame->size());
+      if (n == long(frame->size())) {
+        stats_.bytes_sent += std::uint64_t(n);
+        return;
+      }
+      if (n < 0 && !net::would_block(net::last_error())) {
+        drop(c, &ServerStats::dropped_error, nullptr);
+        return;
+      }
+      std::size_t off = n > 0 ? std::size_t(n) : 0;
+      stats_.bytes_sent += off;
+      c->out.push_back({frame, off});
+      c->out_bytes += frame->size() - off;
+      arm_write(c, true);
+      return;
+    }
+    c->out.push_back({frame, 0});
+    c->out_bytes += frame->size();
+    if (c->out_bytes > cfg_.max_backlog_bytes) {
+      drop(c, &ServerStats::dropped_backlog, "stopped reading (backlog over the limit)");
+    }
+  }
+
+  void send_owned(Conn* c, std::string data) {
+    send_shared(c, std::make_shared<const std::string>(std::move(data)));
+  }
+
+  void close_ws(Conn* c, std::uint16_t code, std::string_view reason) {
+    if (c->dead || c->state != Conn::State::WebSocket) return;
+    send_owned(c, encode_close_frame(code, reason));
+    if (c->dead) return;
+    c->state = Conn::State::Closing;
+    c->deadline = mono_now() + 2.0;
+  }
+
+ private:
+  // ---- connections -------------------------------------------------------
+
+  void accept_all() {
+    for (int i = 0; i < 256; ++i) {
+      std::string remote;
+      bool loopback = false;
+      net::socket_t s = net::accept_nonblocking(listener_, remote, loopback);
+      if (s == net::invalid_socket) {
+        int e = net::last_error();
+        if (net::out_of_descriptors(e)) {
+          ++stats_.accept_failures;
+          if (!fd_exhausted_logged_) {
+            log("out of file descriptors: shedding new connections (raise ulimit -n or lower --max-clients)");
+            fd_exhausted_logged_ = true;
+          }
+          reserve_.shed_one(listener_);
+          continue;
+        }
+        return;  // EAGAIN, or a connection that died in the backlog
+      }
+      fd_exhausted_logged_ = false;
+      ++stats_.connections_accepted;
+      auto c = std::make_unique<Conn>();
+      c->fd = s;
+      c->loop = this;
+      c->remote = std::move(remote);
+      c->loopback = loopback;
+      c->last_rx = mono_now();
+      c->index = conns_.size();
+      Conn* raw = c.get();
+      if (!poller_.add(s, raw)) {
+        net::close_socket(s);
+        continue;
+      }
+      conns_.push_back(std::move(c));
+      const char* over = nullptr;
+      if (conns_.size() > cfg_.max_clients) {
+        over = "too many clients";
+      } else if (!loopback && ++per_ip_[raw->remote] > cfg_.max_clients_per_ip) {
+        over = "too many clients from this address";
+      }
+      if (over) {
+        ++stats_.rejected_capacity;
+        respond(raw, HttpResponse::error(503, over), false, false);
+      }
+    }
+  }
+
+  void on_readable(Conn* c) {
+    for (int round = 0; round < 4; ++round) {
+      long n = net::recv_some(c->fd, rbuf_.data(), rbuf_.size());
+      if (n > 0) {
+        c->last_rx = mono_now();
+        if (c->state == Conn::State::Draining) continue;  // discarded
+        c->in.append(rbuf_.data(), std::size_t(n));
+        if (std::size_t(n) < rbuf_.size()) break;
+        continue;
+      }
+      if (n == 0) {  // the peer closed its side
+        kill(c, 0);
+        return;
+      }
+      if (net::would_block(net::last_error())) break;
+      drop(c, &ServerStats::dropped_error, nullptr);
+      return;
+    }
+    process(c);
+  }
+
+  void process(Conn* c) {
+    double now = mono_now();
+    while (!c->dead && c->state == Conn::State::Http && !c->in.empty() && !c->close_after_flush) {
+      HttpRequest req;
+      HttpLimits limits;
+      auto r = parse_http_request(c->in, req, limits);
+      if (r.status == HttpParseResult::Incomplete) {
+        if (c->partial_since == 0) c->partial_since = now;
+        return;
+      }
+      c->partial_since = 0;
+      if (r.status == HttpParseResult::Error) {
+        ++stats_.http_requests;
+        respond(c, HttpResponse::error(r.error_status, r.error), false, false);
+        c->in.clear();
+        return;
+      }
+      c->in.erase(0, r.consumed);
+      req.remote_address = c->remote;
+      handle_request(c, std::move(req));
+    }
+    if (!c->dead && (c->state == Conn::State::WebSocket || c->state == Conn::State::Closing)) process_frames(c);
+    if (c->in.empty() && c->in.capacity() > 4096) std::string().swap(c->in);
+  }
+
+  void process_frames(Conn* c) {
+    std::size_t pos = 0;
+    WsEvent ev;
+    for (;;) {
+      std::size_t used = 0;
+      bool have = false;
+      if (!c->decoder->next(c->in.data() + pos, c->in.size() - pos, used, ev, have)) break;
+      pos += used;
+      if (!have) continue;
+      if (ev.type == WsEvent::Error) {
+        c->in.clear();
+        ++stats_.dropped_protocol;
+        if (c->state == Conn::State::WebSocket) {
+          close_ws(c, ev.code, ev.error);
+          c->close_after_flush = true;
+          if (!c->dead && c->out.empty()) begin_drain(c);
+        } else {
+          kill(c, 0);
+        }
+        return;
+      }
+      if (ev.type == WsEvent::Close) {
+        if (c->state == Conn::State::WebSocket) {
+          // §5.5.1: answer with the same status code, then close TCP.
+          send_owned(c, ev.code == 1005 ? encode_frame(WsOp::Close, {}) : encode_close_frame(ev.code, {}));
+          if (c->dead) return;
+          c->state = Conn::State::Closing;
+          c->close_after_flush = true;
+          if (c->out.empty()) begin_drain(c);
+        } else {
+          kill(c, 0);  // the answer to our close: the handshake is complete
+        }
+        c->in.clear();
+        return;
+      }
+      if (c->state != Conn::State::WebSocket) continue;  // closing: data is dropped
+      if (ev.type == WsEvent::Ping) {
+        send_owned(c, encode_frame(WsOp::Pong, ev.payload));
+      } else if (ev.type == WsEvent::Pong) {
+        c->ping_outstanding = false;
+      } else if (c->route && c->route->route.on_message) {
+        WebSocket ws(c);
+        c->route->route.on_message(ws, ev.payload, ev.type == WsEvent::Binary);
+      }
+      if (c->dead) return;
+    }
+    c->in.erase(0, pos);
+    c->decoder->shrink();
+  }
+
+  void handle_request(Conn* c, HttpRequest req) {
+    ++stats_.http_requests;
+    c->served = true;
+    auto ws = ws_routes_.find(req.path);
+    if (ws != ws_routes_.end()) {
+      upgrade(c, std::move(req), ws->second);
+      return;
+    }
+    bool head = req.method == "HEAD";
+    std::string allow;
+    const HttpRoute* match = nullptr;
+    for (const auto& r : http_routes_) {
+      bool path_ok = r.prefix ? req.path.compare(0, r.path.size(), r.path) == 0 : req.path == r.path;
+      if (!path_ok) continue;
+      if (r.method == req.method || (head && r.method == "GET")) {
+        match = &r;
+        break;
+      }
+      if (allow.find(r.method) == std::string::npos) allow += (allow.empty() ? "" : ", ") + r.method;
+      if (r.method == "GET" && allow.find("HEAD") == std::string::npos) allow += ", HEAD";
+    }
+    HttpResponse res;
+    if (!match && allow.empty()) {
+      auto any = ws_routes_.find("*");
+      if (any != ws_routes_.end()) {
+        upgrade(c, std::move(req), any->second);
+        return;
+      }
+    }
+    if (match) {
+      try {
+        res = match->handler(req);
+      } catch (const std::exception& e) {
+        log(std::string("handler for ") + req.path + " failed: " + e.what());
+        res = HttpResponse::error(500, "internal error");
+      }
+    } else if (!allow.empty() && req.method == "OPTIONS") {
+      // CORS preflight (Fetch standard): say what the path accepts.
+      res.status = 204;
+      res.content_type.clear();
+      res.headers.push_back({"Allow", allow + ", OPTIONS"});
+      res.headers.push_back({"Access-Control-Allow-Methods", allow + ", OPTIONS"});
+      res.headers.push_back({"Access-Control-Allow-Headers", "Authorization, Content-Type"});
+      res.headers.push_back({"Access-Control-Max-Age", "600"});
+    } else if (!allow.empty()) {
+      res = HttpResponse::error(405, "method " + req.method + " not allowed on " + req.path);
+      res.headers.push_back({"Allow", allow});
+    } else {
+      res = HttpResponse::error(404, "no such path: " + req.path);
+    }
+    if (!cfg_.cors_origin.empty()) res.headers.push_back({"Access-Control-Allow-Origin", cfg_.cors_origin});
+    respond(c, res, req.keep_alive, head);
+  }
+
+  void upgrade(Conn* c, HttpRequest req, RouteEntry& route) {
+    const std::string* up = req.header("upgrade");
+    const std::string* conn = req.header("connection");
+    if (req.method != "GET" || !up || !header_has_token(*up, "websocket")) {
+      HttpResponse res = HttpResponse::error(426, "this is a WebSocket endpoint: connect with a WebSocket client");
+      res.headers.push_back({"Upgrade", "websocket"});
+      res.headers.push_back({"Sec-WebSocket-Version", "13"});
+      respond(c, res, req.keep_alive, req.method == "HEAD");
+      return;
+    }
+    // RFC 6455 §4.2.1 and §4.4: only version 13 is spoken.
+    const std::string* version = req.header("sec-websocket-version");
+    if (!version || *version != "13") {
+      HttpResponse res = HttpResponse::error(426, "unsupported WebSocket version; this server speaks 13");
+      res.headers.push_back({"Sec-WebSocket-Version", "13"});
+      respond(c, res, false, false);
+      return;
+    }
+    const std::string* key = req.header("sec-websocket-key");
+    if (!key || !valid_websocket_key(*key)) {
+      respond(c, HttpResponse::error(400, "missing or invalid Sec-WebSocket-Key"), false, false);
+      return;
+    }
+    if (!conn || !header_has_token(*conn, "upgrade")) {
+      respond(c, HttpResponse::error(400, "the Connection header must include Upgrade"), false, false);
+      return;
+    }
+    std::string head =
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Accept: " +
+        websocket_accept(*key) + "\r\n\r\n";
+    send_owned(c, std::move(head));
+    if (c->dead) return;
+    --stats_.messages_sent;  // the handshake is not a message
+    c->state = Conn::State::WebSocket;
+    c->route = &route;
+    ++route.clients;
+    std::size_t limit = route.route.max_message_bytes ? route.route.max_message_bytes : cfg_.max_message_bytes;
+    c->decoder = std::make_unique<WsDecoder>(limit);
+    c->request = std::make_unique<HttpRequest>(std::move(req));
+    if (route.route.on_open) {
+      WebSocket ws(c);
+      route.route.on_open(ws);
+    }
+    if (!c->dead && c->request) {
+      // Headers and body served on_open; keep the path and query only.
+      c->request->headers.clear();
+      c->request->headers.shrink_to_fit();
+      std::string().swap(c->request->body);
+    }
+  }
+
+  void respond(Conn* c, const HttpResponse& res, bool keep_alive, bool head_only) {
+    send_owned(c, serialize_response(res, keep_alive, head_only));
+    if (c->dead) return;
+    --stats_.messages_sent;  // count WebSocket messages only
+    if (!keep_alive) {
+      c->close_after_flush = true;
+      if (c->out.empty()) begin_drain(c);
+    }
+  }
+
+  void arm_write(Conn* c, bool on) {
+    if (c->write_armed == on) return;
+    c->write_armed = on;
+    poller_.modify(c->fd, c, on);
+  }
+
+  void flush(Conn* c) {
+    while (!c->out.empty()) {
+      struct iovec iov[16];
+      int n = 0;
+      for (auto& o : c->out) {
+        if (n == 16) break;
+        iov[n].iov_base = const_cast<char*>(o.buf->data() + o.offset);
+        iov[n].iov_len = o.buf->size() - o.offset;
+        ++n;
+      }
+      long w = net::send_vec(c->fd, iov, n);
+      if (w < 0) {
+        if (net::would_block(net::last_error())) {
+          arm_write(c, true);
+          return;
+        }
+        drop(c, &ServerStats::dropped_error, nullptr);
+        return;
+      }
+      stats_.bytes_sent += std::uint64_t(w);
+      c->out_bytes -= std::size_t(w);
+      std::size_t done = 0;
+      std::size_t left = std::size_t(w);
+      for (auto& o : c->out) {
+        std::size_t rem = o.buf->size() - o.offset;
+        if (left < rem) {
+          o.offset += left;
+          break;
+        }
+        left -= rem;
+        ++done;
+      }
+      c->out.erase(c->out.begin(), c->out.begin() + long(done));
+    }
+    arm_write(c, false);
+    if (c->out.capacity() > 16) std::vector<OutChunk>().swap(c->out);
+    if (c->close_after_flush && c->state != Conn::State::Draining) begin_drain(c);
+  }
+
+  // Half-close and discard what the peer still sends, so that our last
+  // bytes are not destroyed by an RST (RFC 9112 §9.6, RFC 6455 §7.1.1).
+  void begin_drain(Conn* c) {
+    if (c->dead) return;
+    net::shutdown_write(c->fd);
+    c->state = Conn::State::Draining;
+    c->in.clear();
+    c->deadline = mono_now() + 2.0;
+  }
+
+  void begin_shutdown() {
+    if (listener_ != net::invalid_socket) {
+      poller_.remove(listener_);
+      net::close_socket(listener_);
+      listener_ = net::invalid_socket;
+    }
+    for (auto& c : conns_) {
+      if (c->dead) continue;
+      if (c->state == Conn::State::WebSocket) {
+        close_ws(c.get(), 1001, "server shutting down");
+      } else if (c->state == Conn::State::Http && c->out.empty()) {
+        kill(c.get(), 0);
+      }
+    }
+  }
+
+  void housekeeping(double now) {
+    double ping = cfg_.ws_ping_seconds;
+    for (auto& up : conns_) {
+      Conn* c = up.get();
+      if (c->dead) continue;
+      switch (c->state) {
+        case Conn::State::Http:
+          if (!c->out.empty()) break;
+          if (c->partial_since != 0 && now - c->partial_since > cfg_.request_timeout_seconds) {
+            ++stats_.dropped_timeout;
+            respond(c, HttpResponse::error(408, "request timed out"), false, false);
+          } else if (!c->served && now - c->last_rx > cfg_.request_timeout_seconds) {
+            ++stats_.dropped_timeout;
+            kill(c, 0);
+          } else if (now - c->last_rx > std::max(60.0, cfg_.request_timeout_seconds)) {
+            kill(c, 0);  // idle keep-alive
+          }
+          break;
+        case Conn::State::WebSocket:
+          if (ping <= 0 || now - c->last_rx < ping) {
+            c->ping_outstanding = false;
+          } else if (!c->ping_outstanding) {
+            c->ping_outstanding = true;
+            c->ping_sent = now;
+            send_owned(c, encode_frame(WsOp::Ping, {}));
+            --stats_.messages_sent;
+          } else if (now - c->ping_sent > ping) {
+            drop(c, &ServerStats::dropped_timeout, "did not answer ping");
+          }
+          break;
+        case Conn::State::Closing:
+        case Conn::State::Draining:
+          if (now > c->deadline) kill(c, 0);
+          break;
+      }
+    }
+  }
+
+  void drop(Conn* c, std::uint64_t ServerStats::*counter, const char* why) {
+    if (c->dead) return;
+    ++(stats_.*counter);
+    if (why) log("dropped client " + c->remote + ": " + why);
+    kill(c, 1006);
+  }
+
+  // Closes the socket now; callbacks and memory are released by reap(), so
+  // that a drop in the middle of a fan-out never invalidates its iteration.
+  void kill(Conn* c, std::uint16_t) {
+    if (c->dead) return;
+    c->dead = true;
+    poller_.remove(c->fd);
+    net::close_socket(c->fd);
+    c->fd = net::invalid_socket;
+    graveyard_.push_back(c);
+  }
+
+  void reap() {
+    while (!graveyard_.empty()) {
+      std::vector<Conn*> dead;
+      dead.swap(graveyard_);
+      for (Conn* c : dead) {
+        if (c->route) {
+          --c->route->clients;
+          if (c->route->route.on_close) {
+            WebSocket ws(c);
+            c->route->route.on_close(ws, 1006);
+          }
+        }
+        if (!c->loopback) {
+          auto it = per_ip_.find(c->remote);
+          if (it != per_ip_.end() && --it->second == 0) per_ip_.erase(it);
+        }
+        std::size_t i = c->index;
+        if (i != conns_.size() - 1) {
+          conns_[i] = std::move(conns_.back());
+          conns_[i]->index = i;
+        }
+        conns_.pop_back();
+      }
+    }
+  }
+
+  net::Poller poller_;
+  net::Waker waker_;
+  net::ReserveFd reserve_;
+  net::socket_t listener_ = net::invalid_socket;
+  int port_ = 0;
+  std::atomic<bool> stop_requested_{false};
+  bool fd_exhausted_logged_ = false;
+  std::vector<std::unique_ptr<Conn>> conns_;
+  std::vector<Conn*> graveyard_;
+  std::unordered_map<std::string, std::size_t> per_ip_;
+  std::vector<char> rbuf_;
+};
+
+}  // namespace detail
+
+// ============================================================================
+// Implementation: public server API
+// ============================================================================
+
+inline std::string HttpRequest::param(std::string_view key, std::string fallback) const {
+  std::string v;
+  return detail::query_lookup(query, key, &v) ? v : fallback;
+}
+
+inline bool HttpRequest::has_param(std::string_view key) const {
+  return detail::query_lookup(query, key, nullptr);
+}
+
+inline HttpResponse HttpResponse::error(int status, std::string_view message) {
+  HttpResponse r;
+  r.status = status;
+  r.body = "{\"error\":" + detail::json_string(message) + "}";
+  return r;
+}
+
+inline std::shared_ptr<const std::string> encode_text_frame(std::string_view text) {
+  return std::make_shared<const std::string>(detail::encode_frame(detail::WsOp::Text, text));
+}
+
+inline void WebSocket::send_text(std::string_view text) {
+  c_->loop->send_owned(c_, detail::encode_frame(detail::WsOp::Text, text));
+}
+inline void WebSocket::send_binary(std::string_view data) {
+  c_->loop->send_owned(c_, detail::encode_frame(detail::WsOp::Binary, data));
+}
+inline void WebSocket::send_frame(const std::shared_ptr<const std::string>& frame) {
+  if (c_->state == detail::Conn::State::WebSocket) c_->loop->send_shared(c_, frame);
+}
+inline void WebSocket::close(std::uint16_t code, std::string_view reason) { c_->loop->close_ws(c_, code, reason); }
+inline const HttpRequest& WebSocket::request() const { return *c_->request; }
+inline std::uint64_t WebSocket::user_data() const { return c_->user; }
+inline void WebSocket::set_user_data(std::uint64_t value) { c_->user = value; }
+
+inline Server::Server() : Server(Config()) {}
+inline Server::Server(Config config) : loop_(new detail::Loop(std::move(config))) {}
+inline Server::~Server() {
+  stop();
+  join();
+}
+inline void Server::websocket(std::string path, WebSocketRoute route) {
+  loop_->ws_routes_[std::move(path)].route = std::move(route);
+}
+inline void Server::http(std::string method, std::string path, HttpHandler handler) {
+  bool prefix = path.size() >= 2 && path.compare(path.size() - 2, 2, "/*") == 0;
+  if (prefix) path.pop_back();
+  loop_->http_routes_.push_back({std::move(method), std::move(path), prefix, std::move(handler)});
+}
+inline void Server::every(double period_seconds, std::function<void(std::int64_t)> fn) {
+  auto us = std::int64_t(std::llround(period_seconds * 1e6));
+  loop_->tickers_.push_back({std::max<std::int64_t>(us, 1000), std::move(fn)});
+}
+inline bool Server::listen(std::string* error) { return loop_->listen(error); }
+inline void Server::run() {
+  std::string err;
+  if (!loop_->listen(&err)) {
+    loop_->log(err);
+    return;
+  }
+  loop_->run();
+}
+inline void Server::start() {
+  if (!thread_.joinable()) thread_ = std::thread([this] { run(); });
+}
+inline void Server::stop() { loop_->request_stop(); }
+inline void Server::join() {
+  if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
+}
+inline int Server::port() const { return loop_->port(); }
+inline const ServerStats& Server::stats() const { return loop_->stats_; }
+inline std::size_t Server::client_count() const { return loop_->client_count(); }
+inline std::size_t Server::websocket_count(std::string_view path) const {
+  auto it = loop_->ws_routes_.find(path);
+  return it == loop_->ws_routes_.end() ? 0 : it->second.clients;
+}
+inline void Server::log(const std::string& line) const { loop_->log(line); }
+
+}  // namespace metrics_agent
+
+// ============================================================================
+// Implementation: serialization of snapshots (once per tick per distinct output)
+// ============================================================================
+
+namespace metrics_agent {
+namespace detail {
+
+enum FlatField : std::uint32_t { kFlatCpu = 1, kFlatMemory = 2, kFlatDisk = 4, kFlatAll = 7 };
+enum RichField : std::uint32_t {
+  kRichCpu = 1,
+  kRichMemory = 2,
+  kRichNetwork = 4,
+  kRichDisk = 8,
+  kRichSystem = 16,
+  kRichCustom = 32,
+  kRichAll = 63,
+  kRichDashboard = kRichCpu | kRichMemory | kRichNetwork | kRichDisk,
+};
+
+inline std::uint32_t flat_field(std::string_view name) {
+  if (name == "cpu") return kFlatCpu;
+  if (name == "memory") return kFlatMemory;
+  if (name == "disk") return kFlatDisk;
+  return 0;
+}
+
+inline std::uint32_t rich_field(std::string_view name) {
+  if (name == "cpu" || name == "load") return kRichCpu;
+  if (name == "memory") return kRichMemory;
+  if (name == "network") return kRichNetwork;
+  if (name == "disk") return kRichDisk;
+  if (name == "system") return kRichSystem;
+  if (name == "custom") return kRichCustom;
+  return 0;
+}
+
+// {"cpu": 25.5, "memory": 60.2, "disk": 45.3, "timestamp": "..."}: spacing
+// as existing clients of this endpoint receive it from Python's json.dumps.
+inline std::string flat_json(const Snapshot& s, std::uint32_t fields) {
+  std::string out = "{";
+  std::string errors;
+  bool any_ok = false, any = false;
+  auto field = [&](std::uint32_t bit, const char* name, bool ok, double v, const std::string& err) {
+    if (!(fields & bit)) return;
+    if (any) out += ", ";
+    any = true;
+    out += '"';
+    out += name;
+    out += "\": ";
+    if (ok) {
+      append_number(out, v, 2);
+      any_ok = true;
+    } else {
+      out += "null";
+      if (!errors.empty()) errors += "; ";
+      errors += name;
+      errors += ": ";
+      errors += err.empty() ? "unavailable" : err;
+    }
+  };
+  field(kFlatCpu, "cpu", s.cpu.ok, s.cpu.usage_percent, s.cpu.error);
+  field(kFlatMemory, "memory", s.memory.ok, s.memory.usage_percent, s.memory.error);
+  field(kFlatDisk, "disk", s.disk.path.ok, s.disk.path.usage_percent, s.disk.path.error);
+  if (!errors.empty()) {
+    if (!any_ok && any) out = "{";
+    else out += ", ";
+    out += "\"error\": ";
+    append_json_string(out, "Metric collection failed: " + errors);
+  }
+  out += out.size() > 1 ? ", \"timestamp\": \"" : "\"timestamp\": \"";
+  append_timestamp(out, s.timestamp_us, TimeFormat::Micro);
+  out += "\"}";
+  return out;
+}
+
+inline void write_partition(JsonWriter& w, const PartitionStats& p) {
+  w.begin_object();
+  w.key("device").str(p.device).key("fstype").str(p.fstype);
+  if (p.ok) {
+    w.key("total_bytes").uint(p.total_bytes).key("used_bytes").uint(p.used_bytes);
+    w.key("free_bytes").uint(p.free_bytes).key("usage_percent").num(p.usage_percent);
+  } else {
+    w.key("total_bytes").null().key("used_bytes").null().key("free_bytes").null();
+    w.key("usage_percent").null().key("error").str(p.error);
+  }
+  w.end_object();
+}
+
+// The `data` object of SPEC §5.2, limited to `fields`.
+inline void write_rich_data(std::string& out, const Snapshot& s, std::uint32_t fields) {
+  JsonWriter w(out);
+  w.begin_object();
+  if (fields & kRichCpu) {
+    w.key("cpu");
+    if (!s.cpu.ok) {
+      w.null();
+    } else {
+      const CpuStats& c = s.cpu;
+      w.begin_object().key("usage_percent").num(c.usage_percent);
+      w.key("per_core").begin_array();
+      for (double v : c.per_core) w.num(v);
+      w.end_array();
+      w.key("user").num(c.user).key("system").num(c.system).key("idle").num(c.idle);
+      w.key("iowait").num(c.iowait).key("steal").num(c.steal);
+      w.key("frequency_mhz").begin_array();
+      for (double v : c.frequency_mhz) w.num(v, 1);
+      w.end_array();
+      w.key("load_avg");
+      if (s.load.ok)
+        w.begin_array().num(s.load.load1).num(s.load.load5).num(s.load.load15).end_array();
+      else
+        w.null();
+      w.key("core_count").uint(c.per_core.size());
+      w.end_object();
+    }
+  }
+  if (fields & kRichMemory) {
+    w.key("memory");
+    if (!s.memory.ok) {
+      w.null();
+    } else {
+      const MemoryStats& m = s.memory;
+      w.begin_object().key("usage_percent").num(m.usage_percent);
+      w.key("total_bytes").uint(m.total_bytes).key("used_bytes").uint(m.used_bytes);
+      w.key("available_bytes").uint(m.available_bytes).key("free_bytes").uint(m.free_bytes);
+      w.key("cached_bytes").uint(m.cached_bytes).key("buffers_bytes").uint(m.buffers_bytes);
+      w.key("swap_total_bytes").uint(m.swap_total_bytes).key("swap_used_bytes").uint(m.swap_used_bytes);
+      w.key("swap_free_bytes").uint(m.swap_free_bytes).key("swap_percent").num(m.swap_percent);
+      w.end_object();
+    }
+  }
+  if (fields & kRichNetwork) {
+    w.key("network");
+    if (!s.network.ok) {
+      w.null();
+    } else {
+      w.begin_object();
+      w.key("bytes_sent_per_sec").num(s.network.bytes_sent_per_sec);
+      w.key("bytes_recv_per_sec").num(s.network.bytes_recv_per_sec);
+      w.key("interfaces").begin_object();
+      for (const auto& i : s.network.interfaces) {
+        w.key(i.name).begin_object();
+        w.key("bytes_sent_per_sec").num(i.bytes_sent_per_sec).key("bytes_recv_per_sec").num(i.bytes_recv_per_sec);
+        w.key("packets_sent_per_sec").num(i.packets_sent_per_sec);
+        w.key("packets_recv_per_sec").num(i.packets_recv_per_sec);
+        w.key("bytes_sent").uint(i.bytes_sent).key("bytes_recv").uint(i.bytes_recv);
+        w.key("packets_sent").uint(i.packets_sent).key("packets_recv").uint(i.packets_recv);
+        w.key("errors_in").uint(i.errors_in).key("errors_out").uint(i.errors_out);
+        w.key("drops_in").uint(i.drops_in).key("drops_out").uint(i.drops_out);
+        w.end_object();
+      }
+      w.end_object().end_object();
+    }
+  }
+  if (fields & kRichDisk) {
+    w.key("disk").begin_object();
+    w.key("partitions");
+    if (!s.disk.partitions_ok) {
+      w.null();
+    } else {
+      w.begin_object();
+      for (const auto& p : s.disk.partitions) {
+        w.key(p.mountpoint);
+        write_partition(w, p);
+      }
+      w.end_object();
+    }
+    w.key("io");
+    if (!s.disk.io_ok) {
+      w.null();
+    } else {
+      w.begin_object();
+      w.key("read_bytes_per_sec").num(s.disk.read_bytes_per_sec);
+      w.key("write_bytes_per_sec").num(s.disk.write_bytes_per_sec);
+      w.key("devices").begin_object();
+      for (const auto& d : s.disk.devices) {
+        w.key(d.name).begin_object();
+        w.key("read_bytes_per_sec").num(d.read_bytes_per_sec).key("write_bytes_per_sec").num(d.write_bytes_per_sec);
+        w.key("reads_per_sec").num(d.reads_per_sec).key("writes_per_sec").num(d.writes_per_sec);
+        w.end_object();
+      }
+      w.end_object().end_object();
+    }
+    w.end_object();
+  }
+  if (fields & kRichSystem) {
+    w.key("system");
+    if (!s.system.ok) {
+      w.null();
+    } else {
+      w.begin_object().key("hostname").str(s.system.hostname);
+      w.key("uptime_seconds").num(s.system.uptime_seconds, 0).end_object();
+    }
+  }
+  if (fields & kRichCustom) {
+    w.key("custom").begin_object();
+    for (const auto& g : s.custom) {
+      w.key(g.name).num(g.value, 6);
+    }
+    w.end_object();
+  }
+  w.end_object();
+}
+
+// Errors of the groups in `fields`, joined; empty when all went well.
+inline std::string rich_errors(const Snapshot& s, std::uint32_t fields) {
+  std::string e;
+  auto add = [&](bool bad, const char* name, const std::string& why) {
+    if (!bad) return;
+    if (!e.empty()) e += "; ";
+    e += name;
+    e += ": ";
+    e += why.empty() ? "unavailable" : why;
+  };
+  if (fields & kRichCpu) add(!s.cpu.ok, "cpu", s.cpu.error);
+  if (fields & kRichMemory) add(!s.memory.ok, "memory", s.memory.error);
+  if (fields & kRichNetwork) add(!s.network.ok, "network", s.network.error);
+  if (fields & kRichDisk) {
+    add(!s.disk.partitions_ok, "disk partitions", s.disk.partitions_error);
+    add(!s.disk.io_ok, "disk io", s.disk.io_error);
+  }
+  if (fields & kRichSystem) add(!s.system.ok, "system", s.system.error);
+  return e;
+}
+
+inline TimeFormat tick_format(std::int64_t tick_us) {
+  return tick_us % 1000000 == 0 ? TimeFormat::Seconds : TimeFormat::Millis;
+}
+
+inline std::string rich_json(const Snapshot& s, std::uint32_t fields, std::int64_t tick_us) {
+  std::string out = "{\"type\":\"metrics\",\"timestamp\":\"";
+  append_timestamp(out, tick_us, tick_format(tick_us));
+  out += "\",\"data\":";
+  write_rich_data(out, s, fields);
+  std::string err = rich_errors(s, fields);
+  if (!err.empty()) {
+    out += ",\"error\":";
+    append_json_string(out, "Metric collection failed: " + err);
+  }
+  out += '}';
+  return out;
+}
+
+// ============================================================================
+// Implementation: history (compact numbers, not JSON)
+// ============================================================================
+
+class History {
+ public:
+  enum Series { Cpu, Memory, Disk, NetSent, NetRecv, Load1, Load5, Load15, kBuiltin };
+
+  void reset(std::size_t capacity, std::size_t gauges) {
+    cap_ = std::max<std::size_t>(capacity, 1);
+    stride_ = kBuiltin + gauges;
+    values_.assign(cap_ * stride_, std::nanf(""));
+    times_.assign(cap_, 0);
+    head_ = count_ = 0;
+  }
+
+  void push(const Snapshot& s, std::int64_t tick_us) {
+    float* v = &values_[head_ * stride_];
+    auto f = [](bool ok, double x) { return ok ? float(x) : std::nanf(""); };
+    v[Cpu] = f(s.cpu.ok, s.cpu.usage_percent);
+    v[Memory] = f(s.memory.ok, s.memory.usage_percent);
+    v[Disk] = f(s.disk.path.ok, s.disk.path.usage_percent);
+    v[NetSent] = f(s.network.ok, s.network.bytes_sent_per_sec);
+    v[NetRecv] = f(s.network.ok, s.network.bytes_recv_per_sec);
+    v[Load1] = f(s.load.ok, s.load.load1);
+    v[Load5] = f(s.load.ok, s.load.load5);
+    v[Load15] = f(s.load.ok, s.load.load15);
+    for (std::size_t g = 0; g + kBuiltin < stride_ && g < s.custom.size(); ++g) v[kBuiltin + g] = float(s.custom[g].value);
+    times_[head_] = tick_us;
+    head_ = (head_ + 1) % cap_;
+    count_ = std::min(count_ + 1, cap_);
+  }
+
+  std::size_t size() const { return count_; }
+  std::size_t memory_bytes() const { return values_.capacity() * sizeof(float) + times_.capacity() * 8; }
+
+  // Calls fn(tick_us, values) for the points not older than `since_us`, oldest first.
+  template <class F>
+  void each_since(std::int64_t since_us, F fn) const {
+    for (std::size_t i = 0; i < count_; ++i) {
+      std::size_t idx = (head_ + cap_ - count_ + i) % cap_;
+      if (times_[idx] >= since_us) fn(times_[idx], &values_[idx * stride_]);
+    }
+  }
+
+ private:
+  std::size_t cap_ = 1, stride_ = kBuiltin, head_ = 0, count_ = 0;
+  std::vector<float> values_;
+  std::vector<std::int64_t> times_;
+};
+
+// ============================================================================
+// Implementation: alert rules (SPEC §5.4)
+// ============================================================================
+
+struct AlertRule {
+  std::string metric, op, text;
+  double threshold = 0, hold_seconds = 0;
+  std::string level = "warning";
+  // State.
+  bool firing = false;
+  std::int64_t holding_since = 0, clearing_since = 0, fired_at = 0;
+  double last_value = 0;
+};
+
+inline bool parse_duration(std::string_view s, double& seconds) {
+  double mult = 1;
+  if (!s.empty() && (s.back() == 's' || s.back() == 'm' || s.back() == 'h')) {
+    mult = s.back() == 'm' ? 60 : s.back() == 'h' ? 3600 : 1;
+    s.remove_suffix(1);
+  }
+  double v;
+  if (!parse_double(s, v) || v < 0 || v > 86400 * 7 / mult) return false;
+  seconds = v * mult;
+  return true;
+}
+
+// "cpu>90:30s", "memory>=95:1m:critical", "disk>90:critical", "load1>4".
+inline bool parse_alert_rule(std::string_view text, AlertRule& rule, std::string& error) {
+  rule = AlertRule();
+  rule.text.assign(text);
+  std::vector<std::string_view> parts;
+  std::string_view rest = text;
+  for (;;) {
+    std::size_t c = rest.find(':');
+    parts.push_back(rest.substr(0, c));
+    if (c == std::string_view::npos) break;
+    rest.remove_prefix(c + 1);
+  }
+  std::string_view cond = parts[0];
+  std::size_t op = cond.find_first_of("<>");
+  if (op == std::string_view::npos || op == 0) {
+    error = "alert rule '" + std::string(text) + "': expected METRIC>THRESHOLD[:DURATION][:LEVEL], e.g. cpu>90:30s";
+    return false;
+  }
+  rule.metric.assign(trim_ows(cond.substr(0, op)));
+  std::size_t oplen = (op + 1 < cond.size() && cond[op + 1] == '=') ? 2 : 1;
+  rule.op.assign(cond.substr(op, oplen));
+  if (!parse_double(cond.substr(op + oplen), rule.threshold)) {
+    error = "alert rule '" + std::string(text) + "': the threshold is not a number";
+    return false;
+  }
+  for (std::size_t i = 1; i < parts.size(); ++i) {
+    std::string_view p = trim_ows(parts[i]);
+    if (p == "warning" || p == "critical" || p == "info") {
+      rule.level.assign(p);
+    } else if (!parse_duration(p, rule.hold_seconds)) {
+      error = "alert rule '" + std::string(text) + "': '" + std::string(p) +
+              "' is neither a duration (30s, 5m, 1h) nor a level (info, warning, critical)";
+      return false;
+    }
+  }
+  for (char ch : rule.metric)
+    if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '.')) {
+      error = "alert rule '" + std::string(text) + "': bad metric name '" + rule.metric + "'";
+      return false;
+    }
+  return true;
+}
+
+inline bool alert_holds(const AlertRule& r, double v) {
+  if (r.op == ">") return v > r.threshold;
+  if (r.op == ">=") return v >= r.threshold;
+  if (r.op == "<") return v < r.threshold;
+  return v <= r.threshold;
+}
+
+inline std::vector<std::string> default_alert_rules() {
+  return {"cpu>90:30s", "memory>90:30s", "disk>90:30s:critical"};
+}
+
+inline bool builtin_alert_metric(std::string_view m) {
+  return m == "cpu" || m == "memory" || m == "disk" || m == "swap" || m == "load" || m == "load1" ||
+         m == "load5" || m == "load15";
+}
+
+// The value an alert rule looks at; false when it is not available now.
+inline bool alert_value(const Snapshot& s, std::string_view m, double& v) {
+  if (m == "cpu") return v = s.cpu.usage_percent, s.cpu.ok;
+  if (m == "memory") return v = s.memory.usage_percent, s.memory.ok;
+  if (m == "disk") return v = s.disk.path.usage_percent, s.disk.path.ok;
+  if (m == "swap") return v = s.memory.swap_percent, s.memory.ok;
+  if (m == "load" || m == "load1") return v = s.load.load1, s.load.ok;
+  if (m == "load5") return v = s.load.load5, s.load.ok;
+  if (m == "load15") return v = s.load.load15, s.load.ok;
+  for (const auto& g : s.custom)
+    if (g.name == m) return v = g.value, std::isfinite(g.value);
+  return false;
+}
+
+inline std::string format_duration(double s) {
+  std::string out;
+  if (s >= 3600 && std::fmod(s, 3600) == 0) append_number(out, s / 3600, 0), out += 'h';
+  else if (s >= 60 && std::fmod(s, 60) == 0) append_number(out, s / 60, 0), out += 'm';
+  else append_number(out, s, 1), out += 's';
+  return out;
+}
+
+inline std::uint8_t level_bit(std::string_view level) {
+  if (level == "info") return 1;
+  if (level == "warning") return 2;
+  if (level == "critical") return 4;
+  return 0;
+}
+
+// ============================================================================
+// Implementation: the agent
+// ============================================================================
+
+enum class Stream : std::uint8_t { Flat, Rich, Dashboard, Alerts };
+
+struct Subscriber {
+  WebSocket ws;
+  Stream stream;
+  std::uint8_t levels;       // alerts stream: bit per level
+  std::uint32_t fields;      // FlatField or RichField bits
+  std::uint32_t every_ticks; // send on ticks divisible by this
+};
+
+// Runs the collector's blocking part (statvfs, slow sysfs files) on its own
+// thread, so a dead NFS mount delays only the disk numbers, never the loop.
+class SlowSampler {
+ public:
+  explicit SlowSampler(Collector& c) : collector_(c), thread_([this] { work(); }) {}
+  ~SlowSampler() {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    // A worker stuck in the kernel (statvfs on a dead mount) cannot be
+    // interrupted: leave it rather than hang the shutdown.
+    if (busy_.load()) thread_.detach();
+    else thread_.join();
+  }
+  void kick() {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      wanted_ = true;
+    }
+    cv_.notify_all();
+  }
+  // Waits up to `seconds` for a first result.
+  void wait_first(double seconds) {
+    std::unique_lock<std::mutex> lk(mu_);
+    done_cv_.wait_for(lk, std::chrono::duration<double>(seconds), [this] { return have_; });
+  }
+  // Copies the latest results into `s`; marks them failed when older than max_age.
+  void merge_into(Snapshot& s, double now, double max_age) {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (!have_ || now - taken_ > max_age) {
+      std::string why = have_ ? "filesystem statistics did not answer within " + format_duration(max_age)
+                              : "filesystem statistics not collected yet";
+      s.disk.path = result_.disk.path;
+      s.disk.path.ok = false;
+      s.disk.path.error = why;
+      s.disk.partitions_ok = false;
+      s.disk.partitions_error = why;
+      s.disk.partitions.clear();
+      s.cpu.frequency_mhz.clear();
+      return;
+    }
+    s.disk.path = result_.disk.path;
+    s.disk.partitions_ok = result_.disk.partitions_ok;
+    s.disk.partitions_error = result_.disk.partitions_error;
+    s.disk.partitions = result_.disk.partitions;
+    s.cpu.frequency_mhz = result_.cpu.frequency_mhz;
+  }
+
+ private:
+  void work() {
+    Snapshot local;
+    std::unique_lock<std::mutex> lk(mu_);
+    for (;;) {
+      cv_.wait(lk, [this] { return wanted_ || stop_; });
+      if (stop_) return;
+      wanted_ = false;
+      busy_ = true;
+      lk.unlock();
+      local.disk = DiskStats();
+      local.cpu.frequency_mhz.clear();
+      collector_.sample_slow(local);
+      double t = mono_now();
+      lk.lock();
+      busy_ = false;
+      result_.disk.path = local.disk.path;
+      result_.disk.partitions_ok = local.disk.partitions_ok;
+      result_.disk.partitions_error = local.disk.partitions_error;
+      result_.disk.partitions.swap(local.disk.partitions);
+      result_.cpu.frequency_mhz.swap(local.cpu.frequency_mhz);
+      taken_ = t;
+      have_ = true;
+      done_cv_.notify_all();
+    }
+  }
+
+  Collector& collector_;
+  std::mutex mu_;
+  std::condition_variable cv_, done_cv_;
+  bool wanted_ = false, stop_ = false, have_ = false;
+  std::atomic<bool> busy_{false};
+  double taken_ = 0;
+  Snapshot result_;
+  std::thread thread_;
+};
+
+struct LoginAttempts {
+  std::int64_t window_start = 0;
+  int failures = 0;
+};
+
+class AgentCore {
+ public:
+  explicit AgentCore(Options o)
+      : opt_(std::move(o)), server_(server_config(opt_)), collector_(opt_.disk_path) {
+    tick_us_ = std::int64_t(std::llround(opt_.tick_seconds * 1e6));
+    for (const auto& u : opt_.users) {
+      std::size_t c = u.find(':');
+      if (c != std::string::npos) users_.emplace_back(u.substr(0, c), u.substr(c + 1));
+    }
+    for (const auto& text : opt_.alerts.empty() ? default_alert_rules() : opt_.alerts) {
+      AlertRule r;
+      std::string err;
+      if (parse_alert_rule(text, r, err)) rules_.push_back(r);
+    }
+    routes();
+  }
+
+  static Server::Config server_config(const Options& o) {
+    Server::Config c;
+    c.listen = o.listen;
+    c.max_clients = o.max_clients;
+    c.max_clients_per_ip = o.max_clients_per_ip;
+    c.request_timeout_seconds = o.request_timeout_seconds;
+    c.ws_ping_seconds = o.ws_ping_seconds;
+    c.max_message_bytes = o.max_message_bytes;
+    c.max_backlog_bytes = o.max_backlog_bytes;
+    c.cors_origin = o.cors_origin;
+    c.logger = o.logger;
+    return c;
+  }
+
+  Options opt_;
+  Server server_;
+  Collector collector_;
+  std::vector<std::pair<std::string, std::function<double()>>> gauge_fns_;
+  std::vector<std::string> gauge_help_;
+  std::unique_ptr<SlowSampler> slow_;
+  bool prepared_ = false;
+  std::string start_error_;
+
+  bool prepare() {
+    if (prepared_) return start_error_.empty();
+    prepared_ = true;
+    for (const auto& r : rules_) {
+      bool gauge = std::any_of(gauge_fns_.begin(), gauge_fns_.end(), [&](const auto& g) { return g.first == r.metric; });
+      if (!builtin_alert_metric(r.metric) && !gauge) {
+        start_error_ = "alert rule '" + r.text + "': unknown metric '" + r.metric +
+                       "' (cpu, memory, disk, swap, load1, load5, load15, or an application gauge)";
+        return false;
+      }
+    }
+    history_.reset(std::size_t(std::ceil(opt_.history_seconds / opt_.tick_seconds)), gauge_fns_.size());
+    started_us_ = wall_now_us();
+    started_mono_ = mono_now();
+    slow_ = std::make_unique<SlowSampler>(collector_);
+    slow_->kick();
+    slow_->wait_first(1.0);
+    server_.every(opt_.tick_seconds, [this](std::int64_t t) { on_tick(t); });
+    if (opt_.heartbeat_seconds > 0) server_.every(opt_.heartbeat_seconds, [this](std::int64_t t) { heartbeat(t); });
+    if (!opt_.jwt_secret.empty() && opt_.listen.rfind("127.", 0) != 0 && opt_.listen.rfind("[::1]", 0) != 0 &&
+        opt_.listen.rfind("localhost", 0) != 0)
+      server_.log("warning: authentication is on and " + opt_.listen +
+                  " is not a loopback address: tokens and passwords cross the network in clear text "
+                  "unless a TLS proxy fronts the agent");
+    return true;
+  }
+
+  // ---- the tick ------------------------------------------------------------
+
+  void sample(Snapshot& s, std::int64_t tick_us) {
+    collector_.sample_fast(s, mono_now());
+    if (slow_) slow_->merge_into(s, mono_now(), std::max(3.0, 3 * opt_.tick_seconds));
+    s.timestamp_us = wall_now_us();
+    (void)tick_us;
+    s.custom.resize(gauge_fns_.size());
+    for (std::size_t i = 0; i < gauge_fns_.size(); ++i) {
+      s.custom[i].name = gauge_fns_[i].first;
+      double v = std::nan("");
+      try {
+        v = gauge_fns_[i].second();
+      } catch (...) {
+      }
+      s.custom[i].value = v;
+    }
+  }
+
+  void on_tick(std::int64_t tick_us) {
+    double t0 = mono_now();
+    sample(snap_, tick_us);
+    if (slow_) slow_->kick();
+    have_snapshot_ = true;
+    last_tick_us_ = tick_us;
+    frames_.clear();
+    history_.push(snap_, tick_us);
+    evaluate_alerts(tick_us);
+    std::int64_t index = tick_us / tick_us_;
+    for (std::size_t i = 0; i < subs_.size(); ++i) {
+      Subscriber& s = subs_[i];
+      if (s.stream == Stream::Alerts || index % std::int64_t(s.every_ticks) != 0) continue;
+      s.ws.send_frame(frame_for(s));
+    }
+    collect_seconds_ = mono_now() - t0;
+  }
+
+  std::shared_ptr<const std::string> frame_for(const Subscriber& s) {
+    std::uint32_t key = (s.stream == Stream::Flat ? 0x10000u : 0x20000u) | s.fields;
+    for (auto& f : frames_)
+      if (f.first == key) return f.second;
+    std::string json = s.stream == Stream::Flat ? flat_json(snap_, s.fields) : rich_json(snap_, s.fields, last_tick_us_);
+    frames_.emplace_back(key, encode_text_frame(json));
+    return frames_.back().second;
+  }
+
+  void heartbeat(std::int64_t tick_us) {
+    std::string json = "{\"type\":\"heartbeat\",\"timestamp\":\"";
+    append_timestamp(json, tick_us, tick_format(tick_us));
+    json += "\"}";
+    auto frame = encode_text_frame(json);
+    for (auto& s : subs_)
+      if (s.stream == Stream::Alerts) s.ws.send_frame(frame);
+  }
+
+  // ---- alerts --------------------------------------------------------------
+
+  std::string alert_json(const AlertRule& r, const char* state, std::int64_t at_us) {
+    std::string out;
+    JsonWriter w(out);
+    w.begin_object().key("type").str("alert").key("state").str(state).key("level").str(r.level);
+    w.key("metric").str(r.metric).key("value").num(r.last_value).key("threshold").num(r.threshold);
+    std::string msg = r.metric + " " + r.op + " ";
+    append_number(msg, r.threshold, 2);
+    if (r.hold_seconds > 0) msg += " for " + format_duration(r.hold_seconds);
+    if (std::string(state) == "resolved") msg += " (resolved)";
+    w.key("message").str(msg);
+    std::string ts;
+    append_timestamp(ts, at_us, TimeFormat::Seconds);
+    w.key("timestamp").str(ts).end_object();
+    return out;
+  }
+
+  void evaluate_alerts(std::int64_t tick_us) {
+    std::int64_t hold_us;
+    for (auto& r : rules_) {
+      double v;
+      if (!alert_value(snap_, r.metric, v)) continue;
+      r.last_value = v;
+      hold_us = std::int64_t(r.hold_seconds * 1e6);
+      bool holds = alert_holds(r, v);
+      if (!r.firing) {
+        r.clearing_since = 0;
+        if (!holds) {
+          r.holding_since = 0;
+          continue;
+        }
+        if (r.holding_since == 0) r.holding_since = tick_us;
+        if (tick_us - r.holding_since >= hold_us) {
+          r.firing = true;
+          r.fired_at = tick_us;
+          publish_alert(alert_json(r, "firing", tick_us), level_bit(r.level));
+        }
+      } else {
+        r.holding_since = 0;
+        if (holds) {
+          r.clearing_since = 0;
+          continue;
+        }
+        if (r.clearing_since == 0) r.clearing_since = tick_us;
+        if (tick_us - r.clearing_since >= hold_us) {
+          r.firing = false;
+          publish_alert(alert_json(r, "resolved", tick_us), level_bit(r.level));
+        }
+      }
+    }
+  }
+
+  std::size_t publish_alert(const std::string& json, std::uint8_t level) {
+    auto frame = encode_text_frame(json);
+    std::size_t n = 0;
+    for (auto& s : subs_)
+      if (s.stream == Stream::Alerts && (s.levels & level)) {
+        s.ws.send_frame(frame);
+        ++n;
+      }
+    return n;
+  }
+
+  // ---- WebSocket streams ---------------------------------------------------
+
+  bool protected_stream(Stream s) const { return s != Stream::Flat && !opt_.jwt_secret.empty(); }
+
+  // The token of a request: ?token= or Authorization: Bearer.
+  static std::string token_of(const HttpRequest& req) {
+    std::string t = req.param("token");
+    if (!t.empty()) return t;
+    const std::string* auth = req.header("authorization");
+    if (auth && auth->size() > 7 && iequals(std::string_view(*auth).substr(0, 7), "bearer "))
+      return std::string(trim_ows(std::string_view(*auth).substr(7)));
+    return {};
+  }
+
+  // Empty when the request may pass; else why not.
+  std::string auth_failure(const HttpRequest& req) const {
+    if (opt_.jwt_secret.empty()) return {};
+    std::string token = token_of(req);
+    if (token.empty()) return "authentication required: pass a token in ?token= or Authorization: Bearer";
+    auto r = jwt_verify(opt_.jwt_secret, token, wall_now_us() / 1000000);
+    if (!r.ok) return "invalid token: " + r.error;
+    return {};
+  }
+
+  void open_stream(WebSocket& ws, Stream stream) {
+    const HttpRequest& req = ws.request();
+    if (protected_stream(stream)) {
+      std::string why = auth_failure(req);
+      if (!why.empty()) {
+        ws.close(4001, why);
+        return;
+      }
+    }
+    Subscriber s{ws, stream, 0, 0, 1};
+    switch (stream) {
+      case Stream::Flat: s.fields = kFlatAll; break;
+      case Stream::Rich: s.fields = kRichAll; break;
+      case Stream::Dashboard: s.fields = kRichDashboard; break;
+      case Stream::Alerts: s.fields = 0; break;
+    }
+    double default_interval = stream == Stream::Flat ? opt_.tick_seconds : 5.0;
+    s.every_ticks = interval_ticks(default_interval);
+    std::string v;
+    if (req.has_param("interval")) {
+      double iv;
+      if (parse_double(req.param("interval"), iv) && iv > 0) s.every_ticks = interval_ticks(iv);
+    }
+    if (req.has_param("metrics")) {
+      std::uint32_t f = parse_fields(req.param("metrics"), stream);
+      if (f) s.fields = f;
+    }
+    s.levels = 7;
+    if (stream == Stream::Alerts && req.has_param("level")) {
+      std::uint8_t lv = 0;
+      std::string list = req.param("level");
+      std::string_view rest = list;
+      while (!rest.empty()) {
+        std::size_t c = rest.find(',');
+        lv |= level_bit(trim_ows(rest.substr(0, c)));
+        if (c == std::string_view::npos) break;
+        rest.remove_prefix(c + 1);
+      }
+      if (lv) s.levels = lv;
+    }
+    ws.set_user_data(subs_.size());
+    subs_.push_back(s);
+    if (stream == Stream::Alerts) {
+      for (const auto& r : rules_)
+        if (r.firing && (s.levels & level_bit(r.level))) ws.send_text(alert_json(r, "firing", r.fired_at));
+    } else if (have_snapshot_) {
+      ws.send_frame(frame_for(s));  // a new client gets the latest snapshot at once
+    }
+  }
+
+  std::uint32_t interval_ticks(double seconds) const {
+    double t = std::round(std::min(seconds, 86400.0) / opt_.tick_seconds);
+    return std::uint32_t(std::max(1.0, t));
+  }
+
+  static std::uint32_t parse_fields(std::string_view list, Stream stream) {
+    std::uint32_t f = 0;
+    while (!list.empty()) {
+      std::size_t c = list.find(',');
+      std::string_view name = trim_ows(list.substr(0, c));
+      f |= stream == Stream::Flat ? flat_field(name) : rich_field(name);
+      if (c == std::string_view::npos) break;
+      list.remove_prefix(c + 1);
+    }
+    return f;
+  }
+
+  void close_stream(WebSocket& ws) {
+    std::size_t i = std::size_t(ws.user_data());
+    if (i >= subs_.size() || !(subs_[i].ws == ws)) return;  // refused at open
+    if (i != subs_.size() - 1) {
+      subs_[i] = subs_.back();
+      subs_[i].ws.set_user_data(i);
+    }
+    subs_.pop_back();
+  }
+
+  Subscriber* subscriber(WebSocket& ws) {
+    std::size_t i = std::size_t(ws.user_data());
+    return i < subs_.size() && subs_[i].ws == ws ? &subs_[i] : nullptr;
+  }
+
+  static std::string error_message(std::string_view why) {
+    return "{\"type\":\"error\",\"error\":" + json_string(why) + "}";
+  }
+
+  // Control messages of SPEC §5.2.
+  void on_control(WebSocket& ws, std::string_view text, bool binary) {
+    Subscriber* s = subscriber(ws);
+    if (!s) return;
+    if (binary) {
+      ws.send_text(error_message("binary messages are not understood; send JSON text"));
+      return;
+    }
+    picojson::value v;
+    std::string err;
+    picojson::parse(v, text.begin(), text.end(), &err);
+    if (!err.empty() || !v.is<picojson::object>()) {
+      ws.send_text(error_message(err.empty() ? "expected a JSON object" : "malformed JSON: " + err));
+      return;
+    }
+    const auto& o = v.get<picojson::object>();
+    auto type = o.find("type");
+    if (type == o.end() || !type->second.is<std::string>()) {
+      ws.send_text(error_message("missing \"type\""));
+      return;
+    }
+    const std::string& t = type->second.get<std::string>();
+    if (t == "ping") {
+      ws.send_text("{\"type\":\"pong\"}");
+      return;
+    }
+    if (t != "subscribe") {
+      ws.send_text(error_message("unknown message type '" + t + "' (ping, subscribe)"));
+      return;
+    }
+    std::uint32_t fields = s->fields, every = s->every_ticks;
+    auto m = o.find("metrics");
+    if (m != o.end()) {
+      if (!m->second.is<picojson::array>()) {
+        ws.send_text(error_message("\"metrics\" must be an array of names"));
+        return;
+      }
+      fields = 0;
+      for (const auto& x : m->second.get<picojson::array>()) {
+        std::uint32_t bit = x.is<std::string>() ? rich_field(x.get<std::string>()) : 0;
+        if (!bit) {
+          ws.send_text(error_message("unknown metric " + x.serialize() +
+                                     " (cpu, memory, network, disk, system, custom)"));
+          return;
+        }
+        fields |= bit;
+      }
+      if (!fields) fields = kRichAll;
+    }
+    auto iv = o.find("interval");
+    if (iv != o.end()) {
+      if (!iv->second.is<double>() || !(iv->second.get<double>() > 0)) {
+        ws.send_text(error_message("\"interval\" must be a positive number of seconds"));
+        return;
+      }
+      every = interval_ticks(iv->second.get<double>());
+    }
+    s->fields = fields;
+    s->every_ticks = every;
+    std::string ack = "{\"type\":\"subscribed\",\"metrics\":[";
+    bool first = true;
+    for (const char* n : {"cpu", "memory", "network", "disk", "system", "custom"}) {
+      if (!(fields & rich_field(n))) continue;
+      if (!first) ack += ',';
+      first = false;
+      ack += '"';
+      ack += n;
+      ack += '"';
+    }
+    ack += "],\"interval\":";
+    append_number(ack, every * opt_.tick_seconds, 3);
+    ack += '}';
+    ws.send_text(ack);
+  }
+
+  // ---- HTTP ----------------------------------------------------------------
+
+  HttpResponse health() const {
+    std::string out;
+    JsonWriter w(out);
+    w.begin_object().key("status").str("ok").key("version").str(METRICS_AGENT_VERSION);
+    w.key("uptime_seconds").num(mono_now() - started_mono_, 1);
+    w.key("clients").uint(server_.client_count());
+    w.key("streams").begin_object();
+    w.key("flat").uint(server_.websocket_count("/api/system/metrics"));
+    w.key("rich").uint(server_.websocket_count("/api/ws/metrics"));
+    w.key("dashboard").uint(server_.websocket_count("/api/ws/ws"));
+    w.key("alerts").uint(server_.websocket_count("/api/ws/ws/alerts"));
+    w.end_object();
+    w.key("auth").boolean(!opt_.jwt_secret.empty());
+    w.key("tick_seconds").num(opt_.tick_seconds, 3);
+    w.key("alerts").begin_object().key("rules").uint(rules_.size()).key("firing").begin_array();
+    for (const auto& r : rules_) {
+      if (!r.firing) continue;
+      std::string since;
+      append_timestamp(since, r.fired_at, TimeFormat::Seconds);
+      w.begin_object().key("metric").str(r.metric).key("level").str(r.level);
+      w.key("value").num(r.last_value).key("threshold").num(r.threshold).key("since").str(since).end_object();
+    }
+    w.end_array().end_object().end_object();
+    return HttpResponse::json(200, out);
+  }
+
+  HttpResponse current(const HttpRequest& req) {
+    std::string why = auth_failure(req);
+    if (!why.empty()) return HttpResponse::error(401, why);
+    if (!have_snapshot_) return HttpResponse::error(503, "no snapshot yet: the first tick has not happened");
+    std::string out = "{\"timestamp\":\"";
+    append_timestamp(out, last_tick_us_, tick_format(last_tick_us_));
+    out += "\",\"data\":";
+    write_rich_data(out, snap_, kRichAll);
+    out += '}';
+    return HttpResponse::json(200, out);
+  }
+
+  HttpResponse history(const HttpRequest& req) {
+    std::string why = auth_failure(req);
+    if (!why.empty()) return HttpResponse::error(401, why);
+    std::string name = req.path.substr(std::string("/api/metrics/").size());
+    struct Known {
+      const char* name;
+      const char* unit;
+      int series;
+    };
+    static const Known builtin[] = {{"cpu", "percent", History::Cpu},
+                                    {"memory", "percent", History::Memory},
+                                    {"disk", "percent", History::Disk},
+                                    {"network", "bytes_per_second", History::NetSent},
+                                    {"load", "load", History::Load1}};
+    int series = -1;
+    const char* unit = "";
+    for (const auto& k : builtin)
+      if (name == k.name) series = k.series, unit = k.unit;
+    for (std::size_t g = 0; series < 0 && g < gauge_fns_.size(); ++g)
+      if (gauge_fns_[g].first == name) series = int(History::kBuiltin + g), unit = "value";
+    if (series < 0) {
+      std::string known = "cpu, memory, disk, network, load";
+      for (const auto& g : gauge_fns_) known += ", " + g.first;
+      return HttpResponse::error(404, "unknown metric '" + name + "'; known: " + known);
+    }
+    double seconds = 300;
+    if (req.has_param("seconds") &&
+        (!parse_double(req.param("seconds"), seconds) || seconds <= 0 || seconds > 31536000))
+      return HttpResponse::error(400, "seconds must be a number of seconds between 1 and 31536000");
+    seconds = std::min(seconds, opt_.history_seconds);
+    std::string out;
+    JsonWriter w(out);
+    w.begin_object().key("metric").str(name).key("unit").str(unit);
+    w.key("seconds").num(seconds, 3).key("points").begin_array();
+    std::int64_t since = last_tick_us_ - std::int64_t(seconds * 1e6) + 1;
+    history_.each_since(since, [&](std::int64_t t, const float* v) {
+      std::string ts;
+      append_timestamp(ts, t, tick_format(t));
+      w.begin_object().key("timestamp").str(ts);
+      if (series == History::NetSent) {
+        w.key("value").num(double(v[History::NetSent]) + double(v[History::NetRecv]));
+        w.key("sent").num(v[History::NetSent]).key("recv").num(v[History::NetRecv]);
+      } else if (series == History::Load1) {
+        w.key("value").num(v[History::Load1]).key("load5").num(v[History::Load5]).key("load15").num(v[History::Load15]);
+      } else {
+        w.key("value").num(v[series], 6);
+      }
+      w.end_object();
+    });
+    w.end_array().end_object();
+    return HttpResponse::json(200, out);
+  }
+
+  HttpResponse login(const HttpRequest& req) {
+    if (opt_.jwt_secret.empty()) return HttpResponse::error(404, "authentication is not enabled on this agent");
+    std::int64_t now = wall_now_us() / 1000000;
+    LoginAttempts& a = attempts_[req.remote_address];
+    if (now - a.window_start >= 60) a = LoginAttempts{now, 0};
+    if (a.failures >= 5) {
+      HttpResponse r = HttpResponse::error(429, "too many login attempts; try again later");
+      r.headers.push_back({"Retry-After", std::to_string(60 - (now - a.window_start))});
+      return r;
+    }
+    picojson::value v;
+    std::string err = picojson::parse(v, req.body);
+    if (!err.empty() || !v.is<picojson::object>())
+      return HttpResponse::error(400, "expected a JSON object {\"username\":...,\"password\":...}");
+    const auto& o = v.get<picojson::object>();
+    auto u = o.find("username"), p = o.find("password");
+    if (u == o.end() || p == o.end() || !u->second.is<std::string>() || !p->second.is<std::string>())
+      return HttpResponse::error(400, "username and password must be strings");
+    const std::string& name = u->second.get<std::string>();
+    bool ok = false;
+    for (const auto& acct : users_)
+      if (acct.first == name) ok = password_verify(p->second.get<std::string>(), acct.second);
+    if (!ok) {
+      ++a.failures;
+      return HttpResponse::error(401, "invalid credentials");
+    }
+    std::int64_t ttl = std::int64_t(opt_.token_ttl_seconds);
+    std::string out = "{\"access_token\":" + json_string(jwt_issue(opt_.jwt_secret, name, now, ttl)) +
+                      ",\"token_type\":\"bearer\",\"expires_in\":" + std::to_string(ttl) + "}";
+    return HttpResponse::json(200, out);
+  }
+
+  HttpResponse broadcast(const HttpRequest& req) {
+    if (opt_.jwt_secret.empty()) {
+      bool loopback = req.remote_address.rfind("127.", 0) == 0 || req.remote_address == "::1" ||
+                      req.remote_address.rfind("::ffff:127.", 0) == 0;
+      if (!loopback) return HttpResponse::error(403, "broadcast is accepted from loopback only when authentication is off");
+    } else {
+      std::string why = auth_failure(req);
+      if (!why.empty()) return HttpResponse::error(401, why);
+    }
+    picojson::value v;
+    std::string err = picojson::parse(v, req.body);
+    if (!err.empty() || !v.is<picojson::object>())
+      return HttpResponse::error(400, "expected a JSON object {\"level\":...,\"message\":...}");
+    const auto& o = v.get<picojson::object>();
+    auto msg = o.find("message");
+    if (msg == o.end() || !msg->second.is<std::string>() || msg->second.get<std::string>().empty())
+      return HttpResponse::error(400, "\"message\" must be a non-empty string");
+    std::string level = "info";
+    auto lv = o.find("level");
+    if (lv != o.end()) {
+      if (!lv->second.is<std::string>() || !level_bit(lv->second.get<std::string>()))
+        return HttpResponse::error(400, "\"level\" must be info, warning or critical");
+      level = lv->second.get<std::string>();
+    }
+    picojson::object event = o;
+    event["type"] = picojson::value("alert");
+    event["level"] = picojson::value(level);
+    if (event.find("state") == event.end()) event["state"] = picojson::value("firing");
+    event["source"] = picojson::value("broadcast");
+    event["timestamp"] = picojson::value(format_timestamp(wall_now_us(), TimeFormat::Seconds));
+    std::size_t n = publish_alert(picojson::value(event).serialize(), level_bit(level));
+    return HttpResponse::json(200, "{\"delivered\":" + std::to_string(n) + "}");
+  }
+
+  void routes() {
+    auto stream_route = [this](Stream s) {
+      WebSocketRoute r;
+      r.on_open = [this, s](WebSocket& ws) { open_stream(ws, s); };
+      r.on_close = [this](WebSocket& ws, std::uint16_t) { close_stream(ws); };
+      if (s == Stream::Rich || s == Stream::Dashboard)
+        r.on_message = [this](WebSocket& ws, std::string_view m, bool b) { on_control(ws, m, b); };
+      else if (s == Stream::Alerts)
+        r.on_message = [this](WebSocket& ws, std::string_view m, bool b) {
+          if (!b && m.find("\"ping\"") != std::string_view::npos) ws.send_text("{\"type\":\"pong\"}");
+        };
+      return r;
+    };
+    server_.websocket("/api/system/metrics", stream_route(Stream::Flat));
+    server_.websocket("/api/ws/metrics", stream_route(Stream::Rich));
+    server_.websocket("/api/ws/ws", stream_route(Stream::Dashboard));
+    server_.websocket("/api/ws/ws/alerts", stream_route(Stream::Alerts));
+    server_.http("GET", "/health", [this](const HttpRequest&) { return health(); });
+    server_.http("GET", "/api/metrics/current", [this](const HttpRequest& r) { return current(r); });
+    server_.http("GET", "/api/metrics/*", [this](const HttpRequest& r) { return history(r); });
+    server_.http("POST", "/api/auth/login", [this](const HttpRequest& r) { return login(r); });
+    server_.http("POST", "/api/ws/broadcast/alert", [this](const HttpRequest& r) { return broadcast(r); });
+    server_.http("GET", "/", [](const HttpRequest&) {
+      HttpResponse r;
+      r.content_type = "text/html; charset=utf-8";
+      r.body = dashboard_html();
+      r.headers.push_back({"Cache-Control", "no-cache"});
+      return r;
+    });
+  }
+
+  static std::string dashboard_html();
+
+  std::vector<Subscriber> subs_;
+  std::vector<std::pair<std::uint32_t, std::shared_ptr<const std::string>>> frames_;
+  Snapshot snap_;
+  bool have_snapshot_ = false;
+  std::int64_t tick_us_ = 1000000, last_tick_us_ = 0, started_us_ = 0;
+  double started_mono_ = 0, collect_seconds_ = 0;
+  History history_;
+  std::vector<AlertRule> rules_;
+  std::vector<std::pair<std::string, std::string>> users_;
+  std::unordered_map<std::string, LoginAttempts> attempts_;
+};
+
+}  // namespace detail
+
+// ============================================================================
+// Implementation: public agent API
+// ============================================================================
+
+inline Agent::Agent(Options options) : core_(new detail::AgentCore(std::move(options))) {}
+
+inline Agent::~Agent() {
+  stop();
+  join();
+}
+
+inline bool Agent::validate(const Options& o, std::string* error) {
+  auto fail = [&](std::string why) {
+    if (error) *error = std::move(why);
+    return false;
+  };
+  if (!(o.tick_seconds >= 0.1 && o.tick_seconds <= 60)) return fail("--tick must be between 0.1 and 60 seconds");
+  if (!(o.history_seconds >= 0 && o.history_seconds <= 7 * 86400))
+    return fail("--history must be between 0 and 604800 seconds");
+  if (o.max_clients < 1 || o.max_clients > 1000000) return fail("--max-clients must be between 1 and 1000000");
+  if (o.max_clients_per_ip < 1) return fail("--max-clients-per-ip must be at least 1");
+  if (!(o.heartbeat_seconds >= 0 && o.heartbeat_seconds <= 3600))
+    return fail("--heartbeat must be between 0 (off) and 3600 seconds");
+  if (!(o.ws_ping_seconds >= 0 && o.ws_ping_seconds <= 3600))
+    return fail("--ws-ping must be between 0 (off) and 3600 seconds");
+  if (!(o.request_timeout_seconds >= 0.1 && o.request_timeout_seconds <= 3600))
+    return fail("--request-timeout must be between 0.1 and 3600 seconds");
+  if (o.max_backlog_bytes < 1024) return fail("--max-backlog must be at least 1024 bytes");
+  if (o.max_message_bytes < 1 || o.max_message_bytes > (std::size_t(16) << 20))
+    return fail("--max-message must be between 1 and 16777216 bytes");
+  for (const auto& u : o.users) {
+    std::size_t c = u.find(':');
+    if (c == std::string::npos || c == 0 || u.compare(c + 1, 14, "pbkdf2-sha256$") != 0)
+      return fail("--user must be NAME:HASH with HASH from `metrics-agent hash-password`, got '" + u.substr(0, c) + ":...'");
+  }
+  if (!o.users.empty() && o.jwt_secret.empty())
+    return fail("--user needs --jwt-secret-file (or METRICS_AGENT_JWT_SECRET) to issue tokens");
+  for (const auto& a : o.alerts) {
+    detail::AlertRule r;
+    std::string why;
+    if (!detail::parse_alert_rule(a, r, why)) return fail("--alert: " + why);
+  }
+  return true;
+}
+
+inline void Agent::add_gauge(std::string name, std::string help, std::function<double()> read) {
+  core_->gauge_fns_.emplace_back(std::move(name), std::move(read));
+  core_->gauge_help_.push_back(std::move(help));
+}
+
+inline Server& Agent::server() { return core_->server_; }
+
+inline bool Agent::listen(std::string* error) {
+  if (!core_->prepare()) {
+    if (error) *error = core_->start_error_;
+    return false;
+  }
+  return core_->server_.listen(error);
+}
+
+inline int Agent::run() {
+  std::string err;
+  if (!listen(&err)) {
+    core_->server_.log(err);
+    return 1;
+  }
+  core_->server_.run();
+  return 0;
+}
+
+inline void Agent::start() {
+  if (!thread_.joinable()) thread_ = std::thread([this] { run(); });
+}
+
+inline void Agent::stop() { core_->server_.stop(); }
+
+inline void Agent::join() {
+  if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
+}
+
+inline int Agent::port() const { return core_->server_.port(); }
+
+inline std::string Agent::collect_once_json(double interval_seconds) {
+  Snapshot* s = &core_->snap_;
+  std::this_thread::sleep_for(std::chrono::duration<double>(interval_seconds));
+  core_->collector_.sample_fast(*s, detail::mono_now());
+  core_->collector_.sample_slow(*s);
+  s->timestamp_us = detail::wall_now_us();
+  std::string out = "{\"timestamp\":\"";
+  detail::append_timestamp(out, s->timestamp_us, detail::TimeFormat::Seconds);
+  out += "\",\"data\":";
+  detail::write_rich_data(out, *s, detail::kRichAll);
+  out += '}';
+  return out;
+}
+
+}  // namespace metrics_agent
+
+// ============================================================================
+// Dashboard (SPEC §7): one self-contained page, no external resources
+// ============================================================================
+
+namespace metrics_agent {
+namespace detail {
+
+inline std::string AgentCore::dashboard_html() {
+  return R"DASHBOARD(<!doctype html><title>metrics-agent</title><p>dashboard</p>)DASHBOARD";
+}
+
+}  // namespace detail
+}  // namespace metrics_agent
 
 #endif  // METRICS_AGENT_HPP
