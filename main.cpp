@@ -33,9 +33,21 @@ repeatable options take a comma-separated list there):
   --ws-ping SECONDS          ping clients idle this long; drop those silent for another period (default 30)
   --request-timeout SECONDS  close HTTP connections whose request stalls this long (default 10)
   --max-backlog BYTES        output queued for one client before it is dropped (default 1048576)
+  --gauge NAME=FILE          publish the number in FILE as the application gauge NAME, read at every
+                             tick (repeatable; for cron jobs and scripts; keep FILE on a local disk)
 )";
 
 metrics_agent::Agent* g_agent = nullptr;
+std::vector<std::pair<std::string, std::string>> g_file_gauges;  // --gauge NAME=FILE
+
+// The number in a small file, NaN when it is missing or not a number.
+double read_number_file(const std::string& path) {
+  std::ifstream f(path);
+  std::string text;
+  std::getline(f, text);
+  double v = 0;
+  return f || f.eof() ? (metrics_agent::detail::parse_double(text, v) ? v : std::nan("")) : std::nan("");
+}
 
 extern "C" void on_signal(int) {
   if (g_agent) g_agent->stop();  // async-signal-safe: an atomic store and a write(2)
@@ -109,6 +121,13 @@ void apply(metrics_agent::Options& o, const std::string& flag, const std::string
     o.ws_ping_seconds = number(f, v, 0, 3600, "seconds");
   } else if (flag == "request-timeout") {
     o.request_timeout_seconds = number(f, v, 0.1, 3600, "seconds");
+  } else if (flag == "gauge") {
+    std::size_t eq = v.find('=');
+    std::string name = v.substr(0, eq);
+    bool ok = eq != std::string::npos && eq > 0 && eq + 1 < v.size() && !std::isdigit(static_cast<unsigned char>(name[0]));
+    for (char c : name) ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '_');
+    if (!ok) usage_error(f + ": expected NAME=FILE with NAME made of letters, digits and _, got '" + v + "'");
+    g_file_gauges.emplace_back(name, v.substr(eq + 1));
   } else if (flag == "max-backlog") {
     o.max_backlog_bytes = count(f, v, 1024, 1u << 30);
   } else {
@@ -118,9 +137,9 @@ void apply(metrics_agent::Options& o, const std::string& flag, const std::string
 
 const char* const kValueFlags[] = {"listen", "tick", "disk", "history", "jwt-secret-file", "user", "alert",
                                    "max-clients", "max-clients-per-ip", "cors-origin", "heartbeat",
-                                   "ws-ping", "request-timeout", "max-backlog"};
+                                   "ws-ping", "request-timeout", "max-backlog", "gauge"};
 
-bool repeatable(const std::string& flag) { return flag == "user" || flag == "alert"; }
+bool repeatable(const std::string& flag) { return flag == "user" || flag == "alert" || flag == "gauge"; }
 
 // Environment first, then the command line over it.
 void apply_environment(metrics_agent::Options& o) {
@@ -200,12 +219,24 @@ int main(int argc, char** argv) {
     }
     std::string why;
     if (!metrics_agent::Agent::validate(opt, &why)) usage_error(why);
+    for (const auto& text : opt.alerts) {
+      metrics_agent::detail::AlertRule r;
+      metrics_agent::detail::parse_alert_rule(text, r, why);
+      bool gauge = std::any_of(g_file_gauges.begin(), g_file_gauges.end(), [&](const auto& g) { return g.first == r.metric; });
+      if (!metrics_agent::detail::builtin_alert_metric(r.metric) && !gauge)
+        usage_error("--alert '" + text + "': unknown metric '" + r.metric +
+                    "' (cpu, memory, disk, swap, load1, load5, load15, or a --gauge NAME)");
+    }
   } catch (const UsageError& e) {
     std::cerr << "metrics-agent: " << e.message << "\n" << kUsage;
     return 2;
   }
 
   metrics_agent::Agent agent(opt);
+  for (const auto& g : g_file_gauges) {
+    std::string path = g.second;
+    agent.add_gauge(g.first, "Read from " + path + ".", [path] { return read_number_file(path); });
+  }
   if (once) {
     std::cout << agent.collect_once_json(1.0) << "\n";
     return 0;

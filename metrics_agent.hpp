@@ -3246,11 +3246,10 @@ class AgentCore {
 
   // ---- the tick ------------------------------------------------------------
 
-  void sample(Snapshot& s, std::int64_t tick_us) {
+  void sample(Snapshot& s) {
     collector_.sample_fast(s, mono_now());
     if (slow_) slow_->merge_into(s, mono_now(), std::max(3.0, 3 * opt_.tick_seconds));
     s.timestamp_us = wall_now_us();
-    (void)tick_us;
     s.custom.resize(gauge_fns_.size());
     for (std::size_t i = 0; i < gauge_fns_.size(); ++i) {
       s.custom[i].name = gauge_fns_[i].first;
@@ -3265,7 +3264,7 @@ class AgentCore {
 
   void on_tick(std::int64_t tick_us) {
     double t0 = mono_now();
-    sample(snap_, tick_us);
+    sample(snap_);
     if (slow_) slow_->kick();
     have_snapshot_ = true;
     last_tick_us_ = tick_us;
@@ -3839,9 +3838,8 @@ inline int Agent::port() const { return core_->server_.port(); }
 inline std::string Agent::collect_once_json(double interval_seconds) {
   Snapshot* s = &core_->snap_;
   std::this_thread::sleep_for(std::chrono::duration<double>(interval_seconds));
-  core_->collector_.sample_fast(*s, detail::mono_now());
+  core_->sample(*s);  // the fast part and the gauges
   core_->collector_.sample_slow(*s);
-  s->timestamp_us = detail::wall_now_us();
   std::string out = "{\"timestamp\":\"";
   detail::append_timestamp(out, s->timestamp_us, detail::TimeFormat::Seconds);
   out += "\",\"data\":";
