@@ -175,7 +175,12 @@ int hash_password() {
     std::cerr << "metrics-agent: hash-password: read an empty password from stdin\n";
     return 2;
   }
-  std::cout << metrics_agent::detail::password_hash(pw) << "\n";
+  std::string hash = metrics_agent::detail::password_hash(pw);
+  if (hash.empty()) {
+    std::cerr << "metrics-agent: hash-password: no random source for the salt\n";
+    return 1;
+  }
+  std::cout << hash << "\n";
   return 0;
 }
 

@@ -94,6 +94,7 @@
 #include <limits>
 #include <optional>
 #include <cstddef>
+#include <exception>
 
 #if defined(METRICS_AGENT_PLATFORM_LINUX)
 #include <arpa/inet.h>
@@ -132,6 +133,7 @@ struct CpuStats {
   std::vector<double> per_core;       // usage percent per core
   std::vector<double> frequency_mhz;  // per core; empty where unknown
   std::vector<CpuTimes> core_times;   // cumulative, per core
+  std::vector<unsigned> core_ids;     // the kernel's CPU number of each entry (gaps when offline)
 };
 
 struct LoadStats {
@@ -3037,6 +3039,18 @@ inline std::vector<std::string> default_alert_rules() {
   return {"cpu>90:30s", "memory>90:30s", "disk>90:30s:critical"};
 }
 
+// picojson reports most errors as a string but throws for some (numbers out
+// of range such as 1e999): one entry point that never throws.
+inline std::string parse_json(picojson::value& v, std::string_view text) {
+  try {
+    std::string err;
+    picojson::parse(v, text.begin(), text.end(), &err);
+    return err;
+  } catch (const std::exception& e) {
+    return std::string("malformed JSON: ") + e.what();
+  }
+}
+
 inline bool builtin_alert_metric(std::string_view m) {
   return m == "cpu" || m == "memory" || m == "disk" || m == "swap" || m == "load" || m == "load1" ||
          m == "load5" || m == "load15";
@@ -3481,8 +3495,7 @@ class AgentCore {
       return;
     }
     picojson::value v;
-    std::string err;
-    picojson::parse(v, text.begin(), text.end(), &err);
+    std::string err = parse_json(v, text);
     if (!err.empty() || !v.is<picojson::object>()) {
       ws.send_text(error_message(err.empty() ? "expected a JSON object" : "malformed JSON: " + err));
       return;
@@ -3651,7 +3664,7 @@ class AgentCore {
       return r;
     }
     picojson::value v;
-    std::string err = picojson::parse(v, req.body);
+    std::string err = parse_json(v, req.body);
     if (!err.empty() || !v.is<picojson::object>())
       return HttpResponse::error(400, "expected a JSON object {\"username\":...,\"password\":...}");
     const auto& o = v.get<picojson::object>();
@@ -3659,9 +3672,12 @@ class AgentCore {
     if (u == o.end() || p == o.end() || !u->second.is<std::string>() || !p->second.is<std::string>())
       return HttpResponse::error(400, "username and password must be strings");
     const std::string& name = u->second.get<std::string>();
-    bool ok = false;
+    // An unknown name costs the same PBKDF2 work as a known one, so response
+    // times do not reveal which accounts exist.
+    const std::string* hash = &dummy_hash_;
     for (const auto& acct : users_)
-      if (acct.first == name) ok = password_verify(p->second.get<std::string>(), acct.second);
+      if (acct.first == name) hash = &acct.second;
+    bool ok = password_verify(p->second.get<std::string>(), *hash) && hash != &dummy_hash_;
     if (!ok) {
       ++a.failures;
       return HttpResponse::error(401, "invalid credentials");
@@ -3682,7 +3698,7 @@ class AgentCore {
       if (!why.empty()) return HttpResponse::error(401, why);
     }
     picojson::value v;
-    std::string err = picojson::parse(v, req.body);
+    std::string err = parse_json(v, req.body);
     if (!err.empty() || !v.is<picojson::object>())
       return HttpResponse::error(400, "expected a JSON object {\"level\":...,\"message\":...}");
     const auto& o = v.get<picojson::object>();
@@ -3714,7 +3730,7 @@ class AgentCore {
       if (s == Stream::Rich || s == Stream::Dashboard)
         r.on_message = [this](WebSocket& ws, std::string_view m, bool b) { on_control(ws, m, b); };
       else if (s == Stream::Alerts)
-        r.on_message = [this](WebSocket& ws, std::string_view m, bool b) {
+        r.on_message = [](WebSocket& ws, std::string_view m, bool b) {
           if (!b && m.find("\"ping\"") != std::string_view::npos) ws.send_text("{\"type\":\"pong\"}");
         };
       return r;
@@ -3749,6 +3765,7 @@ class AgentCore {
   std::vector<AlertRule> rules_;
   std::vector<std::pair<std::string, std::string>> users_;
   std::unordered_map<std::string, LoginAttempts> attempts_;
+  std::string dummy_hash_ = "pbkdf2-sha256$100000$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
 };
 
 }  // namespace detail

@@ -1,22 +1,1320 @@
 // platform/linux.hpp - the Linux collector: /proc, /sys and statvfs.
+//
 // Included by metrics_agent.hpp; fills metrics_agent::Snapshot.
+//
+//   sample_fast (event-loop thread, every tick; kernel counters only):
+//     <proc>/stat, loadavg, meminfo, net/dev, diskstats, uptime, sys/kernel/hostname,
+//     <sys>/class/block/<dev>/{partition,slaves} (once per newly seen device)
+//   sample_slow (worker thread; may block on storage):
+//     <proc>/self/mountinfo, <proc>/filesystems, statvfs of each mount,
+//     <sys>/devices/system/cpu/cpuN/cpufreq/scaling_cur_freq, <proc>/cpuinfo
+//
+// The two may run at the same time: they share no mutable state.
+// Every file is parsed by a pure function over its text (parse_proc_stat,
+// parse_meminfo, parse_net_dev, parse_diskstats, parse_mountinfo, ...), which
+// the unit tests run on recorded files (tests/fixtures/linux).
 #ifndef METRICS_AGENT_PLATFORM_LINUX_HPP
 #define METRICS_AGENT_PLATFORM_LINUX_HPP
 #if defined(METRICS_AGENT_PLATFORM_LINUX)
 
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <chrono>
+#include <climits>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <string_view>
+#include <vector>
+
 namespace metrics_agent {
 namespace detail {
+
+// ============================================================================
+// Reading files
+// ============================================================================
+
+inline int open_readonly(const char* path) {
+  int fd;
+  do {
+    fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  } while (fd < 0 && errno == EINTR);
+  return fd;
+}
+
+// Reads whole files into a buffer the caller keeps between calls; it grows
+// only when a file outgrows it, so steady ticks never allocate.
+class FileReader {
+ public:
+  explicit FileReader(std::size_t initial_bytes = 16384) : buf_(initial_bytes ? initial_bytes : 1) {}
+
+  // Returns 0 and points `text` into the buffer (valid until the next read),
+  // or returns an errno value.
+  int read(const char* path, std::string_view& text) {
+    const int fd = open_readonly(path);
+    if (fd < 0) return errno;
+    const int err = read_fd(fd, text);
+    ::close(fd);
+    return err;
+  }
+
+  // The whole file from offset 0, whatever the descriptor's position.
+  int read_fd(int fd, std::string_view& text) {
+    std::size_t len = 0;
+    for (;;) {
+      if (len == buf_.size()) {
+        if (buf_.size() >= kMaxBytes) return EFBIG;
+        buf_.resize(buf_.size() * 2);
+      }
+      const ssize_t n = ::pread(fd, buf_.data() + len, buf_.size() - len, static_cast<off_t>(len));
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return errno;
+      }
+      if (n == 0) break;
+      len += static_cast<std::size_t>(n);
+    }
+    text = std::string_view(buf_.data(), len);
+    return 0;
+  }
+
+ private:
+  static constexpr std::size_t kMaxBytes = std::size_t(64) << 20;
+  std::vector<char> buf_;
+};
+
+// A /proc file kept open between ticks and read again from offset 0: seq_file
+// and sysctl files generate their text afresh for each read from the start,
+// and the open (a path walk, a new proc inode) costs as much as the read.
+// After a failure the file is opened again on the next call.
+class KeptFile {
+ public:
+  explicit KeptFile(std::string path) : path_(std::move(path)) {}
+  ~KeptFile() { close(); }
+  KeptFile(const KeptFile&) = delete;
+  KeptFile& operator=(const KeptFile&) = delete;
+  KeptFile(KeptFile&& other) noexcept : path_(std::move(other.path_)), fd_(other.fd_) { other.fd_ = -1; }
+  KeptFile& operator=(KeptFile&&) = delete;
+
+  const std::string& path() const { return path_; }
+
+  int read(FileReader& reader, std::string_view& text) {
+    if (fd_ >= 0) {
+      if (reader.read_fd(fd_, text) == 0) return 0;
+      close();  // e.g. ESPIPE from a file that cannot seek: open it afresh below
+    }
+    fd_ = open_readonly(path_.c_str());
+    if (fd_ < 0) return errno;
+    const int err = reader.read_fd(fd_, text);
+    if (err != 0) close();
+    return err;
+  }
+
+ private:
+  void close() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+  std::string path_;
+  int fd_ = -1;
+};
+
+inline std::string read_error(const std::string& path, int err) {
+  return "cannot read " + path + ": " + std::strerror(err);
+}
+
+inline std::string parse_error(const std::string& path, const char* why) {
+  return "cannot parse " + path + ": " + why;
+}
+
+// ============================================================================
+// Text scanning (no locale: /proc prints plain ASCII decimals)
+// ============================================================================
+
+class LineReader {
+ public:
+  explicit LineReader(std::string_view text) : rest_(text) {}
+  bool next(std::string_view& line) {
+    if (rest_.empty()) return false;
+    const std::size_t nl = rest_.find('\n');
+    if (nl == std::string_view::npos) {
+      line = rest_;
+      rest_ = std::string_view();
+    } else {
+      line = rest_.substr(0, nl);
+      rest_.remove_prefix(nl + 1);
+    }
+    return true;
+  }
+
+ private:
+  std::string_view rest_;
+};
+
+inline bool is_blank(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+inline void skip_blanks(std::string_view& s) {
+  while (!s.empty() && is_blank(s.front())) s.remove_prefix(1);
+}
+
+inline std::string_view trim(std::string_view s) {
+  skip_blanks(s);
+  while (!s.empty() && is_blank(s.back())) s.remove_suffix(1);
+  return s;
+}
+
+inline std::string_view next_token(std::string_view& s) {
+  skip_blanks(s);
+  std::size_t n = 0;
+  while (n < s.size() && !is_blank(s[n])) ++n;
+  const std::string_view token = s.substr(0, n);
+  s.remove_prefix(n);
+  return token;
+}
+
+inline bool starts_with(std::string_view s, std::string_view prefix) {
+  return s.size() >= prefix.size() && s.compare(0, prefix.size(), prefix) == 0;
+}
+
+template <class Unsigned>
+inline bool parse_unsigned(std::string_view& s, Unsigned& v) {
+  skip_blanks(s);
+  const auto r = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (r.ec != std::errc()) return false;
+  s.remove_prefix(static_cast<std::size_t>(r.ptr - s.data()));
+  return true;
+}
+
+inline bool parse_u64(std::string_view& s, std::uint64_t& v) { return parse_unsigned(s, v); }
+
+// An unsigned decimal such as "0.24" or "7370.33". Written by hand rather
+// than with floating-point std::from_chars, which older toolchains lack.
+inline bool parse_decimal(std::string_view& s, double& v) {
+  skip_blanks(s);
+  const char* p = s.data();
+  const char* const end = p + s.size();
+  std::uint64_t whole = 0;
+  const auto r = std::from_chars(p, end, whole);
+  if (r.ec != std::errc()) return false;
+  p = r.ptr;
+  double frac = 0, scale = 1;
+  if (p < end && *p == '.') {
+    for (++p; p < end && *p >= '0' && *p <= '9'; ++p) {
+      if (scale < 1e18) {
+        frac = frac * 10 + (*p - '0');
+        scale *= 10;
+      }
+    }
+  }
+  v = static_cast<double>(whole) + frac / scale;
+  s.remove_prefix(static_cast<std::size_t>(p - s.data()));
+  return true;
+}
+
+// ============================================================================
+// Rates and percentages
+// ============================================================================
+
+// Many kernel counters are `unsigned long`, 32 bits wide on 32-bit kernels.
+// A value below the previous one is a wrap when the previous one fit in 32
+// bits; otherwise the counter was reset (interface re-created, driver
+// reloaded) and the interval has no meaningful delta.
+inline std::uint64_t counter_delta(std::uint64_t prev, std::uint64_t cur) {
+  if (cur >= prev) return cur - prev;
+  if (prev <= 0xffffffffULL) return (0x100000000ULL - prev) + cur;
+  return 0;
+}
+
+inline double per_second(double amount, double seconds) {
+  if (!(seconds > 0) || !std::isfinite(seconds) || !(amount >= 0)) return 0;
+  const double r = amount / seconds;
+  return std::isfinite(r) ? r : 0;
+}
+
+inline double counter_rate(std::uint64_t prev, std::uint64_t cur, double seconds) {
+  return per_second(static_cast<double>(counter_delta(prev, cur)), seconds);
+}
+
+inline double percent_of(double part, double whole) {
+  if (!(whole > 0)) return 0;
+  const double p = part / whole * 100.0;
+  if (!(p > 0)) return 0;  // also NaN
+  return p < 100.0 ? p : 100.0;
+}
+
+// ============================================================================
+// /proc/stat (Documentation/filesystems/proc.rst, "Miscellaneous kernel statistics")
+// ============================================================================
+
+// Clock ticks (USER_HZ) since boot.
+struct CpuTicks {
+  std::uint64_t user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0,
+                softirq = 0, steal = 0;
+};
+
+struct CoreTicks {
+  unsigned id = 0;  // N of the cpuN line
+  CpuTicks ticks;
+};
+
+struct ProcStat {
+  CpuTicks total;
+  std::vector<CoreTicks> cores;  // cpuN lines in file order; offline cores are absent
+  std::uint64_t btime = 0;       // boot time, seconds since the epoch; 0 if absent
+};
+
+// guest and guest_nice are not read: the kernel already adds them to user and nice.
+inline bool parse_cpu_fields(std::string_view s, CpuTicks& t) {
+  t = CpuTicks{};
+  std::uint64_t* const fields[] = {&t.user, &t.nice,    &t.system,  &t.idle,
+                                   &t.iowait, &t.irq, &t.softirq, &t.steal};
+  int n = 0;
+  for (std::uint64_t* f : fields) {
+    if (!parse_u64(s, *f)) break;
+    ++n;
+  }
+  return n >= 4;  // Linux 2.4 printed only user, nice, system and idle.
+}
+
+// Returns false when the text has no aggregate "cpu" line.
+inline bool parse_proc_stat(std::string_view text, ProcStat& out) {
+  out.total = CpuTicks{};
+  out.cores.clear();
+  out.btime = 0;
+  bool have_total = false;
+  LineReader lines(text);
+  std::string_view line;
+  while (lines.next(line)) {
+    if (starts_with(line, "cpu")) {
+      std::string_view rest = line.substr(3);
+      if (!rest.empty() && is_blank(rest.front())) {
+        have_total = parse_cpu_fields(rest, out.total);
+        continue;
+      }
+      CoreTicks core;
+      const auto r = std::from_chars(rest.data(), rest.data() + rest.size(), core.id);
+      if (r.ec != std::errc()) continue;
+      rest.remove_prefix(static_cast<std::size_t>(r.ptr - rest.data()));
+      if (parse_cpu_fields(rest, core.ticks)) out.cores.push_back(core);
+    } else if (starts_with(line, "btime ")) {
+      std::string_view rest = line.substr(6);
+      if (!parse_u64(rest, out.btime)) out.btime = 0;
+    }
+  }
+  return have_total;
+}
+
+struct CpuShares {
+  double usage = 0, user = 0, system = 0, idle = 0, iowait = 0, steal = 0;  // percent
+};
+
+inline std::uint64_t tick_delta(std::uint64_t prev, std::uint64_t cur) {
+  return cur > prev ? cur - prev : 0;
+}
+
+// Shares of the time between two readings. A field that went backwards counts
+// as zero (proc.rst warns that iowait can decrease). user includes nice;
+// system includes irq and softirq so that user + system + idle + iowait +
+// steal = 100. usage is the non-idle share, iowait counting as idle.
+// Returns false when no time passed.
+inline bool cpu_shares(const CpuTicks& prev, const CpuTicks& cur, CpuShares& out) {
+  const double user = static_cast<double>(tick_delta(prev.user, cur.user) + tick_delta(prev.nice, cur.nice));
+  const double system = static_cast<double>(tick_delta(prev.system, cur.system) +
+                                            tick_delta(prev.irq, cur.irq) +
+                                            tick_delta(prev.softirq, cur.softirq));
+  const double idle = static_cast<double>(tick_delta(prev.idle, cur.idle));
+  const double iowait = static_cast<double>(tick_delta(prev.iowait, cur.iowait));
+  const double steal = static_cast<double>(tick_delta(prev.steal, cur.steal));
+  const double total = user + system + idle + iowait + steal;
+  if (!(total > 0)) return false;
+  out.user = percent_of(user, total);
+  out.system = percent_of(system, total);
+  out.idle = percent_of(idle, total);
+  out.iowait = percent_of(iowait, total);
+  out.steal = percent_of(steal, total);
+  out.usage = percent_of(user + system + steal, total);
+  return true;
+}
+
+inline CpuTimes cpu_times_seconds(const CpuTicks& t, double ticks_per_second) {
+  const double hz = ticks_per_second > 0 ? ticks_per_second : 100.0;
+  CpuTimes s;
+  s.user = static_cast<double>(t.user) / hz;
+  s.nice = static_cast<double>(t.nice) / hz;
+  s.system = static_cast<double>(t.system) / hz;
+  s.idle = static_cast<double>(t.idle) / hz;
+  s.iowait = static_cast<double>(t.iowait) / hz;
+  s.irq = static_cast<double>(t.irq) / hz;
+  s.softirq = static_cast<double>(t.softirq) / hz;
+  s.steal = static_cast<double>(t.steal) / hz;
+  return s;
+}
+
+// ============================================================================
+// /proc/loadavg, /proc/uptime
+// ============================================================================
+
+inline bool parse_loadavg(std::string_view text, LoadStats& out) {
+  return parse_decimal(text, out.load1) && parse_decimal(text, out.load5) &&
+         parse_decimal(text, out.load15);
+}
+
+inline bool parse_uptime(std::string_view text, double& uptime_seconds) {
+  return parse_decimal(text, uptime_seconds);
+}
+
+// ============================================================================
+// /proc/meminfo (proc.rst, "meminfo")
+// ============================================================================
+
+struct MemInfo {  // bytes
+  std::uint64_t total = 0, free = 0, available = 0, buffers = 0, cached = 0,
+                sreclaimable = 0, swap_total = 0, swap_free = 0;
+  bool has_total = false, has_available = false;
+};
+
+// Returns false without a non-zero MemTotal.
+inline bool parse_meminfo(std::string_view text, MemInfo& m) {
+  m = MemInfo{};
+  LineReader lines(text);
+  std::string_view line;
+  while (lines.next(line)) {
+    const std::size_t colon = line.find(':');
+    if (colon == std::string_view::npos) continue;
+    const std::string_view key = line.substr(0, colon);
+    std::string_view rest = line.substr(colon + 1);
+    std::uint64_t value = 0;
+    if (!parse_u64(rest, value)) continue;
+    if (trim(rest) == "kB") value *= 1024;
+    if (key == "MemTotal") {
+      m.total = value;
+      m.has_total = true;
+    } else if (key == "MemFree") {
+      m.free = value;
+    } else if (key == "MemAvailable") {
+      m.available = value;
+      m.has_available = true;
+    } else if (key == "Buffers") {
+      m.buffers = value;
+    } else if (key == "Cached") {
+      m.cached = value;
+    } else if (key == "SReclaimable") {
+      m.sreclaimable = value;
+    } else if (key == "SwapTotal") {
+      m.swap_total = value;
+    } else if (key == "SwapFree") {
+      m.swap_free = value;
+    }
+  }
+  return m.has_total && m.total > 0;
+}
+
+inline void memory_stats(const MemInfo& m, MemoryStats& out) {
+  out.total_bytes = m.total;
+  out.free_bytes = m.free;
+  out.buffers_bytes = m.buffers;
+  // Page cache plus reclaimable slab: the "cache" column of procps-ng free(1).
+  out.cached_bytes = m.cached + m.sreclaimable;
+  std::uint64_t available = m.available;
+  // MemAvailable appeared in Linux 3.14; before it, the classic estimate of
+  // what can be had without swapping is free + buffers + cache.
+  if (!m.has_available) available = m.free + m.buffers + out.cached_bytes;
+  if (available > m.total) available = m.total;
+  out.available_bytes = available;
+  out.used_bytes = m.total - available;
+  out.usage_percent = percent_of(static_cast<double>(out.used_bytes), static_cast<double>(m.total));
+  out.swap_total_bytes = m.swap_total;
+  out.swap_free_bytes = m.swap_free < m.swap_total ? m.swap_free : m.swap_total;
+  out.swap_used_bytes = m.swap_total - out.swap_free_bytes;
+  out.swap_percent = percent_of(static_cast<double>(out.swap_used_bytes), static_cast<double>(m.swap_total));
+}
+
+// ============================================================================
+// /proc/net/dev
+// ============================================================================
+
+struct NetDevCounters {
+  std::string_view name;  // points into the parsed text
+  std::uint64_t rx_bytes = 0, rx_packets = 0, rx_errors = 0, rx_drops = 0;
+  std::uint64_t tx_bytes = 0, tx_packets = 0, tx_errors = 0, tx_drops = 0;
+};
+
+// Interface names cannot contain ':' (dev_valid_name), so the first colon ends
+// the name; Linux 2.6 printed no blank after it ("eth0:123 ...").
+inline void parse_net_dev(std::string_view text, std::vector<NetDevCounters>& out) {
+  out.clear();
+  LineReader lines(text);
+  std::string_view line;
+  while (lines.next(line)) {
+    const std::size_t colon = line.find(':');
+    if (colon == std::string_view::npos) continue;  // the two header lines
+    NetDevCounters c;
+    c.name = trim(line.substr(0, colon));
+    if (c.name.empty()) continue;
+    std::string_view rest = line.substr(colon + 1);
+    std::uint64_t v[16];
+    int n = 0;
+    while (n < 16 && parse_u64(rest, v[n])) ++n;
+    if (n < 16) continue;
+    // Receive: bytes packets errs drop fifo frame compressed multicast;
+    // transmit: bytes packets errs drop fifo colls carrier compressed.
+    c.rx_bytes = v[0];
+    c.rx_packets = v[1];
+    c.rx_errors = v[2];
+    c.rx_drops = v[3];
+    c.tx_bytes = v[8];
+    c.tx_packets = v[9];
+    c.tx_errors = v[10];
+    c.tx_drops = v[11];
+    out.push_back(c);
+  }
+}
+
+// ============================================================================
+// /proc/diskstats (Documentation/admin-guide/iostats.rst)
+// ============================================================================
+
+struct DiskstatsEntry {
+  unsigned major = 0, minor = 0;
+  std::string_view name;  // points into the parsed text
+  std::uint64_t reads = 0, reads_merged = 0, read_sectors = 0, read_ms = 0;
+  std::uint64_t writes = 0, writes_merged = 0, write_sectors = 0, write_ms = 0;
+  std::uint64_t in_flight = 0, io_ms = 0, weighted_io_ms = 0;
+};
+
+// Sectors in /proc/diskstats are always 512 bytes, whatever the device's
+// sector size (iostats.rst).
+constexpr std::uint64_t kDiskstatsSectorBytes = 512;
+
+// Eleven fields follow the name (4.18 appends four discard fields and 5.5 two
+// flush fields, not read here). Kernels before 2.6.25 printed partitions with
+// four: reads, sectors read, writes, sectors written.
+inline void parse_diskstats(std::string_view text, std::vector<DiskstatsEntry>& out) {
+  out.clear();
+  LineReader lines(text);
+  std::string_view line;
+  while (lines.next(line)) {
+    DiskstatsEntry e;
+    if (!parse_unsigned(line, e.major) || !parse_unsigned(line, e.minor)) continue;
+    e.name = next_token(line);
+    if (e.name.empty()) continue;
+    std::uint64_t v[11];
+    int n = 0;
+    while (n < 11 && parse_u64(line, v[n])) ++n;
+    if (n == 11) {
+      e.reads = v[0];
+      e.reads_merged = v[1];
+      e.read_sectors = v[2];
+      e.read_ms = v[3];
+      e.writes = v[4];
+      e.writes_merged = v[5];
+      e.write_sectors = v[6];
+      e.write_ms = v[7];
+      e.in_flight = v[8];
+      e.io_ms = v[9];
+      e.weighted_io_ms = v[10];
+    } else if (n == 4) {
+      e.reads = v[0];
+      e.read_sectors = v[1];
+      e.writes = v[2];
+      e.write_sectors = v[3];
+    } else {
+      continue;
+    }
+    out.push_back(e);
+  }
+}
+
+// Block devices whose I/O is not storage I/O of their own: loop (files already
+// counted on the disk below), ram and zram (memory), fd (floppy). dm-* and md*
+// are kept, as psutil does, but see is_stacked_device_name.
+inline bool is_memory_or_loop_device(std::string_view name) {
+  const std::string_view prefixes[] = {"loop", "ram", "zram", "fd"};
+  for (std::string_view p : prefixes) {
+    if (starts_with(name, p) && name.size() > p.size() &&
+        name[p.size()] >= '0' && name[p.size()] <= '9')
+      return true;
+  }
+  return false;
+}
+
+inline bool all_digits(std::string_view s) {
+  if (s.empty()) return false;
+  for (char c : s)
+    if (c < '0' || c > '9') return false;
+  return true;
+}
+
+// Fallback for hosts without sysfs: the names of partitions of the common
+// drivers, sda1 / vdb2 / xvda1 / hda3 (letters, then digits) and nvme0n1p2 /
+// mmcblk0p1 (digits, 'p', digits).
+inline bool looks_like_partition(std::string_view name) {
+  std::string_view rest;
+  if (starts_with(name, "xvd")) {
+    rest = name.substr(3);
+  } else if (name.size() > 2 && (name[0] == 's' || name[0] == 'v' || name[0] == 'h') && name[1] == 'd') {
+    rest = name.substr(2);
+  }
+  if (!rest.empty() && rest[0] >= 'a' && rest[0] <= 'z') {
+    std::size_t i = 0;
+    while (i < rest.size() && rest[i] >= 'a' && rest[i] <= 'z') ++i;
+    return all_digits(rest.substr(i));
+  }
+  if (starts_with(name, "nvme") || starts_with(name, "mmcblk")) {
+    const std::size_t p = name.rfind('p');
+    return p != std::string_view::npos && p > 0 && name[p - 1] >= '0' && name[p - 1] <= '9' &&
+           all_digits(name.substr(p + 1));
+  }
+  return false;
+}
+
+// Fallback for hosts without sysfs: device-mapper and md arrays sit on top of
+// other disks.
+inline bool is_stacked_device_name(std::string_view name) {
+  return starts_with(name, "dm-") || (starts_with(name, "md") && all_digits(name.substr(2)));
+}
+
+// ============================================================================
+// /proc/self/mountinfo (proc.rst, "/proc/<pid>/mountinfo") and /proc/filesystems
+// ============================================================================
+
+struct MountEntry {
+  unsigned major = 0, minor = 0;
+  std::string root, mountpoint, options, fstype, source, super_options;
+};
+
+// The kernel escapes space, tab, newline and backslash in paths as \ooo.
+inline std::string decode_mount_escapes(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const bool escape = s[i] == '\\' && i + 3 < s.size() && s[i + 1] >= '0' && s[i + 1] <= '3' &&
+                        s[i + 2] >= '0' && s[i + 2] <= '7' && s[i + 3] >= '0' && s[i + 3] <= '7';
+    if (escape) {
+      out.push_back(static_cast<char>((s[i + 1] - '0') * 64 + (s[i + 2] - '0') * 8 + (s[i + 3] - '0')));
+      i += 3;
+    } else {
+      out.push_back(s[i]);
+    }
+  }
+  return out;
+}
+
+// "36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue":
+// id, parent, major:minor, root, mount point, options, optional fields up to
+// "-", then type, source, super options.
+inline bool parse_mountinfo_line(std::string_view line, MountEntry& e) {
+  std::uint64_t id = 0, parent = 0;
+  if (!parse_u64(line, id) || !parse_u64(line, parent)) return false;
+  skip_blanks(line);
+  if (!parse_unsigned(line, e.major) || line.empty() || line.front() != ':') return false;
+  line.remove_prefix(1);
+  if (!parse_unsigned(line, e.minor)) return false;
+  const std::string_view root = next_token(line);
+  const std::string_view mountpoint = next_token(line);
+  const std::string_view options = next_token(line);
+  if (root.empty() || mountpoint.empty()) return false;
+  for (;;) {
+    const std::string_view optional = next_token(line);
+    if (optional.empty()) return false;
+    if (optional == "-") break;
+  }
+  const std::string_view fstype = next_token(line);
+  const std::string_view source = next_token(line);
+  const std::string_view super_options = next_token(line);
+  if (fstype.empty()) return false;
+  e.root = decode_mount_escapes(root);
+  e.mountpoint = decode_mount_escapes(mountpoint);
+  e.options.assign(options.data(), options.size());
+  e.fstype = decode_mount_escapes(fstype);
+  e.source = decode_mount_escapes(source);
+  e.super_options.assign(super_options.data(), super_options.size());
+  return true;
+}
+
+inline void parse_mountinfo(std::string_view text, std::vector<MountEntry>& out) {
+  out.clear();
+  LineReader lines(text);
+  std::string_view line;
+  MountEntry e;
+  while (lines.next(line)) {
+    if (parse_mountinfo_line(line, e)) out.push_back(e);
+  }
+}
+
+// Filesystem types backed by a block device: /proc/filesystems lines without
+// "nodev", plus zfs, which registers as nodev. This is the rule of psutil's
+// disk_partitions(all=False).
+inline void parse_filesystems(std::string_view text, std::vector<std::string>& out) {
+  out.clear();
+  LineReader lines(text);
+  std::string_view line;
+  while (lines.next(line)) {
+    std::string_view rest = line;
+    std::string_view first = next_token(rest);
+    if (first.empty()) continue;
+    if (first == "nodev") {
+      if (next_token(rest) == "zfs") out.emplace_back("zfs");
+      continue;
+    }
+    out.emplace_back(first);
+  }
+}
+
+inline bool has_mount_option(std::string_view options, std::string_view name) {
+  while (!options.empty()) {
+    const std::size_t comma = options.find(',');
+    const std::string_view opt = options.substr(0, comma);
+    if (opt == name) return true;
+    if (comma == std::string_view::npos) break;
+    options.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+// The mounts reported as partitions: a real source device, a block-backed
+// type (see parse_filesystems; with no list, a source that is a path), never
+// squashfs (read-only images such as snaps, always full), and only the first
+// mount of each device, so bind mounts and btrfs subvolumes appear once.
+inline std::vector<std::size_t> select_partitions(const std::vector<MountEntry>& mounts,
+                                                  const std::vector<std::string>& block_fstypes) {
+  std::vector<std::size_t> keep;
+  for (std::size_t i = 0; i < mounts.size(); ++i) {
+    const MountEntry& m = mounts[i];
+    if (m.source.empty() || m.source == "none" || m.fstype == "squashfs") continue;
+    bool block_backed = false;
+    if (block_fstypes.empty()) {
+      block_backed = m.source.front() == '/';
+    } else {
+      for (const std::string& t : block_fstypes)
+        if (t == m.fstype) block_backed = true;
+    }
+    if (!block_backed) continue;
+    bool duplicate = false;
+    for (std::size_t k : keep)
+      if (mounts[k].source == m.source) duplicate = true;
+    if (!duplicate) keep.push_back(i);
+  }
+  return keep;
+}
+
+// True when `path` is `mountpoint` or below it.
+inline bool path_is_under(std::string_view path, std::string_view mountpoint) {
+  if (mountpoint == "/") return !path.empty() && path.front() == '/';
+  if (!starts_with(path, mountpoint)) return false;
+  return path.size() == mountpoint.size() || path[mountpoint.size()] == '/';
+}
+
+// The mount that holds `path`: the longest mount point above it; of equal
+// ones the last, which is the one on top.
+inline const MountEntry* find_mount_for(const std::vector<MountEntry>& mounts, std::string_view path) {
+  const MountEntry* best = nullptr;
+  for (const MountEntry& m : mounts) {
+    if (!path_is_under(path, m.mountpoint)) continue;
+    if (!best || m.mountpoint.size() >= best->mountpoint.size()) best = &m;
+  }
+  return best;
+}
+
+// ============================================================================
+// Filesystem usage (statvfs)
+// ============================================================================
+
+struct FsCounts {
+  std::uint64_t block_size = 0, blocks = 0, blocks_free = 0, blocks_avail = 0;
+  std::uint64_t files = 0, files_free = 0;
+  bool readonly = false;
+};
+
+// Returns 0 or an errno value. glibc's statvfs64 keeps 64-bit counts on 32-bit
+// targets; musl's statvfs always does.
+inline int filesystem_counts(const char* path, FsCounts& c) {
+#if defined(__GLIBC__)
+  struct statvfs64 st;
+  if (::statvfs64(path, &st) != 0) return errno;
+#else   // !__GLIBC__
+  struct statvfs st;
+  if (::statvfs(path, &st) != 0) return errno;
+#endif  // __GLIBC__
+  c.block_size = st.f_frsize ? st.f_frsize : st.f_bsize;
+  c.blocks = st.f_blocks;
+  c.blocks_free = st.f_bfree;
+  c.blocks_avail = st.f_bavail;
+  c.files = st.f_files;
+  c.files_free = st.f_ffree;
+  c.readonly = (st.f_flag & ST_RDONLY) != 0;
+  return 0;
+}
+
+// Usage as df(1) shows it: used / (used + available to unprivileged users),
+// so the root reserve does not count as free.
+inline void partition_usage(const FsCounts& c, PartitionStats& p) {
+  const std::uint64_t bfree = c.blocks_free < c.blocks ? c.blocks_free : c.blocks;
+  p.total_bytes = c.blocks * c.block_size;
+  p.used_bytes = (c.blocks - bfree) * c.block_size;
+  p.free_bytes = c.blocks_avail * c.block_size;
+  p.bfree_bytes = bfree * c.block_size;
+  p.files = c.files;
+  p.files_free = c.files_free;
+  p.readonly = p.readonly || c.readonly;
+  p.usage_percent = percent_of(static_cast<double>(p.used_bytes),
+                               static_cast<double>(p.used_bytes) + static_cast<double>(p.free_bytes));
+}
+
+// ============================================================================
+// CPU frequency: /sys/devices/system/cpu (cpufreq) and /proc/cpuinfo
+// ============================================================================
+
+// A cpu list such as "0-3,5,8-9" (Documentation/ABI/stable/sysfs-devices-system-cpu).
+inline bool parse_cpu_list(std::string_view text, std::vector<unsigned>& out) {
+  out.clear();
+  text = trim(text);
+  while (!text.empty()) {
+    unsigned first = 0, last = 0;
+    if (!parse_unsigned(text, first)) return false;
+    last = first;
+    if (!text.empty() && text.front() == '-') {
+      text.remove_prefix(1);
+      if (!parse_unsigned(text, last) || last < first) return false;
+    }
+    if (last - first > 65536 || out.size() > 65536) return false;
+    for (unsigned id = first; id <= last; ++id) out.push_back(id);
+    if (text.empty()) break;
+    if (text.front() != ',') return false;
+    text.remove_prefix(1);
+  }
+  return !out.empty();
+}
+
+// The "cpu MHz : 2596.130" lines of x86 and some other architectures, one per
+// online processor. s390's "cpu MHz dynamic" and "cpu MHz static" are not it.
+inline void parse_cpuinfo_mhz(std::string_view text, std::vector<double>& out) {
+  out.clear();
+  LineReader lines(text);
+  std::string_view line;
+  while (lines.next(line)) {
+    if (!starts_with(line, "cpu MHz")) continue;
+    std::string_view rest = line.substr(7);
+    skip_blanks(rest);
+    if (rest.empty() || rest.front() != ':') continue;
+    rest.remove_prefix(1);
+    double mhz = 0;
+    if (parse_decimal(rest, mhz)) out.push_back(mhz);
+  }
+}
+
+// ============================================================================
+// Collector
+// ============================================================================
 
 class Collector {
  public:
   explicit Collector(std::string disk_path = "/", std::string proc_root = "/proc",
                      std::string sys_root = "/sys")
-      : disk_path_(std::move(disk_path)), proc_(std::move(proc_root)), sys_(std::move(sys_root)) {}
-  void sample_fast(Snapshot&, double) {}
-  void sample_slow(Snapshot&) {}
+      : disk_path_(std::move(disk_path)),
+        proc_(std::move(proc_root)),
+        sys_(std::move(sys_root)),
+        mountinfo_path_(proc_ + "/self/mountinfo"),
+        filesystems_path_(proc_ + "/filesystems"),
+        cpuinfo_path_(proc_ + "/cpuinfo"),
+        cpu_online_path_(sys_ + "/devices/system/cpu/online"),
+        stat_file_(proc_ + "/stat"),
+        loadavg_file_(proc_ + "/loadavg"),
+        meminfo_file_(proc_ + "/meminfo"),
+        net_dev_file_(proc_ + "/net/dev"),
+        diskstats_file_(proc_ + "/diskstats"),
+        uptime_file_(proc_ + "/uptime"),
+        hostname_file_(proc_ + "/sys/kernel/hostname") {
+    const long hz = ::sysconf(_SC_CLK_TCK);
+    ticks_per_second_ = hz > 0 ? static_cast<double>(hz) : 100.0;
+    // The baseline: the first sample_fast gives rates over the time since now.
+    Snapshot scratch;
+    collect_fast(scratch, 0, true);
+    baseline_clock_ = steady_seconds();
+  }
+
+  // Kernel counters only; rates and shares are against the previous call.
+  void sample_fast(Snapshot& out, double now) {
+    double elapsed;
+    if (first_sample_) {
+      // `now` may count from another origin than our baseline clock.
+      elapsed = steady_seconds() - baseline_clock_;
+      first_sample_ = false;
+    } else {
+      elapsed = now - prev_now_;
+    }
+    prev_now_ = now;
+    out.timestamp_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                           std::chrono::system_clock::now().time_since_epoch())
+                           .count();
+    collect_fast(out, elapsed, false);
+  }
+
+  // What can block: statvfs of every mount (a dead NFS server), sysfs cpufreq.
+  void sample_slow(Snapshot& out) {
+    collect_frequency(out.cpu.frequency_mhz);
+    std::vector<MountEntry> mounts;
+    std::string_view text;
+    const int err = slow_reader_.read(mountinfo_path_.c_str(), text);
+    if (err == 0) parse_mountinfo(text, mounts);
+    collect_partitions(out.disk, mounts, err);
+    collect_disk_path(out.disk.path, mounts);
+  }
 
  private:
-  std::string disk_path_, proc_, sys_;
+  struct CoreState {
+    CpuTicks prev;
+    CpuShares last;
+    std::uint64_t seen = 0;  // generation of the sample that last had this core
+  };
+  struct NetState {
+    std::string name;
+    std::uint64_t rx_bytes = 0, tx_bytes = 0, rx_packets = 0, tx_packets = 0;
+    std::uint64_t seen = 0;
+  };
+  struct DiskState {
+    std::string name;
+    bool report = false;   // a whole, storage-backed device
+    bool stacked = false;  // dm/md on top of other disks: not added to totals
+    std::uint64_t reads = 0, writes = 0, read_sectors = 0, write_sectors = 0;
+    std::uint64_t seen = 0;
+  };
+
+  static double steady_seconds() {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  }
+
+  void collect_fast(Snapshot& out, double elapsed, bool baseline) {
+    ++generation_;
+    collect_cpu(out.cpu, baseline);
+    collect_load(out.load);
+    collect_memory(out.memory);
+    collect_network(out.network, elapsed);
+    collect_disk_io(out.disk, elapsed);
+    collect_system(out.system);
+  }
+
+  void collect_cpu(CpuStats& c, bool baseline) {
+    btime_ = 0;
+    std::string_view text;
+    const int err = stat_file_.read(reader_, text);
+    if (err != 0 || !parse_proc_stat(text, stat_)) {
+      c.ok = false;
+      c.error = err != 0 ? read_error(stat_file_.path(), err)
+                         : parse_error(stat_file_.path(), "no cpu line");
+      c.per_core.clear();
+      c.core_times.clear();
+      c.core_ids.clear();
+      return;
+    }
+    btime_ = stat_.btime;
+    // With no time between two readings, the previous shares stand (at the
+    // baseline, prev is zero: the shares since boot).
+    cpu_shares(prev_total_, stat_.total, total_shares_);
+    prev_total_ = stat_.total;
+    c.usage_percent = total_shares_.usage;
+    c.user = total_shares_.user;
+    c.system = total_shares_.system;
+    c.idle = total_shares_.idle;
+    c.iowait = total_shares_.iowait;
+    c.steal = total_shares_.steal;
+
+    const std::size_t n = stat_.cores.size();
+    c.per_core.resize(n);
+    c.core_times.resize(n);
+    c.core_ids.resize(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      const CoreTicks& core = stat_.cores[i];
+      c.core_ids[i] = unsigned(core.id);
+      c.core_times[i] = cpu_times_seconds(core.ticks, ticks_per_second_);
+      c.per_core[i] = 0;
+      if (core.id > 65535) continue;  // beyond any NR_CPUS
+      if (core.id >= cores_.size()) cores_.resize(core.id + 1);
+      CoreState& s = cores_[core.id];
+      const bool continuing = s.seen + 1 == generation_;
+      if (continuing || baseline) {
+        cpu_shares(continuing ? s.prev : CpuTicks{}, core.ticks, s.last);
+      } else {
+        s.last = CpuShares{};  // came online since the last sample: no rate yet
+      }
+      s.prev = core.ticks;
+      s.seen = generation_;
+      c.per_core[i] = s.last.usage;
+    }
+    c.ok = true;
+    c.error.clear();
+  }
+
+  void collect_load(LoadStats& l) {
+    std::string_view text;
+    const int err = loadavg_file_.read(reader_, text);
+    if (err != 0) {
+      l.ok = false;
+      l.error = read_error(loadavg_file_.path(), err);
+    } else if (!parse_loadavg(text, l)) {
+      l.ok = false;
+      l.error = parse_error(loadavg_file_.path(), "expected three load averages");
+    } else {
+      l.ok = true;
+      l.error.clear();
+    }
+  }
+
+  void collect_memory(MemoryStats& m) {
+    std::string_view text;
+    const int err = meminfo_file_.read(reader_, text);
+    MemInfo info;
+    if (err != 0) {
+      m.ok = false;
+      m.error = read_error(meminfo_file_.path(), err);
+    } else if (!parse_meminfo(text, info)) {
+      m.ok = false;
+      m.error = parse_error(meminfo_file_.path(), "no MemTotal");
+    } else {
+      memory_stats(info, m);
+      m.ok = true;
+      m.error.clear();
+    }
+  }
+
+  NetState* find_net(std::string_view name, std::size_t hint) {
+    if (hint < net_.size() && net_[hint].name == name) return &net_[hint];
+    for (NetState& s : net_)
+      if (s.name == name) return &s;
+    return nullptr;
+  }
+
+  void collect_network(NetworkStats& net, double elapsed) {
+    std::string_view text;
+    const int err = net_dev_file_.read(reader_, text);
+    if (err != 0) {
+      net.ok = false;
+      net.error = read_error(net_dev_file_.path(), err);
+      net.interfaces.clear();
+      net.bytes_sent_per_sec = net.bytes_recv_per_sec = 0;
+      return;
+    }
+    parse_net_dev(text, net_rows_);
+    net.interfaces.resize(net_rows_.size());
+    double sent = 0, recv = 0;
+    for (std::size_t i = 0; i < net_rows_.size(); ++i) {
+      const NetDevCounters& row = net_rows_[i];
+      NetState* s = find_net(row.name, i);
+      if (!s) {
+        net_.emplace_back();
+        s = &net_.back();
+        s->name.assign(row.name.data(), row.name.size());
+      }
+      const bool continuing = s->seen + 1 == generation_;
+      InterfaceStats& o = net.interfaces[i];
+      o.name.assign(row.name.data(), row.name.size());
+      o.bytes_recv = row.rx_bytes;
+      o.bytes_sent = row.tx_bytes;
+      o.packets_recv = row.rx_packets;
+      o.packets_sent = row.tx_packets;
+      o.errors_in = row.rx_errors;
+      o.errors_out = row.tx_errors;
+      o.drops_in = row.rx_drops;
+      o.drops_out = row.tx_drops;
+      if (continuing) {
+        o.bytes_recv_per_sec = counter_rate(s->rx_bytes, row.rx_bytes, elapsed);
+        o.bytes_sent_per_sec = counter_rate(s->tx_bytes, row.tx_bytes, elapsed);
+        o.packets_recv_per_sec = counter_rate(s->rx_packets, row.rx_packets, elapsed);
+        o.packets_sent_per_sec = counter_rate(s->tx_packets, row.tx_packets, elapsed);
+      } else {
+        o.bytes_recv_per_sec = o.bytes_sent_per_sec = 0;
+        o.packets_recv_per_sec = o.packets_sent_per_sec = 0;
+      }
+      s->rx_bytes = row.rx_bytes;
+      s->tx_bytes = row.tx_bytes;
+      s->rx_packets = row.rx_packets;
+      s->tx_packets = row.tx_packets;
+      s->seen = generation_;
+      if (row.name != "lo") {
+        sent += o.bytes_sent_per_sec;
+        recv += o.bytes_recv_per_sec;
+      }
+    }
+    forget_unseen(net_);
+    net.bytes_sent_per_sec = sent;
+    net.bytes_recv_per_sec = recv;
+    net.ok = true;
+    net.error.clear();
+  }
+
+  template <class State>
+  void forget_unseen(std::vector<State>& states) {
+    std::size_t kept = 0;
+    for (std::size_t i = 0; i < states.size(); ++i) {
+      if (states[i].seen != generation_) continue;
+      if (kept != i) std::swap(states[kept], states[i]);
+      ++kept;
+    }
+    states.resize(kept);
+  }
+
+  // Decided once per device name, when it first shows up. A partition has a
+  // "partition" attribute in sysfs (Documentation/ABI/testing/sysfs-block);
+  // a stacked device lists the disks under it in "slaves".
+  void classify_disk(DiskState& s) const {
+    s.report = false;
+    s.stacked = false;
+    if (is_memory_or_loop_device(s.name)) return;
+    std::string dir = sys_ + "/class/block/";
+    for (char ch : s.name) dir.push_back(ch == '/' ? '!' : ch);  // cciss/c0d0 is cciss!c0d0 in sysfs
+    struct stat st;
+    if (::stat(dir.c_str(), &st) != 0) {
+      s.report = !looks_like_partition(s.name);
+      s.stacked = is_stacked_device_name(s.name);
+      return;
+    }
+    if (::access((dir + "/partition").c_str(), F_OK) == 0) return;
+    s.report = true;
+    if (DIR* d = ::opendir((dir + "/slaves").c_str())) {
+      while (const dirent* ent = ::readdir(d)) {
+        if (std::strcmp(ent->d_name, ".") != 0 && std::strcmp(ent->d_name, "..") != 0) {
+          s.stacked = true;
+          break;
+        }
+      }
+      ::closedir(d);
+    }
+  }
+
+  DiskState* find_disk(std::string_view name, std::size_t hint) {
+    if (hint < disks_.size() && disks_[hint].name == name) return &disks_[hint];
+    for (DiskState& s : disks_)
+      if (s.name == name) return &s;
+    return nullptr;
+  }
+
+  void collect_disk_io(DiskStats& d, double elapsed) {
+    std::string_view text;
+    const int err = diskstats_file_.read(reader_, text);
+    if (err != 0) {
+      d.io_ok = false;
+      d.io_error = read_error(diskstats_file_.path(), err);
+      d.devices.clear();
+      d.read_bytes_per_sec = d.write_bytes_per_sec = 0;
+      return;
+    }
+    parse_diskstats(text, disk_rows_);
+    std::size_t out_count = 0;
+    double read_total = 0, write_total = 0;
+    for (std::size_t i = 0; i < disk_rows_.size(); ++i) {
+      const DiskstatsEntry& row = disk_rows_[i];
+      DiskState* s = find_disk(row.name, i);
+      if (!s) {
+        disks_.emplace_back();
+        s = &disks_.back();
+        s->name.assign(row.name.data(), row.name.size());
+        classify_disk(*s);
+      }
+      const bool continuing = s->seen + 1 == generation_;
+      if (s->report) {
+        if (out_count == d.devices.size()) d.devices.emplace_back();
+        DiskDeviceStats& o = d.devices[out_count++];
+        o.name.assign(row.name.data(), row.name.size());
+        o.reads = row.reads;
+        o.writes = row.writes;
+        o.read_bytes = row.read_sectors * kDiskstatsSectorBytes;
+        o.write_bytes = row.write_sectors * kDiskstatsSectorBytes;
+        o.read_time_seconds = static_cast<double>(row.read_ms) / 1000.0;
+        o.write_time_seconds = static_cast<double>(row.write_ms) / 1000.0;
+        o.io_time_seconds = static_cast<double>(row.io_ms) / 1000.0;
+        if (continuing) {
+          // The wrap rule applies to the kernel's own counters: sectors, not bytes.
+          o.read_bytes_per_sec = per_second(
+              static_cast<double>(counter_delta(s->read_sectors, row.read_sectors) * kDiskstatsSectorBytes),
+              elapsed);
+          o.write_bytes_per_sec = per_second(
+              static_cast<double>(counter_delta(s->write_sectors, row.write_sectors) * kDiskstatsSectorBytes),
+              elapsed);
+          o.reads_per_sec = counter_rate(s->reads, row.reads, elapsed);
+          o.writes_per_sec = counter_rate(s->writes, row.writes, elapsed);
+        } else {
+          o.read_bytes_per_sec = o.write_bytes_per_sec = 0;
+          o.reads_per_sec = o.writes_per_sec = 0;
+        }
+        if (!s->stacked) {
+          read_total += o.read_bytes_per_sec;
+          write_total += o.write_bytes_per_sec;
+        }
+      }
+      s->reads = row.reads;
+      s->writes = row.writes;
+      s->read_sectors = row.read_sectors;
+      s->write_sectors = row.write_sectors;
+      s->seen = generation_;
+    }
+    forget_unseen(disks_);
+    d.devices.resize(out_count);
+    d.read_bytes_per_sec = read_total;
+    d.write_bytes_per_sec = write_total;
+    d.io_ok = true;
+    d.io_error.clear();
+  }
+
+  void collect_system(SystemInfo& sys) {
+    std::string_view text;
+    int err = hostname_file_.read(reader_, text);
+    if (err == 0 && !trim(text).empty()) {
+      const std::string_view name = trim(text);
+      sys.hostname.assign(name.data(), name.size());
+    } else {
+      char buf[256];
+      if (::gethostname(buf, sizeof buf) == 0) {
+        buf[sizeof buf - 1] = '\0';
+        sys.hostname.assign(buf);
+      } else {
+        sys.hostname.clear();
+      }
+    }
+    err = uptime_file_.read(reader_, text);
+    if (err != 0) {
+      sys.ok = false;
+      sys.error = read_error(uptime_file_.path(), err);
+      sys.uptime_seconds = 0;
+    } else if (!parse_uptime(text, sys.uptime_seconds)) {
+      sys.ok = false;
+      sys.error = parse_error(uptime_file_.path(), "expected seconds since boot");
+      sys.uptime_seconds = 0;
+    } else {
+      sys.ok = true;
+      sys.error.clear();
+    }
+    if (btime_ != 0) {
+      sys.boot_time = static_cast<double>(btime_);
+    } else if (sys.ok) {
+      const double wall = std::chrono::duration<double>(
+                              std::chrono::system_clock::now().time_since_epoch())
+                              .count();
+      sys.boot_time = wall - sys.uptime_seconds;
+    } else {
+      sys.boot_time = 0;
+    }
+  }
+
+  void collect_frequency(std::vector<double>& mhz) {
+    mhz.clear();
+    std::string_view text;
+    std::vector<unsigned> online;
+    if (slow_reader_.read(cpu_online_path_.c_str(), text) == 0 && parse_cpu_list(text, online)) {
+      std::string path;
+      for (unsigned id : online) {
+        path = sys_ + "/devices/system/cpu/cpu" + std::to_string(id) + "/cpufreq/scaling_cur_freq";
+        std::uint64_t khz = 0;
+        if (slow_reader_.read(path.c_str(), text) != 0 || !parse_u64(text, khz)) {
+          mhz.clear();
+          break;
+        }
+        mhz.push_back(static_cast<double>(khz) / 1000.0);
+      }
+      if (!mhz.empty()) return;
+    }
+    // No cpufreq driver (most virtual machines): what the kernel measured.
+    if (slow_reader_.read(cpuinfo_path_.c_str(), text) == 0) parse_cpuinfo_mhz(text, mhz);
+  }
+
+  // Mountinfo shows "/dev/root" when the root device came from the kernel
+  // command line; sysfs knows its real name by device number.
+  std::string resolve_root_device(const MountEntry& m) {
+    std::string_view text;
+    const std::string path = sys_ + "/dev/block/" + std::to_string(m.major) + ":" +
+                             std::to_string(m.minor) + "/uevent";
+    if (slow_reader_.read(path.c_str(), text) == 0) {
+      LineReader lines(text);
+      std::string_view line;
+      while (lines.next(line)) {
+        if (starts_with(line, "DEVNAME=")) return "/dev/" + std::string(trim(line.substr(8)));
+      }
+    }
+    return m.source;
+  }
+
+  void describe_mount(const MountEntry& m, PartitionStats& p) {
+    p.mountpoint = m.mountpoint;
+    p.device = m.source == "/dev/root" ? resolve_root_device(m) : m.source;
+    p.fstype = m.fstype;
+    p.readonly = has_mount_option(m.options, "ro") || has_mount_option(m.super_options, "ro");
+  }
+
+  static void fill_usage(const std::string& path, PartitionStats& p) {
+    FsCounts counts;
+    const int err = filesystem_counts(path.c_str(), counts);
+    if (err != 0) {
+      p.ok = false;
+      p.error = "cannot statvfs " + path + ": " + std::strerror(err);
+      return;
+    }
+    partition_usage(counts, p);
+    p.ok = true;
+    p.error.clear();
+  }
+
+  void collect_partitions(DiskStats& d, const std::vector<MountEntry>& mounts, int mountinfo_err) {
+    d.partitions.clear();
+    if (mountinfo_err != 0) {
+      d.partitions_ok = false;
+      d.partitions_error = read_error(mountinfo_path_, mountinfo_err);
+      return;
+    }
+    std::vector<std::string> fstypes;
+    std::string_view text;
+    if (slow_reader_.read(filesystems_path_.c_str(), text) == 0) parse_filesystems(text, fstypes);
+    for (std::size_t i : select_partitions(mounts, fstypes)) {
+      PartitionStats p;
+      describe_mount(mounts[i], p);
+      fill_usage(p.mountpoint, p);
+      d.partitions.push_back(std::move(p));
+    }
+    d.partitions_ok = true;
+    d.partitions_error.clear();
+  }
+
+  void collect_disk_path(PartitionStats& p, const std::vector<MountEntry>& mounts) {
+    p = PartitionStats{};
+    p.mountpoint = disk_path_;
+    char resolved[PATH_MAX];
+    if (::realpath(disk_path_.c_str(), resolved) != nullptr) {
+      if (const MountEntry* m = find_mount_for(mounts, resolved)) describe_mount(*m, p);
+    }
+    fill_usage(disk_path_, p);
+  }
+
+  const std::string disk_path_, proc_, sys_;
+  const std::string mountinfo_path_, filesystems_path_, cpuinfo_path_, cpu_online_path_;
+  double ticks_per_second_ = 100.0;
+
+  // sample_fast only.
+  KeptFile stat_file_, loadavg_file_, meminfo_file_, net_dev_file_, diskstats_file_, uptime_file_,
+      hostname_file_;
+  FileReader reader_;
+  std::uint64_t generation_ = 1;  // states start at seen = 0: not continuing
+  double baseline_clock_ = 0, prev_now_ = 0;
+  bool first_sample_ = true;
+  ProcStat stat_;
+  std::uint64_t btime_ = 0;
+  CpuTicks prev_total_;
+  CpuShares total_shares_;
+  std::vector<CoreState> cores_;  // by cpu id
+  std::vector<NetDevCounters> net_rows_;
+  std::vector<NetState> net_;
+  std::vector<DiskstatsEntry> disk_rows_;
+  std::vector<DiskState> disks_;
+
+  // sample_slow only.
+  FileReader slow_reader_{4096};
 };
 
 }  // namespace detail
