@@ -88,7 +88,8 @@ std::string read_secret_file(const std::string& path) {
 void apply(metrics_agent::Options& o, const std::string& flag, const std::string& v) {
   const std::string f = "--" + flag;
   if (flag == "listen") {
-    if (v.find(':') == std::string::npos) usage_error(f + ": expected ADDR:PORT, got '" + v + "'");
+    std::string why;
+    if (!metrics_agent::detail::net::valid_listen_address(v, why)) usage_error(f + ": " + why);
     o.listen = v;
   } else if (flag == "tick") {
     o.tick_seconds = number(f, v, 0.1, 60, "seconds");

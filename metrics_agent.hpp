@@ -1807,43 +1807,58 @@ inline socket_t accept_nonblocking(socket_t l, std::string& remote, bool& loopba
   return s;
 }
 
-// Listens on "HOST:PORT" where HOST is an IPv4 address, [IPv6], "localhost"
-// or "*". Returns invalid_socket and a reason on failure.
-inline socket_t listen_on(const std::string& spec, std::string& error) {
+// Parses "HOST:PORT" where HOST is an IPv4 address, [IPv6], "localhost" or
+// "*" (all IPv4 addresses). False with a reason.
+inline bool parse_listen_address(const std::string& spec, sockaddr_storage& ss, socklen_t& len,
+                                 std::string& error) {
   std::size_t colon = spec.rfind(':');
   if (colon == std::string::npos) {
     error = "expected ADDR:PORT, got '" + spec + "'";
-    return invalid_socket;
+    return false;
   }
   std::string host = spec.substr(0, colon), port_s = spec.substr(colon + 1);
   std::uint64_t port = 0;
   if (!to_u64(port_s, port) || port > 65535) {
     error = "bad port in '" + spec + "' (0-65535)";
-    return invalid_socket;
+    return false;
   }
-  sockaddr_storage ss{};
-  socklen_t len = 0;
+  ss = sockaddr_storage{};
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
     auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
     a->sin6_family = AF_INET6;
     a->sin6_port = htons(std::uint16_t(port));
     if (inet_pton(AF_INET6, host.substr(1, host.size() - 2).c_str(), &a->sin6_addr) != 1) {
       error = "bad IPv6 address in '" + spec + "'";
-      return invalid_socket;
+      return false;
     }
     len = sizeof *a;
-  } else {
-    if (host == "localhost") host = "127.0.0.1";
-    if (host.empty() || host == "*") host = "0.0.0.0";
-    auto* a = reinterpret_cast<sockaddr_in*>(&ss);
-    a->sin_family = AF_INET;
-    a->sin_port = htons(std::uint16_t(port));
-    if (inet_pton(AF_INET, host.c_str(), &a->sin_addr) != 1) {
-      error = "bad IPv4 address in '" + spec + "'";
-      return invalid_socket;
-    }
-    len = sizeof *a;
+    return true;
   }
+  if (host == "localhost") host = "127.0.0.1";
+  if (host.empty() || host == "*") host = "0.0.0.0";
+  auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+  a->sin_family = AF_INET;
+  a->sin_port = htons(std::uint16_t(port));
+  if (inet_pton(AF_INET, host.c_str(), &a->sin_addr) != 1) {
+    error = "bad IPv4 address in '" + spec + "' (IPv6 goes in brackets: [::1]:PORT)";
+    return false;
+  }
+  len = sizeof *a;
+  return true;
+}
+
+inline bool valid_listen_address(const std::string& spec, std::string& error) {
+  sockaddr_storage ss;
+  socklen_t len = 0;
+  return parse_listen_address(spec, ss, len, error);
+}
+
+// Listens on `spec` (see parse_listen_address). Returns invalid_socket and a
+// reason on failure.
+inline socket_t listen_on(const std::string& spec, std::string& error) {
+  sockaddr_storage ss{};
+  socklen_t len = 0;
+  if (!parse_listen_address(spec, ss, len, error)) return invalid_socket;
   socket_t s = ::socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (s < 0) {
     error = std::string("socket: ") + std::strerror(errno);

@@ -1,0 +1,131 @@
+"""The command line (SPEC §3): --version, --help, --once, bad flags, a port in
+use, options from the environment."""
+
+import asyncio
+import json
+import re
+import socket
+import subprocess
+
+import pytest
+import websockets
+
+import e2e_util
+from e2e_util import parse_ts, run_cli
+
+
+def test_version_prints_a_version_and_exits_0():
+    r = run_cli(["--version"])
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"\d+\.\d+", r.stdout + r.stderr), (r.stdout, r.stderr)
+
+
+def test_help_exits_0_and_lists_the_options():
+    r = run_cli(["--help"])
+    assert r.returncode == 0, r.stderr
+    text = r.stdout + r.stderr
+    for flag in ("--listen", "--tick", "--disk", "--once"):
+        assert flag in text, "--help does not mention %s:\n%s" % (flag, text)
+
+
+@pytest.mark.parametrize("args,flag", [
+    (["--tick", "0"], "--tick"),
+    (["--tick", "abc"], "--tick"),
+    (["--tick", "61"], "--tick"),
+    (["--tick", "0.05"], "--tick"),
+    (["--tick", "-1"], "--tick"),
+    (["--tick"], "--tick"),
+    (["--listen", "nonsense"], "--listen"),
+    (["--listen", "127.0.0.1:99999"], "--listen"),
+    (["--listen", "127.0.0.1:"], "--listen"),
+    (["--max-clients", "abc"], "--max-clients"),
+    (["--max-backlog", "-5"], "--max-backlog"),
+    (["--bogus"], "--bogus"),
+])
+def test_bad_flag_exits_2_naming_the_flag(args, flag):
+    r = run_cli(args)
+    assert r.returncode == 2, "exit %d for %s\nstdout: %s\nstderr: %s" % (
+        r.returncode, args, r.stdout, r.stderr)
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert lines, "no message on stderr for %s" % args
+    assert any(flag in l for l in lines), "stderr does not name %s:\n%s" % (flag, r.stderr)
+    assert "usage" in r.stderr.lower(), "no usage on stderr:\n%s" % r.stderr
+
+
+def test_bad_environment_value_exits_2():
+    r = run_cli([], env={"METRICS_AGENT_TICK": "abc",
+                         "METRICS_AGENT_LISTEN": "127.0.0.1:%d" % e2e_util.free_port()})
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert "TICK" in r.stderr.upper(), r.stderr
+
+
+def test_port_in_use_exits_1_with_a_clear_message():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen(8)
+        port = holder.getsockname()[1]
+        try:
+            r = run_cli(["--listen", "127.0.0.1:%d" % port], timeout=15)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the agent kept running although port %d is taken" % port)
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    msg = r.stderr.lower()
+    assert str(port) in msg or "in use" in msg, r.stderr
+
+
+def _find(obj, key):
+    if isinstance(obj, dict):
+        if key in obj:
+            return obj[key]
+        for v in obj.values():
+            found = _find(v, key)
+            if found is not None:
+                return found
+    return None
+
+
+def test_once_prints_one_json_snapshot_and_exits_0():
+    r = run_cli(["--once"], timeout=30)
+    assert r.returncode == 0, r.stderr
+    snap = json.loads(r.stdout)
+    assert isinstance(snap, dict)
+    data = snap.get("data", snap)
+    assert "cpu" in data and "memory" in data, sorted(data)
+    # The memory share agrees with /proc/meminfo read now.
+    mem = data["memory"]
+    pct = mem.get("usage_percent") if isinstance(mem, dict) else mem
+    assert isinstance(pct, (int, float)), mem
+    assert abs(pct - e2e_util.memory_percent()) <= 2.0, (pct, e2e_util.memory_percent())
+    cpu = data["cpu"]
+    cpct = cpu.get("usage_percent") if isinstance(cpu, dict) else cpu
+    assert isinstance(cpct, (int, float)) and 0.0 <= cpct <= 100.0, cpu
+
+
+async def _tick_spacing(port, n=4):
+    async with websockets.connect("ws://127.0.0.1:%d/api/system/metrics" % port,
+                                  open_timeout=10, ping_interval=None) as ws:
+        stamps = []
+        while len(stamps) < n:
+            msg = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            stamps.append(parse_ts(msg["timestamp"]))
+    # The first message is the latest snapshot, sent at once; later ones follow the tick.
+    return [b - a for a, b in zip(stamps[1:], stamps[2:])]
+
+
+def test_environment_variables_set_listen_and_tick(spawn):
+    port = e2e_util.free_port()
+    p = e2e_util.ServerProcess(
+        [e2e_util.require_binary(e2e_util.agent_bin())], port,
+        env={"METRICS_AGENT_LISTEN": "127.0.0.1:%d" % port, "METRICS_AGENT_TICK": "0.5"},
+        name="metrics-agent")
+    spawn.adopt(p).wait_ready()
+    diffs = asyncio.run(_tick_spacing(port, 5))
+    for d in diffs:
+        assert abs(d - 500_000) <= 50_000, "spacing %s us with METRICS_AGENT_TICK=0.5" % diffs
+
+
+def test_command_line_overrides_environment(spawn):
+    agent = spawn.agent("--tick", "1", env={"METRICS_AGENT_TICK": "0.5"})
+    diffs = asyncio.run(_tick_spacing(agent.port, 4))
+    for d in diffs:
+        assert abs(d - 1_000_000) <= 50_000, "spacing %s us: --tick 1 should win" % diffs
