@@ -3890,7 +3890,848 @@ namespace metrics_agent {
 namespace detail {
 
 inline std::string AgentCore::dashboard_html() {
-  return R"DASHBOARD(<!doctype html><title>metrics-agent</title><p>dashboard</p>)DASHBOARD";
+  return R"DASHBOARD(<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width,initial-scale=1">
+<meta name="color-scheme" content="dark light">
+<link rel="icon" href="data:,">
+<title>metrics-agent</title>
+<!--
+  metrics-agent dashboard: one self-contained page, no external resources.
+  Uses /health, /api/metrics/{cpu,memory,network}, /api/auth/login, /api/ws/ws, /api/ws/ws/alerts.
+  Stable DOM hooks for tests:
+    body[data-updates]   metrics messages received      body[data-history]  points in the last history fetch
+    body[data-state]     connecting|live|reconnecting|offline|login
+    #conn-status         "live" while streaming; else "connecting", "reconnecting in Ns", "offline" + retry, "sign-in required"
+    #last-update         time of the last message (datetime attribute: ISO UTC)
+    #hostname #uptime #version
+    #cpu-value #mem-value #disk-value #net-value #load-value  tile values (#cpu-sub etc.: the line below)
+    .tile.custom[data-gauge=NAME] .t-value                    application gauges (data.custom)
+    #cpu-chart #mem-chart #net-chart #io-chart  canvases, data-points = points in view
+    #cores-chart[data-cores]  #disk-list > .part[data-mount]  #net-ifs > .if[data-iface]
+    #alerts-list > li.alert[data-state=firing|resolved|event][data-level]  newest first;  #alerts-count
+    #login #login-form #login-user #login-pass #login-error
+-->
+<script>
+{let p='auto';try{p=localStorage.getItem('metrics-agent.theme')||p}catch(e){}
+document.documentElement.dataset.theme=p==='auto'?(matchMedia('(prefers-color-scheme: light)').matches?'light':'dark'):p}
+</script>
+<style>
+:root{--bg:#0d1117;--panel:#151b23;--border:#252d3a;--text:#e6edf3;--muted:#8b96a8;--grid:#222a36;--track:#232b38;--cpu:#4c9aff;--mem:#a78bfa;
+--rx:#2dd4a4;--tx:#f5a623;--read:#38bdf8;--write:#f472b6;--ok:#2fbf71;--warn:#f5a524;--crit:#f25555;--warn-bg:#f5a5241a;--crit-bg:#f255551f;--shadow:none}
+:root[data-theme=light]{--bg:#f3f5f8;--panel:#fff;--border:#dde2ea;--text:#16202c;--muted:#5c6779;--grid:#e8ecf1;--track:#e6eaf0;--cpu:#1f6feb;--mem:#7c3aed;
+--rx:#0a9b72;--tx:#d77a00;--read:#0284c7;--write:#db2777;--ok:#1a9a55;--warn:#c27c00;--crit:#d92d20;--warn-bg:#c27c0017;--crit-bg:#d92d2014;--shadow:0 1px 2px #1018280d}
+*{box-sizing:border-box}
+[hidden]{display:none!important}
+body{margin:0;background:var(--bg);color:var(--text);font:14px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,Ubuntu,"Noto Sans",Arial,sans-serif;font-variant-numeric:tabular-nums}
+.ell{white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
+.mut{color:var(--muted)}
+[data-level=warning],[data-level=warn]{--lv:var(--warn);--lv-bg:var(--warn-bg);--on-lv:#1b1300}
+[data-level=critical],[data-level=crit]{--lv:var(--crit);--lv-bg:var(--crit-bg);--on-lv:#fff}
+[data-level=info]{--lv:var(--cpu);--lv-bg:transparent;--on-lv:#fff}
+header{display:flex;align-items:center;gap:14px;height:58px;padding:0 20px;background:var(--panel);border-bottom:1px solid var(--border);position:sticky;top:0;z-index:5}
+.brand{color:var(--cpu);display:flex}
+.host{font-size:17px;font-weight:650;max-width:42vw;line-height:22px}
+.meta{font-size:12.5px;white-space:nowrap}
+.spacer{flex:1}
+#notice{color:var(--warn);font-size:12.5px;max-width:30vw}
+.pill{display:inline-flex;align-items:center;justify-content:center;gap:8px;min-width:14em;height:28px;padding:0 12px;border:1px solid var(--border);border-radius:99px;font-size:13px;font-weight:550;white-space:nowrap}
+.dot{width:9px;height:9px;border-radius:50%;background:var(--muted);flex:none}
+[data-state=live] .pill .dot,[data-on="1"] .dot{background:var(--ok);box-shadow:0 0 0 3px #2fbf7138}
+[data-state=reconnecting] .pill .dot,[data-state=connecting] .pill .dot{background:var(--warn)}
+[data-state=offline] .pill{color:var(--crit)}[data-state=offline] .pill .dot{background:var(--crit)}
+#last-update{display:inline-block;min-width:5.2em}
+#last-update.stale{color:var(--warn)}
+.btn{font:inherit;font-size:12.5px;color:var(--muted);background:none;border:1px solid var(--border);border-radius:7px;height:28px;padding:0 10px;cursor:pointer}
+.btn:hover{color:var(--text)}
+main{padding:14px 20px 20px;max-width:1900px;margin:0 auto}
+.tiles{display:grid;grid-template-columns:repeat(auto-fit,minmax(150px,1fr));gap:12px;margin-bottom:12px}
+.tile,.card{background:var(--panel);border:1px solid var(--border);border-radius:10px;box-shadow:var(--shadow);min-width:0}
+.tile{position:relative;height:104px;padding:11px 14px;overflow:hidden}
+.t-label,h2{font-size:11.5px;font-weight:600;letter-spacing:.07em;text-transform:uppercase;color:var(--muted)}
+.t-label{height:17px}
+.custom .t-label{text-transform:none;letter-spacing:.02em;font-size:12.5px}
+.t-value{font-size:30px;font-weight:620;line-height:40px;height:40px;white-space:nowrap}
+.t-value.two{font-size:17px;line-height:20px;display:flex;flex-direction:column}
+.two b{display:inline-block;width:1.1em}
+.rx{color:var(--rx)}.tx{color:var(--tx)}
+.t-sub{font-size:12px;height:18px}
+.meter{position:absolute;left:0;right:0;bottom:0;height:4px;background:var(--track)}
+.meter i,.bar i{display:block;height:100%;width:0;background:var(--lv,var(--cpu));transition:width .5s}
+#tile-mem:not([data-level^=c]):not([data-level^=w]) .meter i{background:var(--mem)}
+.tile[data-alert=warning],.tile[data-alert=critical]{border-color:var(--al);background:linear-gradient(var(--al-bg),var(--al-bg)),var(--panel)}
+.tile[data-alert=warning]{--al:var(--warn);--al-bg:var(--warn-bg)}.tile[data-alert=critical]{--al:var(--crit);--al-bg:var(--crit-bg)}
+.na .t-value{color:var(--muted)}
+.card.na .extra,.card.na .legend b,.card.na #disk-list{opacity:.4}
+body:not([data-state=live]) :is(.t-value,.legend b){opacity:.5}
+.grid{display:grid;gap:12px;grid-template-columns:repeat(3,minmax(0,1fr));grid-template-areas:"cpu cpu alerts" "mem net disk"}
+#card-cpu{grid-area:cpu}#card-alerts{grid-area:alerts}#card-mem{grid-area:mem}#card-net{grid-area:net}#card-disk{grid-area:disk}
+@media (max-width:1150px){.grid{grid-template-columns:repeat(2,minmax(0,1fr));grid-template-areas:"cpu cpu" "mem net" "disk alerts"}}
+@media (max-width:720px){.grid{grid-template-columns:minmax(0,1fr);grid-template-areas:"cpu" "alerts" "mem" "net" "disk"}
+header{height:auto;flex-wrap:wrap;padding:8px 14px;gap:8px}.spacer{flex-basis:100%}main{padding:12px}#card-alerts{height:300px}.upd{display:none}}
+.card{padding:12px 14px 14px;display:flex;flex-direction:column}
+h2{margin:0 0 8px;height:20px;display:flex;align-items:center;gap:10px;white-space:nowrap}
+.legend,.astream{margin-left:auto;display:flex;align-items:center;gap:14px;font-size:12.5px;font-weight:500;letter-spacing:0;text-transform:none;color:var(--text);overflow:hidden}
+.sw{display:inline-block;width:10px;height:10px;border-radius:3px;margin-right:6px;vertical-align:-1px}
+.chart{position:relative;height:150px}
+#card-cpu .chart{height:196px}
+.chart.small{height:auto;flex:1;min-height:80px}
+canvas{position:absolute;left:0;top:0;width:100%;height:100%}
+.cores{position:relative;height:54px;margin-top:10px}
+.tip{position:absolute;top:6px;pointer-events:none;background:var(--panel);border:1px solid var(--border);border-radius:7px;padding:6px 9px;font-size:12px;line-height:1.5;white-space:nowrap;box-shadow:0 4px 14px #0004}
+.extra{height:74px;margin-top:10px;font-size:12.5px;color:var(--muted);overflow:hidden}
+.stack{display:flex;height:10px;border-radius:5px;overflow:hidden;background:var(--track);margin:4px 0 8px}
+.stack i{background:var(--mem)}
+.kv{display:grid;grid-template-columns:1fr 1fr;gap:2px 16px}
+.kv div{display:flex;justify-content:space-between;white-space:nowrap}
+.kv b,.if .n{font-weight:550;color:var(--text)}
+.ifs{overflow-y:auto}
+.if{display:grid;grid-template-columns:minmax(0,1fr) 8.5em 8.5em;gap:8px;height:24px;align-items:center;border-bottom:1px solid var(--grid);text-align:right}
+.if .n{text-align:left}.if .bad{color:var(--warn)}
+#disk-list{height:118px;overflow-y:auto;margin-bottom:8px}
+.part{height:36px;padding-top:2px}
+.part .l{display:flex;gap:8px;align-items:baseline;font-size:12.5px;white-space:nowrap}
+.part .m{font-weight:600;max-width:45%}
+.part .d{flex:1}
+.part .p{font-weight:600;min-width:3.6em;text-align:right;color:var(--lv)}
+.bar{height:6px;border-radius:3px;background:var(--track);margin-top:4px;overflow:hidden}
+.part:not([data-level^=c]):not([data-level^=w]) .bar i{background:var(--read)}
+#alerts-count{padding:1px 8px;border-radius:99px;letter-spacing:0;text-transform:none;background:var(--lv);color:var(--on-lv)}
+#alerts-count:empty{display:none}
+.astream{gap:6px;font-size:11.5px}
+.astream .dot{width:7px;height:7px}
+#alerts-list{list-style:none;margin:0;padding:0;flex:1 1 0;min-height:0;overflow-y:auto}
+#alerts-list li{border-left:3px solid var(--border);padding:7px 10px;margin-bottom:6px;border-radius:4px;background:var(--bg)}
+#alerts-list .empty{border:0;background:none;color:var(--muted);text-align:center;padding-top:40px}
+.a-top{display:flex;align-items:center;gap:8px}
+.badge{font-size:10.5px;font-weight:700;letter-spacing:.05em;text-transform:uppercase;padding:1px 6px;border-radius:4px;background:var(--track);color:var(--muted)}
+.a-msg{flex:1;font-weight:550}
+.a-time,.a-det{color:var(--muted);font-size:12px}
+li.alert:not([data-state=resolved]){border-color:var(--lv);background:var(--lv-bg)}
+li.alert:not([data-state=resolved]) .badge{background:var(--lv);color:var(--on-lv)}
+li.alert[data-state=resolved]{opacity:.55}
+[data-state=resolved] .a-msg{font-weight:400}
+.overlay{position:fixed;inset:0;display:flex;align-items:center;justify-content:center;background:#05080c8c;backdrop-filter:blur(3px);z-index:10}
+.login{width:320px;background:var(--panel);border:1px solid var(--border);border-radius:12px;padding:22px;box-shadow:0 10px 40px #0006}
+.login h1{font-size:18px;margin:0 0 4px}
+.login p{margin:0 0 14px;font-size:13px}
+.login label{display:block;font-size:12.5px;color:var(--muted);margin-bottom:10px}
+.login input{display:block;width:100%;margin-top:4px;font:inherit;color:var(--text);background:var(--bg);border:1px solid var(--border);border-radius:7px;padding:8px 10px}
+.login input:focus{outline:2px solid var(--cpu);outline-offset:-1px}
+.login button{width:100%;font:inherit;font-weight:600;color:#fff;background:var(--cpu);border:0;border-radius:7px;padding:9px;cursor:pointer}
+.login button:disabled{opacity:.6}
+#login-error{min-height:20px;color:var(--crit);font-size:12.5px;margin-bottom:6px}
+</style>
+</head>
+<body data-updates="0" data-state="connecting" data-history="0">
+<header>
+  <div class="brand"><svg viewBox="0 0 24 24" width="24" height="24" aria-hidden="true"><path d="M2 13h4l2.5-7 4.5 13 3-9 1.5 3H22" fill="none" stroke="currentColor" stroke-width="2.2" stroke-linecap="round" stroke-linejoin="round"/></svg></div>
+  <div>
+    <div class="host ell" id="hostname">&ndash;</div>
+    <div class="meta mut"><span id="uptime">up &ndash;</span> &middot; <span id="version">metrics-agent</span></div>
+  </div>
+  <div class="spacer"></div>
+  <div class="ell" id="notice" hidden></div>
+  <div class="pill" title="Live stream from the agent"><span class="dot"></span><span id="conn-status">connecting&hellip;</span></div>
+  <div class="meta mut upd">updated <time id="last-update">&ndash;</time></div>
+  <button class="btn" id="theme" type="button" title="Colours: follow the system, dark or light">auto</button>
+  <button class="btn" id="logout" type="button" hidden>Sign out</button>
+</header>
+<main>
+  <section class="tiles" id="tiles">
+    <div class="tile" id="tile-cpu"><div class="t-label ell">CPU</div><div class="t-value" id="cpu-value">&ndash;</div><div class="t-sub ell mut" id="cpu-sub">&nbsp;</div><div class="meter"><i id="cpu-meter"></i></div></div>
+    <div class="tile" id="tile-mem"><div class="t-label ell">Memory</div><div class="t-value" id="mem-value">&ndash;</div><div class="t-sub ell mut" id="mem-sub">&nbsp;</div><div class="meter"><i id="mem-meter"></i></div></div>
+    <div class="tile" id="tile-disk"><div class="t-label ell" id="disk-label">Disk</div><div class="t-value" id="disk-value">&ndash;</div><div class="t-sub ell mut" id="disk-sub">&nbsp;</div><div class="meter"><i id="disk-meter"></i></div></div>
+    <div class="tile" id="tile-net"><div class="t-label ell">Network</div><div class="t-value two" id="net-value"><span class="rx"><b>&darr;</b><span id="net-rx">&ndash;</span></span> <span class="tx"><b>&uarr;</b><span id="net-tx">&ndash;</span></span></div><div class="t-sub ell mut" id="net-sub">&nbsp;</div></div>
+    <div class="tile" id="tile-load"><div class="t-label ell">Load average</div><div class="t-value" id="load-value">&ndash;</div><div class="t-sub ell mut" id="load-sub">&nbsp;</div><div class="meter"><i id="load-meter"></i></div></div>
+  </section>
+  <section class="grid">
+    <article class="card" id="card-cpu">
+      <h2>CPU <span class="legend"><span><i class="sw" style="background:var(--cpu)"></i>total <b id="cpu-leg-total">&ndash;</b></span><span id="cpu-leg-info"></span></span></h2>
+      <div class="chart"><canvas id="cpu-chart" data-points="0"></canvas></div>
+      <div class="cores"><canvas id="cores-chart" data-cores="0"></canvas></div>
+    </article>
+    <article class="card" id="card-alerts">
+      <h2>Alerts <span id="alerts-count"></span><span class="astream" id="alerts-stream" title="Alerts stream"><span class="dot"></span><span id="alerts-stream-text">connecting</span></span></h2>
+      <ol id="alerts-list"></ol>
+    </article>
+    <article class="card" id="card-mem">
+      <h2>Memory <span class="legend"><span><i class="sw" style="background:var(--mem)"></i>used <b id="mem-leg">&ndash;</b></span></span></h2>
+      <div class="chart"><canvas id="mem-chart" data-points="0"></canvas></div>
+      <div class="extra">
+        <div class="stack" id="mem-stack"><i></i><i style="opacity:.4"></i></div>
+        <div class="kv">
+          <div>used <b id="mem-used">&ndash;</b></div><div>available <b id="mem-avail">&ndash;</b></div>
+          <div>cache + buffers <b id="mem-cache">&ndash;</b></div><div>swap <b id="mem-swap">&ndash;</b></div>
+        </div>
+      </div>
+    </article>
+    <article class="card" id="card-net">
+      <h2>Network <span class="legend"><span><i class="sw" style="background:var(--rx)"></i>in <b id="net-leg-rx">&ndash;</b></span><span><i class="sw" style="background:var(--tx)"></i>out <b id="net-leg-tx">&ndash;</b></span></span></h2>
+      <div class="chart"><canvas id="net-chart" data-points="0"></canvas></div>
+      <div class="extra ifs" id="net-ifs"></div>
+    </article>
+    <article class="card" id="card-disk">
+      <h2>Disk <span class="legend"><span><i class="sw" style="background:var(--read)"></i>read <b id="io-leg-r">&ndash;</b></span><span><i class="sw" style="background:var(--write)"></i>write <b id="io-leg-w">&ndash;</b></span></span></h2>
+      <div id="disk-list"></div>
+      <div class="chart small"><canvas id="io-chart" data-points="0"></canvas></div>
+    </article>
+  </section>
+</main>
+<div class="overlay" id="login" hidden>
+  <form class="login" id="login-form">
+    <h1>Sign in</h1>
+    <p class="mut">This agent requires authentication.</p>
+    <label>User name<input id="login-user" name="username" autocomplete="username" required></label>
+    <label>Password<input id="login-pass" name="password" type="password" autocomplete="current-password" required></label>
+    <div id="login-error" role="alert"></div>
+    <button id="login-submit" type="submit">Sign in</button>
+  </form>
+</div>
+<noscript><p>This dashboard needs JavaScript.</p></noscript>
+<script>
+'use strict';
+{
+const $ = id => document.getElementById(id);
+const WIN = 600e3, KEEP = WIN + 120e3, STALL = 15e3, TK = 'metrics-agent.token';
+const S = { cpu: [], mem: [], net: [], io: [] };
+let skew = 0, updates = 0, lastMsgAt = 0, gapEst = 1000, cores = [], everLive = false, authOn = false, host = '', token = '';
+const store = (k, v) => { try { if (v == null) sessionStorage.removeItem(k); else sessionStorage.setItem(k, v); } catch (e) { /* storage off */ } };
+try { token = sessionStorage.getItem(TK) || ''; if (+sessionStorage.getItem(TK + '.exp') < Date.now()) token = ''; } catch (e) { /* storage off */ }
+const nowS = () => Date.now() + skew;
+
+/* ---------- formatting ---------- */
+const el = (tag, cls, text) => { const e = document.createElement(tag); if (cls) e.className = cls; if (text != null) e.textContent = text; return e; };
+const setText = (id, s) => { const e = $(id); if (e.textContent !== s) e.textContent = s; };
+const fin = v => typeof v === 'number' && isFinite(v);
+const DASH = '\u2013', DOT = ' \u00b7 ';
+const parseTs = s => {
+  if (typeof s !== 'string') return nowS();
+  const t = Date.parse(/(z|[+-]\d\d:?\d\d)$/i.test(s) ? s : s + 'Z');
+  return isNaN(t) ? nowS() : t;
+};
+const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
+const n3 = v => Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 10 ? v.toFixed(1) : v.toFixed(2);
+const unitOf = b => { let k = 0, d = 1; while (Math.abs(b) / d >= 1000 && k < 5) { d *= 1024; k++; } return [k, d]; };
+const fmtBytes = b => { if (!fin(b)) return DASH; const [k, d] = unitOf(b); return (k ? n3(b / d) : Math.round(b)) + ' ' + UNITS[k]; };
+const fmtRate = b => fin(b) ? fmtBytes(b) + '/s' : DASH;
+const fx = n => v => fin(v) ? v.toFixed(n) : DASH;
+const f1 = fx(1), f2 = fx(2);
+const fmtPct = v => fin(v) ? v.toFixed(1) + '%' : DASH;
+const fmtPair = (u, t) => { if (!fin(u) || !fin(t)) return ''; const [k, d] = unitOf(t); return `${n3(u / d)} / ${n3(t / d)} ${UNITS[k]}`; };
+const fmtNum = v => !fin(v) ? (v == null ? DASH : String(v)) : Number.isInteger(v) ? String(v)
+  : Math.abs(v) >= 1000 ? v.toFixed(0) : Math.abs(v) >= 100 ? v.toFixed(1) : String(+v.toPrecision(4));
+const fmtDur = s => {
+  if (!fin(s)) return DASH;
+  s = Math.floor(s);
+  const d = Math.floor(s / 86400), h = Math.floor(s % 86400 / 3600), m = Math.floor(s % 3600 / 60);
+  return d ? `${d}d ${h}h` : h ? `${h}h ${m}m` : `${m}m ${s % 60}s`;
+};
+const p2 = n => String(n).padStart(2, '0');
+const fmtClock = (t, sec = true) => { const d = new Date(t); return p2(d.getHours()) + ':' + p2(d.getMinutes()) + (sec ? ':' + p2(d.getSeconds()) : ''); };
+const level = p => !fin(p) ? '' : p >= 90 ? 'crit' : p >= 75 ? 'warn' : '';
+const clamp = p => Math.max(0, Math.min(100, fin(p) ? p : 0));
+
+/* ---------- theme ---------- */
+const P = {};
+let FONT = 'sans-serif';
+const mq = matchMedia('(prefers-color-scheme: light)');
+const themePref = () => { try { return localStorage.getItem('metrics-agent.theme') || 'auto'; } catch (e) { return 'auto'; } };
+function applyTheme() {
+  const pref = themePref();
+  document.documentElement.dataset.theme = pref === 'auto' ? (mq.matches ? 'light' : 'dark') : pref;
+  $('theme').textContent = { auto: '\u25d0 auto', dark: '\u25cf dark', light: '\u25cb light' }[pref] || pref;
+  const cs = getComputedStyle(document.documentElement);
+  for (const k of ['grid', 'track', 'muted', 'cpu', 'mem', 'rx', 'tx', 'read', 'write', 'warn', 'crit']) P[k] = cs.getPropertyValue('--' + k).trim();
+  FONT = getComputedStyle(document.body).fontFamily;
+  scheduleDraw();
+}
+$('theme').onclick = () => {
+  const order = ['auto', 'dark', 'light'];
+  try { localStorage.setItem('metrics-agent.theme', order[(order.indexOf(themePref()) + 1) % 3]); } catch (e) { /* storage off */ }
+  applyTheme();
+};
+mq.addEventListener?.('change', applyTheme);
+const rgba = (hex, a) => {
+  let h = (/^#([0-9a-f]{3}|[0-9a-f]{6})$/i.exec(hex) || [])[1];
+  if (!h) return hex;
+  if (h.length === 3) h = h.replace(/./g, '$&$&');
+  const n = parseInt(h, 16);
+  return `rgba(${n >> 16},${n >> 8 & 255},${n & 255},${a})`;
+};
+
+/* ---------- series ---------- */
+const trim = a => { const cut = nowS() - KEEP; let i = 0; while (i < a.length && a[i].t < cut) i++; return i ? a.slice(i) : a; };
+function merge(a, b) {
+  if (!b.length) return a;
+  const m = new Map(b.map(p => [p.t, p]));
+  for (const p of a) m.set(p.t, Object.assign(m.get(p.t) || {}, p));
+  return trim([...m.values()].sort((x, y) => x.t - y.t));
+}
+function push(a, p) {
+  const last = a[a.length - 1];
+  if (last && p.t <= last.t) {
+    if (p.t === last.t) { Object.assign(last, p); return a; }
+    return merge(a, [p]);
+  }
+  a.push(p);
+  return a[0].t < nowS() - KEEP ? trim(a) : a;
+}
+
+/* ---------- charts ---------- */
+const nice = x => { const e = 10 ** Math.floor(Math.log10(x)), f = x / e; return (f <= 1 ? 1 : f <= 2 ? 2 : f <= 2.5 ? 2.5 : f <= 5 ? 5 : 10) * e; };
+function yScale(kind, m) {
+  if (kind === 'pct') return { max: 100, ticks: [0, 25, 50, 75, 100], lab: v => v + '%' };
+  let u = 1, k = 0, step, max;
+  if (!(m > 0)) m = 1024;
+  for (;;) {
+    step = nice(m / u / 4); max = Math.ceil(m / u / step) * step;
+    if (max < 1000 || k >= 5) break;
+    u *= 1024; k++;
+  }
+  const ticks = [];
+  for (let v = 0; v <= max + step / 2; v += step) ticks.push(v * u);
+  return { max: max * u, ticks, lab: v => v === 0 ? '0' : +(v / u).toFixed(2) + ['', 'K', 'M', 'G', 'T', 'P'][k] };
+}
+function fitCanvas(c) {
+  const dpr = devicePixelRatio || 1, W = c.clientWidth, H = c.clientHeight;
+  if (!W || !H) return null;
+  const pw = Math.round(W * dpr), ph = Math.round(H * dpr);
+  if (c.width !== pw || c.height !== ph) { c.width = pw; c.height = ph; }
+  const x = c.getContext('2d');
+  x.setTransform(dpr, 0, 0, dpr, 0, 0);
+  x.clearRect(0, 0, W, H);
+  return { x, W, H };
+}
+const bsearch = (a, t) => { let lo = 0, hi = a.length; while (lo < hi) { const mid = (lo + hi) >> 1; if (a[mid].t < t) lo = mid + 1; else hi = mid; } return lo; };
+const fmtBy = kind => kind === 'pct' ? fmtPct : fmtRate;
+
+class Chart {
+  constructor(id, o) {
+    this.c = $(id); this.o = o; this.hx = null;
+    this.tip = el('div', 'tip'); this.tip.hidden = true;
+    this.c.parentNode.appendChild(this.tip);
+    this.c.onmousemove = e => { this.hx = e.clientX - this.c.getBoundingClientRect().left; scheduleDraw(); };
+    this.c.onmouseleave = () => { this.hx = null; scheduleDraw(); };
+  }
+  draw() {
+    const f = fitCanvas(this.c); if (!f) return;
+    const { x } = f, o = this.o, L = 44, R = 6, T = 6, B = o.small ? 4 : 20, w = f.W - L - R, h = f.H - T - B;
+    const t1 = nowS(), t0 = t1 - WIN, a = S[o.data];
+    const vis = a.slice(Math.max(0, bsearch(a, t0) - 1)), dts = [];
+    let n = 0, m = 0;
+    vis.forEach((p, i) => {
+      for (const s of o.series) if (fin(p[s.k])) m = Math.max(m, p[s.k]);
+      if (p.t >= t0) n++;
+      if (i) dts.push(p.t - vis[i - 1].t);
+    });
+    this.c.dataset.points = n;
+    dts.sort((p, q) => p - q);
+    /* a hole in the data (agent down, collection failed) stays a hole, not a straight line */
+    const gap = Math.max(6000, 4 * (dts[dts.length >> 1] || 1000));
+    const sc = yScale(o.kind, m);
+    const X = t => L + (t - t0) / WIN * w, Y = v => T + h - Math.min(v, sc.max) / sc.max * h;
+    x.font = '11px ' + FONT; x.lineWidth = 1; x.textAlign = 'right'; x.textBaseline = 'middle';
+    for (const v of o.small ? [0, sc.ticks[sc.ticks.length - 1]] : sc.ticks) {
+      const y = Math.round(Y(v)) + 0.5;
+      x.strokeStyle = P.grid; x.beginPath(); x.moveTo(L, y); x.lineTo(L + w, y); x.stroke();
+      x.fillStyle = P.muted; x.fillText(sc.lab(v), L - 7, Math.min(Math.max(y, T + 5), T + h - 4));
+    }
+    if (!o.small) {
+      const step = w > 560 ? 60e3 : 120e3;
+      x.textAlign = 'center'; x.textBaseline = 'alphabetic';
+      for (let tt = Math.ceil(t0 / step) * step; tt <= t1; tt += step) {
+        const xx = Math.round(X(tt)) + 0.5;
+        x.strokeStyle = P.grid; x.beginPath(); x.moveTo(xx, T); x.lineTo(xx, T + h); x.stroke();
+        if (xx > L + 16 && xx < L + w - 16) { x.fillStyle = P.muted; x.fillText(fmtClock(tt, false), xx, f.H - 5); }
+      }
+    }
+    x.save(); x.beginPath(); x.rect(L, T - 2, w + 2, h + 4); x.clip();
+    for (const s of o.series) {
+      const col = P[s.c], segs = [];
+      let seg = null, prev = -Infinity;
+      for (const p of vis) {
+        const v = p[s.k];
+        if (!fin(v)) { seg = null; continue; }
+        if (!seg || p.t - prev > gap) segs.push(seg = []);
+        seg.push([X(p.t), Y(v)]); prev = p.t;
+      }
+      const g = x.createLinearGradient(0, T, 0, T + h);
+      g.addColorStop(0, rgba(col, s.fill)); g.addColorStop(1, rgba(col, 0.01));
+      for (const sg of segs) {
+        if (sg.length === 1) { x.fillStyle = col; x.beginPath(); x.arc(sg[0][0], sg[0][1], 1.6, 0, 7); x.fill(); continue; }
+        x.beginPath(); x.moveTo(sg[0][0], T + h);
+        for (const q of sg) x.lineTo(q[0], q[1]);
+        x.lineTo(sg[sg.length - 1][0], T + h); x.closePath();
+        x.fillStyle = g; x.fill();
+        x.beginPath(); sg.forEach((q, i) => i ? x.lineTo(q[0], q[1]) : x.moveTo(q[0], q[1]));
+        x.strokeStyle = col; x.lineWidth = 1.6; x.lineJoin = 'round'; x.stroke();
+      }
+    }
+    x.restore();
+    if (!n) {
+      x.fillStyle = P.muted; x.textAlign = 'center'; x.textBaseline = 'middle'; x.font = '12px ' + FONT;
+      x.fillText(o.empty || 'waiting for data\u2026', L + w / 2, T + h / 2);
+    }
+    const tip = this.tip;
+    tip.hidden = true;
+    if (this.hx == null || !n || this.hx < L) return;
+    const tq = t0 + (this.hx - L) / w * WIN;
+    let j = bsearch(vis, tq);
+    if (j >= vis.length || (j > 0 && tq - vis[j - 1].t < vis[j].t - tq)) j--;
+    const p = vis[Math.max(0, j)], px = X(p.t);
+    if (px < L) return;
+    x.strokeStyle = P.muted; x.setLineDash([3, 3]);
+    x.beginPath(); x.moveTo(Math.round(px) + 0.5, T); x.lineTo(Math.round(px) + 0.5, T + h); x.stroke(); x.setLineDash([]);
+    tip.replaceChildren(el('div', 'mut', fmtClock(p.t)));
+    for (const s of o.series) {
+      if (fin(p[s.k])) { x.fillStyle = P[s.c]; x.beginPath(); x.arc(px, Y(p[s.k]), 3, 0, 7); x.fill(); }
+      const d = el('div'), sw = el('i', 'sw');
+      sw.style.background = P[s.c];
+      d.append(sw, s.label + ' ' + fmtBy(o.kind)(p[s.k]));
+      tip.append(d);
+    }
+    tip.hidden = false;
+    const tw = tip.offsetWidth;
+    tip.style.left = (px + 12 + tw > f.W ? px - 12 - tw : px + 12) + 'px';
+  }
+}
+
+const charts = [
+  new Chart('cpu-chart', { data: 'cpu', kind: 'pct', series: [{ k: 'v', c: 'cpu', label: 'cpu', fill: 0.3 }] }),
+  new Chart('mem-chart', { data: 'mem', kind: 'pct', series: [{ k: 'v', c: 'mem', label: 'used', fill: 0.3 }] }),
+  new Chart('net-chart', { data: 'net', kind: 'rate', series: [{ k: 'rx', c: 'rx', label: 'in', fill: 0.25 }, { k: 'tx', c: 'tx', label: 'out', fill: 0.12 }] }),
+  new Chart('io-chart', { data: 'io', kind: 'rate', small: true, empty: 'disk I/O appears with the live stream',
+    series: [{ k: 'r', c: 'read', label: 'read', fill: 0.2 }, { k: 'w', c: 'write', label: 'write', fill: 0.1 }] })
+];
+
+function drawCores() {
+  const c = $('cores-chart'), f = fitCanvas(c); if (!f) return;
+  const { x } = f, n = cores.length;
+  c.dataset.cores = n;
+  x.font = '10px ' + FONT;
+  if (!n) { x.fillStyle = P.muted; x.textAlign = 'center'; x.textBaseline = 'middle'; x.fillText('per-core usage appears with the live stream', f.W / 2, f.H / 2); return; }
+  const bh = f.H - 14, gap = n > 32 ? 2 : 4, bw = (f.W - gap * (n - 1)) / n, every = Math.max(1, Math.ceil(22 / (bw + gap)));
+  x.textAlign = 'center'; x.textBaseline = 'alphabetic';
+  cores.forEach((v, i) => {
+    v = clamp(v);
+    const x0 = i * (bw + gap), hh = Math.max(1, v / 100 * bh), lv = level(v);
+    x.fillStyle = P.track; x.fillRect(x0, 0, bw, bh);
+    x.fillStyle = lv === 'crit' ? P.crit : lv === 'warn' ? P.warn : P.cpu;
+    x.fillRect(x0, bh - hh, bw, hh);
+    if (i % every === 0) { x.fillStyle = P.muted; x.fillText(String(i), x0 + bw / 2, f.H - 2); }
+  });
+}
+$('cores-chart').onmousemove = function (e) {
+  const n = cores.length, r = this.getBoundingClientRect();
+  if (n) { const i = Math.min(n - 1, Math.max(0, Math.floor((e.clientX - r.left) / r.width * n))); this.title = `core ${i}: ${fmtPct(cores[i])}`; }
+};
+
+let drawPending = false;
+function scheduleDraw() {
+  if (drawPending) return;
+  drawPending = true;
+  requestAnimationFrame(() => { drawPending = false; for (const c of charts) c.draw(); drawCores(); });
+}
+new ResizeObserver(scheduleDraw).observe(document.querySelector('main'));
+
+/* ---------- tiles and panels ---------- */
+function tile(k, val, sub, pct) {
+  const t = $('tile-' + k);
+  if (val != null) setText(k + '-value', val);
+  setText(k + '-sub', sub || '\u00a0');
+  if (pct !== undefined) { $(k + '-meter').style.width = clamp(pct) + '%'; t.dataset.level = level(pct); }
+  t.classList.toggle('na', val === DASH);
+}
+function unavailable(k) {
+  if (k === 'net') { setText('net-rx', DASH); setText('net-tx', DASH); }
+  tile(k, k === 'net' ? null : DASH, 'collection failed', k === 'net' ? undefined : 0);
+  $('tile-' + k).classList.add('na');
+}
+/* reuse one element per key so rows never flicker or lose their scroll position */
+function keyed(box, cls, attr, keys, make) {
+  const have = {};
+  for (const e of box.children) if (e.dataset[attr] != null) have[e.dataset[attr]] = e;
+  for (const k of keys) if (!have[k]) { const e = make(k); e.classList.add(cls); e.dataset[attr] = k; box.append(e); have[k] = e; }
+  for (const k in have) if (!keys.includes(k)) have[k].remove();
+  return have;
+}
+const mkPart = () => { const e = el('div'), l = el('div', 'l'), b = el('div', 'bar'); l.append(el('span', 'm ell'), el('span', 'd ell mut'), el('span', 'mut'), el('span', 'p')); b.append(el('i')); e.append(l, b); return e; };
+const mkIf = () => { const e = el('div'); e.append(el('span', 'n ell'), el('span', 'rx'), el('span', 'tx')); return e; };
+const mkGauge = name => { const e = el('div', 'tile'), lab = el('div', 't-label ell', name.replace(/_/g, ' ')); lab.title = name; e.append(lab, el('div', 't-value'), el('div', 't-sub ell mut', 'application gauge')); return e; };
+const group = (k, g) => { if (g !== undefined) $('card-' + k).classList.toggle('na', !g); return g; };
+
+function onMetrics(m) {
+  const t = parseTs(m.timestamp), d = m.data || {}, err = m.error ? String(m.error) : '';
+  skew = t - Date.now(); lastMsgAt = Date.now();
+  document.body.dataset.updates = ++updates;
+  const lu = $('last-update');
+  lu.textContent = fmtClock(t); lu.dateTime = new Date(t).toISOString(); lu.classList.remove('stale');
+
+  const c = group('cpu', d.cpu);
+  if (c) {
+    S.cpu = push(S.cpu, { t, v: c.usage_percent });
+    cores = Array.isArray(c.per_core) ? c.per_core : [];
+    tile('cpu', fmtPct(c.usage_percent), 'user ' + f1(c.user) + DOT + 'sys ' + f1(c.system), c.usage_percent);
+    $('cpu-sub').title = `user ${fmtPct(c.user)}, system ${fmtPct(c.system)}, iowait ${fmtPct(c.iowait)}, steal ${fmtPct(c.steal)}, idle ${fmtPct(c.idle)}`;
+    setText('cpu-leg-total', fmtPct(c.usage_percent));
+    const fq = (c.frequency_mhz || []).filter(fin);
+    const info = [];
+    if (cores.length) info.push(cores.length + (cores.length === 1 ? ' core' : ' cores'));
+    if (fq.length) info.push((fq.reduce((a, b) => a + b, 0) / fq.length / 1000).toFixed(2) + ' GHz');
+    if (c.steal > 0.5) info.push('steal ' + fmtPct(c.steal));
+    setText('cpu-leg-info', info.join(DOT));
+    const la = c.load_avg || [];
+    if (la.length >= 3) {
+      tile('load', f2(la[0]), `5m ${f2(la[1])}${DOT}15m ${f2(la[2])}`, cores.length ? la[0] / cores.length * 100 : undefined);
+      $('load-sub').title = 'load average over 1, 5 and 15 minutes' + (cores.length ? ` on ${cores.length} cores` : '');
+    }
+    document.title = fmtPct(c.usage_percent) + ' CPU' + DOT + (host || 'metrics-agent');
+  } else if (c === null) {
+    S.cpu = push(S.cpu, { t, v: null }); cores = [];
+    unavailable('cpu'); unavailable('load'); setText('cpu-leg-total', DASH);
+  }
+
+  const mm = group('mem', d.memory);
+  if (mm) {
+    S.mem = push(S.mem, { t, v: mm.usage_percent });
+    tile('mem', fmtPct(mm.usage_percent), fmtPair(mm.used_bytes, mm.total_bytes), mm.usage_percent);
+    setText('mem-leg', fmtPct(mm.usage_percent));
+    const tot = mm.total_bytes || 0, cache = (mm.cached_bytes || 0) + (mm.buffers_bytes || 0), segs = $('mem-stack').children;
+    if (tot > 0) {
+      segs[0].style.width = clamp(mm.used_bytes / tot * 100) + '%';
+      segs[1].style.width = clamp(Math.min(cache, tot - mm.used_bytes) / tot * 100) + '%';
+    }
+    setText('mem-used', fmtBytes(mm.used_bytes)); setText('mem-avail', fmtBytes(mm.available_bytes)); setText('mem-cache', fmtBytes(cache));
+    setText('mem-swap', mm.swap_total_bytes ? fmtPair(mm.swap_used_bytes, mm.swap_total_bytes) : 'none');
+  } else if (mm === null) {
+    S.mem = push(S.mem, { t, v: null }); unavailable('mem'); setText('mem-leg', DASH);
+  }
+
+  const nw = group('net', d.network);
+  if (nw) {
+    const rx = fmtRate(nw.bytes_recv_per_sec), tx = fmtRate(nw.bytes_sent_per_sec);
+    S.net = push(S.net, { t, rx: nw.bytes_recv_per_sec, tx: nw.bytes_sent_per_sec });
+    setText('net-rx', rx); setText('net-tx', tx); setText('net-leg-rx', rx); setText('net-leg-tx', tx);
+    const ifs = nw.interfaces || {}, names = Object.keys(ifs).sort();
+    tile('net', null, names.length ? names.length + (names.length === 1 ? ' interface' : ' interfaces') : 'no interfaces');
+    const rows = keyed($('net-ifs'), 'if', 'iface', names, mkIf);
+    for (const k of names) {
+      const i = ifs[k] || {}, r = rows[k].children;
+      const errs = (i.errors_in || 0) + (i.errors_out || 0), drops = (i.drops_in || 0) + (i.drops_out || 0);
+      r[0].textContent = k; r[0].classList.toggle('bad', errs + drops > 0);
+      r[0].title = k + (errs + drops ? `${DOT}errors ${errs}, drops ${drops}` : '');
+      r[1].textContent = '\u2193 ' + fmtRate(i.bytes_recv_per_sec); r[2].textContent = '\u2191 ' + fmtRate(i.bytes_sent_per_sec);
+    }
+  } else if (nw === null) {
+    S.net = push(S.net, { t, rx: null, tx: null }); unavailable('net'); setText('net-leg-rx', DASH); setText('net-leg-tx', DASH);
+  }
+
+  const dk = group('disk', d.disk);
+  if (dk) {
+    const parts = dk.partitions || {}, mounts = Object.keys(parts).sort();
+    let full = null;
+    for (const k of mounts) if (fin(parts[k]?.usage_percent) && (!full || parts[k].usage_percent > parts[full].usage_percent)) full = k;
+    if (full) {
+      const fp = parts[full];
+      setText('disk-label', 'Disk' + DOT + full); $('disk-label').title = 'fullest partition: ' + full;
+      tile('disk', fmtPct(fp.usage_percent), fmtPair(fp.used_bytes, fp.total_bytes), fp.usage_percent);
+    } else tile('disk', DASH, 'no partitions', 0);
+    const rows = keyed($('disk-list'), 'part', 'mount', mounts, mkPart);
+    for (const k of mounts) {
+      const p = parts[k] || {}, r = rows[k], l = r.firstChild.children;
+      l[0].textContent = l[0].title = k;
+      l[1].textContent = [p.device, p.fstype].filter(Boolean).join(DOT);
+      l[2].textContent = fmtPair(p.used_bytes, p.total_bytes);
+      l[3].textContent = fmtPct(p.usage_percent);
+      r.lastChild.firstChild.style.width = clamp(p.usage_percent) + '%';
+      r.dataset.level = level(p.usage_percent);
+    }
+    const io = dk.io;
+    if (io) {
+      S.io = push(S.io, { t, r: io.read_bytes_per_sec, w: io.write_bytes_per_sec });
+      setText('io-leg-r', fmtRate(io.read_bytes_per_sec)); setText('io-leg-w', fmtRate(io.write_bytes_per_sec));
+    }
+  } else if (dk === null) {
+    S.io = push(S.io, { t, r: null, w: null }); unavailable('disk');
+  }
+
+  const sy = d.system;
+  if (sy) {
+    if (sy.hostname && sy.hostname !== host) { host = String(sy.hostname); setText('hostname', host); $('hostname').title = host; }
+    if (fin(sy.uptime_seconds)) setText('uptime', 'up ' + fmtDur(sy.uptime_seconds));
+  }
+
+  const cu = d.custom;
+  if (cu && typeof cu === 'object') {
+    const gs = keyed($('tiles'), 'custom', 'gauge', Object.keys(cu), mkGauge);
+    for (const k in cu) {
+      let v = cu[k];
+      const ch = gs[k].children;
+      if (v && typeof v === 'object') { if (v.help) ch[2].textContent = v.help; v = v.value; }
+      ch[1].textContent = fmtNum(v);
+      gs[k].classList.toggle('na', !fin(v));
+    }
+  }
+
+  const no = $('notice');
+  no.hidden = !err; no.textContent = err ? '\u26a0 ' + err : ''; no.title = err;
+  scheduleDraw();
+}
+
+/* ---------- alerts ---------- */
+let alerts = [];
+const ALERT_CAP = 60, TILE_OF = { cpu: 'cpu', memory: 'mem', disk: 'disk', network: 'net', load: 'load' };
+const akey = a => `${a.metric || ''}|${a.level || ''}|${a.threshold ?? ''}`;
+const findFiring = m => alerts.find(a => a.state === 'firing' && akey(a) === akey(m))
+  || (m.metric ? alerts.find(a => a.state === 'firing' && a.metric === m.metric && (!m.level || a.level === m.level)) : null);
+function onAlert(m, quiet) {
+  const t = parseTs(m.timestamp || m.since), st = m.state === 'firing' || m.state === 'resolved' ? m.state : 'event';
+  const f = st !== 'event' && findFiring(m);
+  if (f) {
+    if (st === 'resolved') { f.state = 'resolved'; f.rt = t; f.note = ''; }
+    if (fin(m.value)) f.value = m.value;
+  } else {
+    alerts.unshift({
+      state: st, level: ['critical', 'warning'].includes(m.level) ? m.level : 'info', metric: m.metric ? String(m.metric) : '',
+      value: m.value, threshold: m.threshold, message: m.message ? String(m.message) : '', t, rt: st === 'resolved' ? t : 0
+    });
+    while (alerts.length > ALERT_CAP) {
+      let j = alerts.length - 1;
+      while (j > 0 && alerts[j].state === 'firing') j--;
+      alerts.splice(j, 1);
+    }
+  }
+  if (!quiet) renderAlerts();
+}
+function syncFiring(list, asked) {
+  for (const a of list) onAlert({ ...a, state: 'firing' }, true);
+  for (const a of alerts) {
+    /* only alerts older than the question: one that fired since is not in this answer yet */
+    if (a.state !== 'firing' || a.t > asked - 2000) continue;
+    if (!list.some(b => (b.metric || '') === a.metric && (!b.level || b.level === a.level))) { a.state = 'resolved'; a.rt = nowS(); a.note = 'no longer firing'; }
+  }
+  renderAlerts();
+}
+function renderAlerts() {
+  const ul = $('alerts-list'), onTile = {};
+  let firing = 0, worst = '';
+  ul.replaceChildren(...alerts.length ? [] : [el('li', 'empty', 'No alerts so far.')]);
+  for (const a of alerts) {
+    const li = el('li', 'alert'), top = el('div', 'a-top'), det = [];
+    li.dataset.state = a.state; li.dataset.level = a.level;
+    top.append(el('span', 'badge', a.state === 'resolved' ? 'resolved' : a.level), el('span', 'a-msg ell', a.message || a.metric || 'alert'), el('time', 'a-time', fmtClock(a.t)));
+    if (a.metric) det.push(a.metric);
+    if (a.value != null) det.push('value ' + fmtNum(a.value));
+    if (a.threshold != null) det.push('threshold ' + fmtNum(a.threshold));
+    if (a.state === 'resolved') det.push(a.note || 'resolved ' + fmtClock(a.rt));
+    li.append(top, el('div', 'a-det ell', det.join(DOT)));
+    li.title = a.message + '\n' + det.join(DOT);
+    ul.append(li);
+    if (a.state === 'firing') {
+      firing++;
+      if (a.level === 'critical' || (a.level === 'warning' && worst !== 'critical') || !worst) worst = a.level;
+      const tk = TILE_OF[a.metric] || a.metric;
+      if (onTile[tk] !== 'critical' && a.level !== 'info') onTile[tk] = a.level;
+    }
+  }
+  const cnt = $('alerts-count');
+  cnt.textContent = firing ? firing + ' firing' : ''; cnt.dataset.level = worst;
+  document.body.dataset.alertsFiring = firing;
+  for (const t of document.querySelectorAll('.tile')) {
+    const lv = onTile[t.dataset.gauge || t.id.slice(5)] || '';
+    if ((t.dataset.alert || '') !== lv) t.dataset.alert = lv;
+  }
+}
+
+/* ---------- connections ---------- */
+/* 0.5 s doubling to 30 s, with +-25 % jitter so that many dashboards do not reconnect in lockstep */
+class Backoff {
+  n = 0;
+  next() { return Math.round(Math.min(30000, 500 * 2 ** Math.min(this.n++, 8) * (0.75 + Math.random() * 0.5))); }
+  reset() { this.n = 0; }
+}
+const wsUrl = p => (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + p
+  + (token ? (p.includes('?') ? '&' : '?') + 'token=' + encodeURIComponent(token) : '');
+async function getJSON(path, auth) {
+  const headers = { Accept: 'application/json' };
+  if (auth && token) headers.Authorization = 'Bearer ' + token;
+  const r = await fetch(path, { headers, cache: 'no-store', signal: AbortSignal.timeout?.(8000) });
+  if (r.status === 401) throw Object.assign(new Error('unauthorized'), { auth: true });
+  if (!r.ok) throw new Error('HTTP ' + r.status);
+  return r.json();
+}
+
+const conn = { state: 'connecting', until: 0, down: 0 };
+function setConn(state, until = 0) {
+  Object.assign(conn, { state, until });
+  if (state === 'live') conn.down = 0; else conn.down ||= Date.now();
+  renderConn();
+}
+function renderConn() {
+  let st = conn.state, txt = { live: 'live', login: 'sign-in required', connecting: 'connecting\u2026' }[st];
+  if (!txt) {
+    const s = Math.max(0, Math.ceil((conn.until - Date.now()) / 1000));
+    const off = !navigator.onLine || Date.now() - conn.down > 30000;
+    st = off ? 'offline' : 'reconnecting';
+    txt = off ? (s ? `offline${DOT}retry in ${s}s` : `offline${DOT}retrying\u2026`) : (s ? `reconnecting in ${s}s` : 'reconnecting\u2026');
+  }
+  setText('conn-status', txt);
+  if (document.body.dataset.state !== st) document.body.dataset.state = st;
+}
+
+async function health() {
+  const asked = nowS(), h = await getJSON('/health');
+  if (h.version) { setText('version', 'v' + String(h.version).replace(/^v/, '')); $('version').title = 'agent up ' + fmtDur(h.uptime_seconds) + (fin(h.clients) ? `${DOT}${h.clients} clients` : ''); }
+  authOn = h.auth === true;
+  $('logout').hidden = !authOn;
+  if (Array.isArray(h.alerts?.firing)) syncFiring(h.alerts.firing, asked);
+}
+
+let histBusy = false;
+async function loadHistory() {
+  if (histBusy) return;
+  histBusy = true;
+  const rs = await Promise.all(['cpu', 'memory', 'network'].map(n =>
+    getJSON(`/api/metrics/${n}?seconds=${WIN / 1000}`, true).then(j => Array.isArray(j?.points) ? j.points : [], e => e)));
+  histBusy = false;
+  if (rs.some(r => r?.auth)) return authFailed();
+  let total = 0;
+  const conv = (i, f) => Array.isArray(rs[i]) ? (total += rs[i].length, rs[i].map(p => ({ ...f(p), t: parseTs(p.timestamp) }))) : [];
+  S.cpu = merge(S.cpu, conv(0, p => ({ v: p.value })));
+  S.mem = merge(S.mem, conv(1, p => ({ v: p.value })));
+  S.net = merge(S.net, conv(2, p => ({ rx: p.recv, tx: p.sent })));
+  document.body.dataset.history = total;
+  scheduleDraw();
+}
+
+/* one WebSocket that reconnects by itself; a connection that delivered data or lived a while resets the backoff */
+class Stream {
+  constructor(path, on) { Object.assign(this, { path, on, back: new Backoff(), ws: null, timer: 0, openAt: 0, last: 0 }); }
+  open() {
+    clearTimeout(this.timer);
+    if (this.ws) return;
+    this.on.connecting();
+    let ws;
+    try { ws = new WebSocket(wsUrl(this.path)); } catch (e) { return this.retry(); }
+    Object.assign(this, { ws, openAt: Date.now(), last: 0, opened: false });
+    ws.onopen = () => { this.opened = true; this.openAt = Date.now(); this.on.open?.(); };
+    ws.onmessage = ev => {
+      let m;
+      try { m = JSON.parse(ev.data); } catch (e) { return; }
+      const prev = this.last;
+      this.last = Date.now();
+      this.on.msg(m, prev);
+    };
+    ws.onclose = ev => {
+      this.ws = null;
+      if (ev.code === 4001) return authFailed();
+      if (this.last || (this.opened && Date.now() - this.openAt > 5000)) this.back.reset();
+      this.retry();
+    };
+  }
+  retry() { const d = this.back.next(); this.on.wait(d); this.timer = setTimeout(() => this.open(), d); }
+  stop() {
+    const ws = this.ws;
+    this.ws = null; clearTimeout(this.timer);
+    if (ws) { ws.onclose = ws.onmessage = ws.onopen = null; ws.close(); }
+  }
+}
+
+const metrics = new Stream('/api/ws/ws?interval=1', {
+  connecting: () => setConn(everLive ? 'reconnecting' : 'connecting'),
+  wait: d => setConn('reconnecting', Date.now() + d),
+  msg(m, prev) {
+    if (m.type && m.type !== 'metrics') return;
+    if (prev) gapEst = Math.min(120e3, Math.max(200, 0.8 * gapEst + 0.2 * (metrics.last - prev)));
+    else {
+      /* first message of a connection: the latest snapshot, sent at once (not a tick) */
+      everLive = true; setConn('live');
+      health().catch(() => {});
+      loadHistory();
+      alertsWs.open();
+    }
+    onMetrics(m);
+  }
+});
+const alertStream = (on, txt) => { $('alerts-stream').dataset.on = on ? 1 : 0; setText('alerts-stream-text', txt); };
+const alertsWs = new Stream('/api/ws/ws/alerts', {
+  connecting: () => alertStream(false, 'connecting'),
+  open: () => alertStream(true, 'live'),
+  wait: d => alertStream(false, `retry in ${Math.ceil(d / 1000)}s`),
+  msg(m) {
+    if (m.type === 'heartbeat') $('alerts-stream').title = 'Alerts stream' + DOT + 'last heartbeat ' + fmtClock(parseTs(m.timestamp));
+    else if (m.type === 'alert' || m.level || m.state) onAlert(m);
+  }
+});
+
+function stopAll() { metrics.stop(); alertsWs.stop(); clearTimeout(bootTimer); }
+function signOut(msg) {
+  stopAll();
+  token = ''; store(TK, null);
+  setConn('login'); alertStream(false, 'signed out');
+  $('login').hidden = false;
+  setText('login-error', msg);
+  ($('login-user').value ? $('login-pass') : $('login-user')).focus();
+}
+function authFailed() { if ($('login').hidden) signOut(token ? 'Your session has expired. Please sign in again.' : ''); }
+
+$('login-form').onsubmit = async ev => {
+  ev.preventDefault();
+  const btn = $('login-submit');
+  btn.disabled = true; setText('login-error', '');
+  try {
+    const r = await fetch('/api/auth/login', {
+      method: 'POST', headers: { 'Content-Type': 'application/json' }, cache: 'no-store',
+      body: JSON.stringify({ username: $('login-user').value, password: $('login-pass').value })
+    });
+    const j = await r.json().catch(() => ({}));
+    if (r.ok && j.access_token) {
+      token = j.access_token;
+      store(TK, token); store(TK + '.exp', Date.now() + (fin(j.expires_in) ? j.expires_in * 1000 : 864e5));
+      $('login-pass').value = ''; $('login').hidden = true;
+      metrics.back.reset(); alertsWs.back.reset();
+      metrics.open(); alertsWs.open();
+    } else setText('login-error', r.status === 429 ? 'Too many attempts. Wait a minute and try again.'
+      : r.status === 401 ? 'Wrong user name or password.' : j.error ? String(j.error) : `Sign-in failed (HTTP ${r.status}).`);
+  } catch (e) {
+    setText('login-error', 'The agent is not reachable.');
+  }
+  btn.disabled = false;
+};
+$('logout').onclick = () => signOut('Signed out.');
+
+/* ---------- start ---------- */
+let bootTimer = 0, ticks = 0;
+const bootBack = new Backoff();
+function boot() {
+  health().then(() => {
+    if (authOn && !token) signOut('');
+    else { metrics.open(); alertsWs.open(); }
+  }, () => { const d = bootBack.next(); setConn('reconnecting', Date.now() + d); bootTimer = setTimeout(boot, d); });
+}
+setInterval(() => {
+  renderConn();
+  if (metrics.ws && Date.now() - (metrics.last || metrics.openAt) > Math.max(STALL, 4 * gapEst)) {
+    /* nothing for a long time: the peer vanished without closing; start over */
+    stopAll(); metrics.retry(); alertsWs.retry();
+  }
+  if (lastMsgAt && Date.now() - lastMsgAt > Math.max(5000, 3 * gapEst)) $('last-update').classList.add('stale');
+  if (conn.state === 'live' && ++ticks % 60 === 0) health().catch(() => {});
+  scheduleDraw();
+}, 1000);
+addEventListener('online', () => { if (!metrics.ws && conn.state !== 'login') { metrics.back.reset(); metrics.open(); } });
+document.addEventListener('visibilitychange', scheduleDraw);
+applyTheme();
+renderAlerts();
+boot();
+}
+</script>
+</body>
+</html>
+)DASHBOARD";
 }
 
 }  // namespace detail
