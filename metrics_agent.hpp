@@ -1204,6 +1204,7 @@ inline bool parse_double(std::string_view s, double& out) {
   if (s.empty()) return false;
   const char* b = s.data();
   if (*b == '+') ++b;
+  if (b != s.data() && s.size() > 1 && (b[0] == '-' || b[0] == '+')) return false;
   auto r = std::from_chars(b, s.data() + s.size(), out);
   return r.ec == std::errc() && r.ptr == s.data() + s.size() && std::isfinite(out);
 }
@@ -1370,6 +1371,36 @@ inline bool is_tchar(char c) {
   return std::strchr("!#$%&'*+-.^_`|~", c) != nullptr && c != '\0';
 }
 
+// False when `line` (a request line, possibly still arriving) can no longer
+// become `method SP request-target SP HTTP/d.d CRLF` (RFC 9112 §3).
+inline bool request_line_prefix_ok(std::string_view line) {
+  std::size_t i = 0, n = line.size();
+  while (i < n && line[i] != ' ') {
+    if (line[i] == '\r' || line[i] == '\n') return false;  // a line without a target
+    if (!is_tchar(line[i++])) return false;
+  }
+  if (i == 0 && n > 0) return false;  // no method
+  if (i++ >= n) return true;
+  std::size_t t = i;
+  while (i < n && line[i] != ' ') {
+    unsigned char c = static_cast<unsigned char>(line[i]);
+    if (c <= 0x20 || c >= 0x7f) return false;
+    if (i == t && c != '/' && c != '*' && c != 'h' && c != 'H') return false;
+    ++i;
+  }
+  if (i == t && i < n) return false;  // an empty target
+  if (i++ >= n) return true;
+  // "HTTP/" DIGIT [ "." DIGIT ]; versions other than 1.x get 505 later.
+  static const char pattern[] = "HTTP/0.0";  // '0' stands for any digit
+  for (std::size_t k = 0; k < 8 && i < n; ++k, ++i) {
+    char c = line[i];
+    if (k == 6 && (c == '\r' || c == '\n')) break;
+    if (pattern[k] == '0' ? !(c >= '0' && c <= '9') : c != pattern[k]) return false;
+  }
+  if (i < n && line[i] == '\r') ++i;
+  return i >= n || line[i] == '\n';
+}
+
 struct HttpParseResult {
   enum Status { Incomplete, Complete, Error } status = Incomplete;
   std::size_t consumed = 0;  // bytes of the request, when Complete
@@ -1411,14 +1442,17 @@ inline HttpParseResult parse_http_request(std::string_view buf, HttpRequest& req
       break;
     }
   }
+  // Garbage is refused as soon as the request line cannot become valid,
+  // not after 8 KiB of it have been buffered.
+  if (!request_line_prefix_ok(buf.substr(start))) return fail(400, "malformed request line");
+  // The head's size counts through its blank line, so the verdict does not
+  // depend on how the bytes arrived: without the blank line yet, the head
+  // will be at least one byte longer than what is buffered.
   if (head_end == std::string_view::npos) {
-    if (buf.size() > limits.max_header_bytes) return fail(431, "request header fields too large");
-    // A request line must start with a token: refuse garbage at once.
-    for (std::size_t i = start; i < buf.size() && buf[i] != ' '; ++i)
-      if (!is_tchar(buf[i])) return fail(400, "malformed request line");
+    if (buf.size() >= limits.max_header_bytes) return fail(431, "request header fields too large");
     return r;
   }
-  if (head_end > limits.max_header_bytes) return fail(431, "request header fields too large");
+  if (body_start > limits.max_header_bytes) return fail(431, "request header fields too large");
 
   std::string_view head = buf.substr(start, head_end - start);
   auto next_line = [&head]() {
@@ -1438,9 +1472,15 @@ inline HttpParseResult parse_http_request(std::string_view buf, HttpRequest& req
                    version = line.substr(sp2 + 1);
   for (char c : method)
     if (!is_tchar(c)) return fail(400, "malformed method");
-  if (target.empty() || (target[0] != '/' && target != "*")) return fail(400, "malformed request target");
   for (char c : target)
-    if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) return fail(400, "malformed request target");
+    if (static_cast<unsigned char>(c) <= 0x20 || static_cast<unsigned char>(c) >= 0x7f)
+      return fail(400, "malformed request target");
+  // RFC 9112 §3.2.2: a server must accept the absolute form; keep its path.
+  if (target.size() > 7 && (iequals(target.substr(0, 7), "http://") || iequals(target.substr(0, 8), "https://"))) {
+    std::size_t slash = target.find('/', target.find("//") + 2);
+    target = slash == std::string_view::npos ? std::string_view("/") : target.substr(slash);
+  }
+  if (target.empty() || (target[0] != '/' && target != "*")) return fail(400, "malformed request target");
   if (version.size() != 8 || version.substr(0, 7) != "HTTP/1.") {
     if (version.substr(0, 5) == "HTTP/") return fail(505, "HTTP version not supported");
     return fail(400, "malformed HTTP version");
@@ -1592,7 +1632,10 @@ inline std::string encode_close_frame(std::uint16_t code, std::string_view reaso
   if (code != 0) {
     p += char(code >> 8);
     p += char(code & 0xFF);
-    p.append(reason.substr(0, 123));
+    // At most 123 bytes fit a control frame; never cut a character in two.
+    std::size_t cut = std::min<std::size_t>(reason.size(), 123);
+    while (cut > 0 && cut < reason.size() && (static_cast<unsigned char>(reason[cut]) & 0xC0) == 0x80) --cut;
+    p.append(reason.substr(0, cut));
   }
   return encode_frame(WsOp::Close, p);
 }
