@@ -2156,7 +2156,7 @@ class Loop {
       double mono = mono_now();
       if (mono >= next_housekeeping) {
         housekeeping(mono);
-        next_housekeeping = mono + 0.25;
+        next_housekeeping = mono + 1.0;  // timeouts are whole seconds
       }
       reap();
     }
