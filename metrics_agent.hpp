@@ -129,7 +129,8 @@ struct CpuStats {
   bool ok = false;
   std::string error;
   double usage_percent = 0;  // non-idle share since the previous sample
-  double user = 0, system = 0, idle = 0, iowait = 0, steal = 0;  // percent
+  // Shares in percent with psutil's meanings; the eight add up to 100.
+  double user = 0, nice = 0, system = 0, irq = 0, softirq = 0, idle = 0, iowait = 0, steal = 0;
   std::vector<double> per_core;       // usage percent per core
   std::vector<double> frequency_mhz;  // per core; empty where unknown
   std::vector<CpuTimes> core_times;   // cumulative, per core
@@ -2826,7 +2827,8 @@ inline void write_rich_data(std::string& out, const Snapshot& s, std::uint32_t f
       for (double v : c.per_core) w.num(v);
       w.end_array();
       w.key("user").num(c.user).key("system").num(c.system).key("idle").num(c.idle);
-      w.key("iowait").num(c.iowait).key("steal").num(c.steal);
+      w.key("iowait").num(c.iowait).key("steal").num(c.steal).key("nice").num(c.nice);
+      w.key("irq").num(c.irq).key("softirq").num(c.softirq);
       w.key("frequency_mhz").begin_array();
       for (double v : c.frequency_mhz) w.num(v, 1);
       w.end_array();
@@ -3306,6 +3308,14 @@ class AgentCore {
     slow_ = std::make_unique<SlowSampler>(collector_);
     slow_->kick();
     slow_->wait_first(1.0);
+    // The first tick's CPU share must cover a real interval (/proc/stat counts
+    // in 10 ms steps): when the next boundary is very close, let it pass.
+    std::int64_t now = wall_now_us(), next = (now / tick_us_ + 1) * tick_us_;
+    if (next - now < tick_us_ / 4) std::this_thread::sleep_for(std::chrono::microseconds(next - now + 1000));
+    // The baseline, also served by /api/metrics/current until the first tick
+    // (its CPU shares are the averages since boot).
+    sample(snap_);
+    have_initial_ = true;
     server_.every(opt_.tick_seconds, [this](std::int64_t t) { on_tick(t); });
     if (opt_.heartbeat_seconds > 0) server_.every(opt_.heartbeat_seconds, [this](std::int64_t t) { heartbeat(t); });
     if (!opt_.jwt_secret.empty() && opt_.listen.rfind("127.", 0) != 0 && opt_.listen.rfind("[::1]", 0) != 0 &&
@@ -3649,9 +3659,12 @@ class AgentCore {
   HttpResponse current(const HttpRequest& req) {
     std::string why = auth_failure(req);
     if (!why.empty()) return HttpResponse::error(401, why);
-    if (!have_snapshot_) return HttpResponse::error(503, "no snapshot yet: the first tick has not happened");
+    if (!have_snapshot_ && !have_initial_) return HttpResponse::error(503, "no snapshot yet");
     std::string out = "{\"timestamp\":\"";
-    append_timestamp(out, last_tick_us_, tick_format(last_tick_us_));
+    if (have_snapshot_)
+      append_timestamp(out, last_tick_us_, tick_format(last_tick_us_));
+    else
+      append_timestamp(out, snap_.timestamp_us, TimeFormat::Millis);
     out += "\",\"data\":";
     write_rich_data(out, snap_, kRichAll);
     out += '}';
@@ -3816,7 +3829,8 @@ class AgentCore {
   std::vector<Subscriber> subs_;
   std::vector<std::pair<std::uint32_t, std::shared_ptr<const std::string>>> frames_;
   Snapshot snap_;
-  bool have_snapshot_ = false;
+  bool have_snapshot_ = false;  // a tick has happened
+  bool have_initial_ = false;   // the baseline sample exists
   std::int64_t tick_us_ = 1000000, last_tick_us_ = 0, started_us_ = 0;
   double started_mono_ = 0, collect_seconds_ = 0;
   History history_;

@@ -315,34 +315,39 @@ inline bool parse_proc_stat(std::string_view text, ProcStat& out) {
 }
 
 struct CpuShares {
-  double usage = 0, user = 0, system = 0, idle = 0, iowait = 0, steal = 0;  // percent
+  double usage = 0, user = 0, nice = 0, system = 0, irq = 0, softirq = 0, idle = 0, iowait = 0,
+         steal = 0;  // percent
 };
 
 inline std::uint64_t tick_delta(std::uint64_t prev, std::uint64_t cur) {
   return cur > prev ? cur - prev : 0;
 }
 
-// Shares of the time between two readings. A field that went backwards counts
-// as zero (proc.rst warns that iowait can decrease). user includes nice;
-// system includes irq and softirq so that user + system + idle + iowait +
-// steal = 100. usage is the non-idle share, iowait counting as idle.
+// Shares of the time between two readings, with psutil's meanings (user
+// without nice, system without irq and softirq), so that the eight shares add
+// up to 100. A field that went backwards counts as zero (proc.rst warns that
+// iowait can decrease). usage is the non-idle share, iowait counting as idle.
 // Returns false when no time passed.
 inline bool cpu_shares(const CpuTicks& prev, const CpuTicks& cur, CpuShares& out) {
-  const double user = static_cast<double>(tick_delta(prev.user, cur.user) + tick_delta(prev.nice, cur.nice));
-  const double system = static_cast<double>(tick_delta(prev.system, cur.system) +
-                                            tick_delta(prev.irq, cur.irq) +
-                                            tick_delta(prev.softirq, cur.softirq));
+  const double user = static_cast<double>(tick_delta(prev.user, cur.user));
+  const double nice = static_cast<double>(tick_delta(prev.nice, cur.nice));
+  const double system = static_cast<double>(tick_delta(prev.system, cur.system));
+  const double irq = static_cast<double>(tick_delta(prev.irq, cur.irq));
+  const double softirq = static_cast<double>(tick_delta(prev.softirq, cur.softirq));
   const double idle = static_cast<double>(tick_delta(prev.idle, cur.idle));
   const double iowait = static_cast<double>(tick_delta(prev.iowait, cur.iowait));
   const double steal = static_cast<double>(tick_delta(prev.steal, cur.steal));
-  const double total = user + system + idle + iowait + steal;
+  const double total = user + nice + system + irq + softirq + idle + iowait + steal;
   if (!(total > 0)) return false;
   out.user = percent_of(user, total);
+  out.nice = percent_of(nice, total);
   out.system = percent_of(system, total);
+  out.irq = percent_of(irq, total);
+  out.softirq = percent_of(softirq, total);
   out.idle = percent_of(idle, total);
   out.iowait = percent_of(iowait, total);
   out.steal = percent_of(steal, total);
-  out.usage = percent_of(user + system + steal, total);
+  out.usage = percent_of(total - idle - iowait, total);
   return true;
 }
 
@@ -924,7 +929,10 @@ class Collector {
     prev_total_ = stat_.total;
     c.usage_percent = total_shares_.usage;
     c.user = total_shares_.user;
+    c.nice = total_shares_.nice;
     c.system = total_shares_.system;
+    c.irq = total_shares_.irq;
+    c.softirq = total_shares_.softirq;
     c.idle = total_shares_.idle;
     c.iowait = total_shares_.iowait;
     c.steal = total_shares_.steal;

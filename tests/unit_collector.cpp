@@ -205,13 +205,16 @@ TEST(CollectorFormulas, CpuShares) {
   cur.steal = 50;   // total 1000
   CpuShares s;
   ASSERT_TRUE(cpu_shares(prev, cur, s));
-  EXPECT_DOUBLE_EQ(s.user, 15.0);    // user + nice
-  EXPECT_DOUBLE_EQ(s.system, 5.0);   // system + irq + softirq
+  EXPECT_DOUBLE_EQ(s.user, 10.0);    // psutil's meaning: without nice
+  EXPECT_DOUBLE_EQ(s.nice, 5.0);
+  EXPECT_DOUBLE_EQ(s.system, 3.0);   // without irq and softirq
+  EXPECT_DOUBLE_EQ(s.irq, 1.0);
+  EXPECT_DOUBLE_EQ(s.softirq, 1.0);
   EXPECT_DOUBLE_EQ(s.idle, 70.0);
   EXPECT_DOUBLE_EQ(s.iowait, 5.0);
   EXPECT_DOUBLE_EQ(s.steal, 5.0);
   EXPECT_DOUBLE_EQ(s.usage, 100.0 - s.idle - s.iowait);
-  EXPECT_NEAR(s.user + s.system + s.idle + s.iowait + s.steal, 100.0, 1e-9);
+  EXPECT_NEAR(s.user + s.nice + s.system + s.irq + s.softirq + s.idle + s.iowait + s.steal, 100.0, 1e-9);
 }
 
 TEST(CollectorFormulas, CpuSharesBackwardsAndIdleIntervals) {
@@ -701,8 +704,11 @@ TEST(CollectorFixture, TwoSamplesGiveExactRates) {
 
   // CPU: the aggregate moved 600 ticks (see the fixture's numbers).
   ASSERT_TRUE(s.cpu.ok);
-  EXPECT_NEAR(s.cpu.user, 30.0, 1e-9);
-  EXPECT_NEAR(s.cpu.system, 12.0, 1e-9);
+  EXPECT_NEAR(s.cpu.user, 25.0, 1e-9);
+  EXPECT_NEAR(s.cpu.nice, 5.0, 1e-9);
+  EXPECT_NEAR(s.cpu.system, 10.0, 1e-9);
+  EXPECT_NEAR(s.cpu.irq, 1.0, 1e-9);
+  EXPECT_NEAR(s.cpu.softirq, 1.0, 1e-9);
   EXPECT_NEAR(s.cpu.idle, 50.0, 1e-9);
   EXPECT_NEAR(s.cpu.iowait, 5.0, 1e-9);
   EXPECT_NEAR(s.cpu.steal, 3.0, 1e-9);
@@ -996,7 +1002,9 @@ TEST(CollectorLive, Invariants) {
     EXPECT_EQ(s->memory.used_bytes + s->memory.available_bytes, s->memory.total_bytes);
     EXPECT_LE(s->memory.swap_used_bytes, s->memory.swap_total_bytes);
     EXPECT_LE(s->cpu.usage_percent, 100.0);
-    EXPECT_NEAR(s->cpu.user + s->cpu.system + s->cpu.idle + s->cpu.iowait + s->cpu.steal, 100.0, 1e-6);
+    EXPECT_NEAR(s->cpu.user + s->cpu.nice + s->cpu.system + s->cpu.irq + s->cpu.softirq + s->cpu.idle +
+                    s->cpu.iowait + s->cpu.steal,
+                100.0, 1e-6);
     EXPECT_EQ(s->cpu.per_core.size(), s->cpu.core_times.size());
     EXPECT_FALSE(s->system.hostname.empty());
     EXPECT_GT(s->system.uptime_seconds, 0);
