@@ -187,9 +187,51 @@ int hash_password() {
 
 }  // namespace
 
+int check_command(const std::vector<std::string>& args) {
+  std::string url = "http://127.0.0.1:54112";
+  double timeout = 3;
+  bool have_url = false;
+  try {
+    for (std::size_t i = 1; i < args.size(); ++i) {
+      const std::string& a = args[i];
+      if (a == "--timeout" || a.rfind("--timeout=", 0) == 0) {
+        std::string v;
+        if (a == "--timeout") {
+          if (i + 1 >= args.size()) usage_error("check: --timeout: missing value");
+          v = args[++i];
+        } else {
+          v = a.substr(10);
+        }
+        timeout = number("check: --timeout", v, 0.001, 3600, "seconds");
+      } else if (a.rfind("--", 0) == 0 || have_url) {
+        usage_error("check: unexpected argument '" + a + "'");
+      } else {
+        url = a;
+        have_url = true;
+      }
+    }
+  } catch (const UsageError& e) {
+    std::cerr << "metrics-agent: " << e.message << "\n" << kUsage;
+    return 2;
+  }
+  std::string message;
+  const int rc = metrics_agent::detail::health_check(url, timeout, message);
+  if (rc == 2) {
+    std::cerr << "metrics-agent: check: " << message << "\n" << kUsage;
+    return 2;
+  }
+  if (rc == 0) {
+    std::cout << "ok: " << url << " " << message << "\n";
+  } else {
+    std::cout << "unhealthy: " << message << "\n";
+  }
+  return rc;
+}
+
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   if (!args.empty() && args[0] == "hash-password") return hash_password();
+  if (!args.empty() && args[0] == "check") return check_command(args);
   metrics_agent::Options opt;
   bool once = false;
   try {

@@ -100,7 +100,9 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netdb.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/random.h>
 #include <sys/resource.h>
@@ -149,6 +151,9 @@ struct MemoryStats {
   double usage_percent = 0;  // (total - available) / total
   std::uint64_t total_bytes = 0, used_bytes = 0, available_bytes = 0,
                 free_bytes = 0, cached_bytes = 0, buffers_bytes = 0;
+  // /proc/meminfo's Cached and SReclaimable as they are (cached_bytes is
+  // their sum, the "cache" of free(1)).
+  std::uint64_t page_cache_bytes = 0, slab_reclaimable_bytes = 0;
   std::uint64_t swap_total_bytes = 0, swap_used_bytes = 0, swap_free_bytes = 0;
   double swap_percent = 0;
 };
@@ -2725,6 +2730,1165 @@ inline void Server::log(const std::string& line) const { loop_->log(line); }
 }  // namespace metrics_agent
 
 // ============================================================================
+// Implementation: Prometheus text exposition (format 0.0.4, GET /metrics)
+//   Metric names, label names, units and types are node_exporter's for every
+//   family we collect, so its dashboards and alert rules work unchanged.
+//   Counters are the kernel's cumulative totals, never rates.
+// ============================================================================
+
+namespace metrics_agent {
+namespace detail {
+
+inline constexpr std::string_view kPrometheusContentType = "text/plain; version=0.0.4; charset=utf-8";
+
+// The agent's own numbers, gathered by whoever serves /metrics.
+struct PrometheusSelf {
+  std::size_t clients_flat = 0, clients_rich = 0, clients_dashboard = 0, clients_alerts = 0,
+              http_connections = 0;
+  const ServerStats* stats = nullptr;  // null: the server counters are left out
+  double collect_seconds = 0;          // duration of the last collection
+  double start_time_seconds = 0;       // process start, seconds since the epoch
+  std::size_t history_points = 0;
+};
+
+// Length of the well-formed UTF-8 sequence that starts at s[i], or 0 (the
+// table of RFC 3629 section 4: no overlongs, no surrogates, nothing past U+10FFFF).
+inline std::size_t utf8_sequence_length(std::string_view s, std::size_t i) {
+  const auto byte = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
+  const unsigned char c = byte(i);
+  if (c < 0x80) return 1;
+  std::size_t need;
+  unsigned char lo = 0x80, hi = 0xbf;
+  if (c < 0xc2) {
+    return 0;
+  } else if (c < 0xe0) {
+    need = 1;
+  } else if (c < 0xf0) {
+    need = 2;
+    if (c == 0xe0) lo = 0xa0;
+    if (c == 0xed) hi = 0x9f;
+  } else if (c < 0xf5) {
+    need = 3;
+    if (c == 0xf0) lo = 0x90;
+    if (c == 0xf4) hi = 0x8f;
+  } else {
+    return 0;
+  }
+  if (s.size() - i <= need) return 0;
+  if (byte(i + 1) < lo || byte(i + 1) > hi) return 0;
+  for (std::size_t k = 2; k <= need; ++k)
+    if (byte(i + k) < 0x80 || byte(i + k) > 0xbf) return 0;
+  return need + 1;
+}
+
+// Escapes per the text format: backslash and newline everywhere, the double
+// quote in label values only. Prometheus refuses a scrape whose label values
+// are not UTF-8 (a mount point may hold any bytes), so each byte that does not
+// start a well-formed sequence becomes U+FFFD.
+inline void append_prom_escaped(std::string& out, std::string_view v, bool quote) {
+  for (std::size_t i = 0; i < v.size();) {
+    const char c = v[i];
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '"' && quote) {
+      out += "\\\"";
+    } else if (static_cast<unsigned char>(c) < 0x80) {
+      out += c;
+    } else {
+      const std::size_t n = utf8_sequence_length(v, i);
+      if (n == 0) {
+        out += "\xEF\xBF\xBD";
+        ++i;
+      } else {
+        out.append(v.data() + i, n);
+        i += n;
+      }
+      continue;
+    }
+    ++i;
+  }
+}
+
+inline void append_label_value(std::string& out, std::string_view v) { append_prom_escaped(out, v, true); }
+
+// Whole numbers below 1e15 are written as plain integers (a byte counter of
+// 1000000 reads "1000000", not "1e+06"); every other finite value in the
+// shortest form that reads back to the same double (std::to_chars, no locale).
+inline void append_prom_number(std::string& out, double v) {
+  if (std::isnan(v)) {
+    out += "NaN";
+    return;
+  }
+  if (std::isinf(v)) {
+    out += v > 0 ? "+Inf" : "-Inf";
+    return;
+  }
+  char buf[40];
+  std::to_chars_result r;
+  if (std::fabs(v) < 1e15 && v == std::trunc(v)) {
+    r = std::to_chars(buf, buf + sizeof buf, static_cast<std::int64_t>(v));  // -0.0 prints "0"
+  } else {
+    r = std::to_chars(buf, buf + sizeof buf, v);
+  }
+  out.append(buf, static_cast<std::size_t>(r.ptr - buf));
+}
+
+// Metric names match [a-zA-Z_:][a-zA-Z0-9_:]*. Every other byte becomes '_',
+// and so does ':', which the Prometheus documentation reserves for recording
+// rules; a leading digit gets a '_' in front. "queue.depth-1" -> "queue_depth_1",
+// "5xx" -> "_5xx", "" -> "_".
+inline void append_metric_name(std::string& out, std::string_view name) {
+  if (name.empty() || (name.front() >= '0' && name.front() <= '9')) out += '_';
+  for (char c : name) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+    out += ok ? c : '_';
+  }
+}
+
+struct PromLabel {
+  std::string_view name, value;
+};
+
+inline void append_prom_family(std::string& out, std::string_view name, std::string_view type,
+                               std::string_view help) {
+  out += "# HELP ";
+  out += name;
+  out += ' ';
+  append_prom_escaped(out, help, false);
+  out += "\n# TYPE ";
+  out += name;
+  out += ' ';
+  out += type;
+  out += '\n';
+}
+
+// `name{a="x",b="y"} ` (label names in node_exporter's order: sorted).
+inline void append_prom_series(std::string& out, std::string_view name, std::initializer_list<PromLabel> labels) {
+  out += name;
+  if (labels.size() != 0) {
+    char sep = '{';
+    for (const PromLabel& l : labels) {
+      out += sep;
+      out += l.name;
+      out += "=\"";
+      append_label_value(out, l.value);
+      out += '"';
+      sep = ',';
+    }
+    out += '}';
+  }
+  out += ' ';
+}
+
+inline void append_prom_sample(std::string& out, std::string_view name, std::initializer_list<PromLabel> labels,
+                               double v) {
+  append_prom_series(out, name, labels);
+  append_prom_number(out, v);
+  out += '\n';
+}
+
+// Kernel counters are 64-bit integers: written exactly, whatever their size.
+inline void append_prom_count(std::string& out, std::string_view name, std::initializer_list<PromLabel> labels,
+                              std::uint64_t v) {
+  append_prom_series(out, name, labels);
+  append_uint(out, v);
+  out += '\n';
+}
+
+// True when `text` holds a "# TYPE <name> " line.
+inline bool prom_family_present(std::string_view text, std::string_view name) {
+  static constexpr std::string_view kType = "# TYPE ";
+  for (std::size_t at = text.find(kType); at != std::string_view::npos; at = text.find(kType, at + 1)) {
+    if ((at == 0 || text[at - 1] == '\n') && text.compare(at + kType.size(), name.size(), name) == 0 &&
+        text.size() > at + kType.size() + name.size() && text[at + kType.size() + name.size()] == ' ')
+      return true;
+  }
+  return false;
+}
+
+// An upper bound of append_prometheus's output for typical names, so that one
+// reservation covers it (a buffer kept between calls then never grows).
+inline std::size_t prometheus_size_estimate(const Snapshot& s, const std::vector<std::string>& gauge_help) {
+  std::size_t n = 8192 + s.cpu.core_times.size() * 8 * 64 + s.cpu.frequency_mhz.size() * 64;
+  for (const InterfaceStats& i : s.network.interfaces) n += 8 * (64 + i.name.size());
+  for (const DiskDeviceStats& d : s.disk.devices) n += 7 * (64 + d.name.size());
+  for (const PartitionStats& p : s.disk.partitions)
+    n += 7 * (96 + 2 * (p.device.size() + p.fstype.size() + p.mountpoint.size()));
+  for (const Gauge& g : s.custom) n += 128 + 3 * g.name.size() + 2 * g.help.size();
+  for (const std::string& h : gauge_help) n += 2 * h.size();
+  return n + s.system.hostname.size() * 2;
+}
+
+// One snapshot as Prometheus text exposition 0.0.4. A group that failed to
+// collect is left out, and node_scrape_collector_success{collector} says so,
+// under node_exporter's collector names. `gauge_help[i]` is the help text of
+// s.custom[i]; an application gauge whose sanitized name is already taken
+// (by a family above or an earlier gauge) is left out rather than duplicated,
+// which Prometheus would reject.
+inline void append_prometheus(std::string& out, const Snapshot& s, const std::vector<std::string>& gauge_help,
+                              const PrometheusSelf& self) {
+  const std::size_t begin = out.size();
+  out.reserve(begin + prometheus_size_estimate(s, gauge_help));
+
+  // Small integers as label values ("0", "1", ...), without allocating.
+  struct Index {
+    char buf[24];
+    std::string_view text;
+    explicit Index(std::size_t i) {
+      const auto r = std::to_chars(buf, buf + sizeof buf, static_cast<std::uint64_t>(i));
+      text = std::string_view(buf, static_cast<std::size_t>(r.ptr - buf));
+    }
+  };
+
+  // --- cpu -----------------------------------------------------------------
+  // The cpu label is the kernel's CPU number (core_ids; with offline cores
+  // there are gaps), as node_exporter's is. Both lists hold the online cores
+  // in the same order.
+  const auto cpu_id = [&](std::size_t i) -> std::size_t {
+    return i < s.cpu.core_ids.size() ? s.cpu.core_ids[i] : i;
+  };
+  if (s.cpu.ok && !s.cpu.core_times.empty()) {
+    append_prom_family(out, "node_cpu_seconds_total", "counter", "Seconds each CPU spent in each mode since boot.");
+    for (std::size_t i = 0; i < s.cpu.core_times.size(); ++i) {
+      const CpuTimes& t = s.cpu.core_times[i];
+      const Index cpu(cpu_id(i));
+      const std::pair<std::string_view, double> modes[] = {
+          {"idle", t.idle},       {"iowait", t.iowait}, {"irq", t.irq},       {"nice", t.nice},
+          {"softirq", t.softirq}, {"steal", t.steal},   {"system", t.system}, {"user", t.user}};
+      for (const auto& m : modes)
+        append_prom_sample(out, "node_cpu_seconds_total", {{"cpu", cpu.text}, {"mode", m.first}}, m.second);
+    }
+  }
+  if (!s.cpu.frequency_mhz.empty()) {
+    append_prom_family(out, "node_cpu_scaling_frequency_hertz", "gauge", "Current frequency of each CPU in hertz.");
+    const bool same_cores = s.cpu.frequency_mhz.size() == s.cpu.core_ids.size();
+    for (std::size_t i = 0; i < s.cpu.frequency_mhz.size(); ++i) {
+      const Index cpu(same_cores ? cpu_id(i) : i);
+      // The kernel reports kHz (cpufreq) or MHz with three decimals (cpuinfo):
+      // a whole number of hertz either way.
+      append_prom_sample(out, "node_cpu_scaling_frequency_hertz", {{"cpu", cpu.text}},
+                         std::round(s.cpu.frequency_mhz[i] * 1e6));
+    }
+  }
+
+  // --- load ----------------------------------------------------------------
+  if (s.load.ok) {
+    append_prom_family(out, "node_load1", "gauge", "Load average over the last minute.");
+    append_prom_sample(out, "node_load1", {}, s.load.load1);
+    append_prom_family(out, "node_load5", "gauge", "Load average over the last 5 minutes.");
+    append_prom_sample(out, "node_load5", {}, s.load.load5);
+    append_prom_family(out, "node_load15", "gauge", "Load average over the last 15 minutes.");
+    append_prom_sample(out, "node_load15", {}, s.load.load15);
+  }
+
+  // --- memory (node_exporter keeps /proc/meminfo's field names) -------------
+  if (s.memory.ok) {
+    // One row per family: the help text cannot drift from its name.
+    const struct {
+      std::string_view name, help;
+      std::uint64_t value;
+    } fields[] = {
+        {"node_memory_Buffers_bytes", "Buffers from /proc/meminfo, in bytes.", s.memory.buffers_bytes},
+        {"node_memory_Cached_bytes", "Cached from /proc/meminfo, in bytes.", s.memory.page_cache_bytes},
+        {"node_memory_MemAvailable_bytes", "MemAvailable from /proc/meminfo, in bytes.", s.memory.available_bytes},
+        {"node_memory_MemFree_bytes", "MemFree from /proc/meminfo, in bytes.", s.memory.free_bytes},
+        {"node_memory_MemTotal_bytes", "MemTotal from /proc/meminfo, in bytes.", s.memory.total_bytes},
+        {"node_memory_SReclaimable_bytes", "SReclaimable from /proc/meminfo, in bytes.",
+         s.memory.slab_reclaimable_bytes},
+        {"node_memory_SwapFree_bytes", "SwapFree from /proc/meminfo, in bytes.", s.memory.swap_free_bytes},
+        {"node_memory_SwapTotal_bytes", "SwapTotal from /proc/meminfo, in bytes.", s.memory.swap_total_bytes}};
+    for (const auto& f : fields) {
+      append_prom_family(out, f.name, "gauge", f.help);
+      append_prom_count(out, f.name, {}, f.value);
+    }
+  }
+
+  // --- network -------------------------------------------------------------
+  if (s.network.ok) {
+    using Field = std::uint64_t InterfaceStats::*;
+    const struct {
+      std::string_view name, help;
+      Field field;
+    } families[] = {
+        {"node_network_receive_bytes_total", "Bytes received by the network device.", &InterfaceStats::bytes_recv},
+        {"node_network_receive_drop_total", "Received packets the network device dropped.", &InterfaceStats::drops_in},
+        {"node_network_receive_errs_total", "Receive errors of the network device.", &InterfaceStats::errors_in},
+        {"node_network_receive_packets_total", "Packets received by the network device.",
+         &InterfaceStats::packets_recv},
+        {"node_network_transmit_bytes_total", "Bytes sent by the network device.", &InterfaceStats::bytes_sent},
+        {"node_network_transmit_drop_total", "Outgoing packets the network device dropped.",
+         &InterfaceStats::drops_out},
+        {"node_network_transmit_errs_total", "Transmit errors of the network device.", &InterfaceStats::errors_out},
+        {"node_network_transmit_packets_total", "Packets sent by the network device.", &InterfaceStats::packets_sent}};
+    for (const auto& f : families) {
+      append_prom_family(out, f.name, "counter", f.help);
+      for (const InterfaceStats& n : s.network.interfaces)
+        append_prom_count(out, f.name, {{"device", n.name}}, n.*f.field);
+    }
+  }
+
+  // --- disk I/O ------------------------------------------------------------
+  if (s.disk.io_ok) {
+    using Count = std::uint64_t DiskDeviceStats::*;
+    const struct {
+      std::string_view name, help;
+      Count field;
+    } counts[] = {
+        {"node_disk_read_bytes_total", "Bytes read from the disk device.", &DiskDeviceStats::read_bytes},
+        {"node_disk_reads_completed_total", "Reads completed by the disk device.", &DiskDeviceStats::reads},
+        {"node_disk_writes_completed_total", "Writes completed by the disk device.", &DiskDeviceStats::writes},
+        {"node_disk_written_bytes_total", "Bytes written to the disk device.", &DiskDeviceStats::write_bytes}};
+    for (const auto& f : counts) {
+      append_prom_family(out, f.name, "counter", f.help);
+      for (const DiskDeviceStats& d : s.disk.devices) append_prom_count(out, f.name, {{"device", d.name}}, d.*f.field);
+    }
+    using Seconds = double DiskDeviceStats::*;
+    const struct {
+      std::string_view name, help;
+      Seconds field;
+    } times[] = {
+        {"node_disk_io_time_seconds_total", "Seconds the disk device spent doing I/O.",
+         &DiskDeviceStats::io_time_seconds},
+        {"node_disk_read_time_seconds_total", "Seconds spent by all reads of the disk device.",
+         &DiskDeviceStats::read_time_seconds},
+        {"node_disk_write_time_seconds_total", "Seconds spent by all writes of the disk device.",
+         &DiskDeviceStats::write_time_seconds}};
+    for (const auto& f : times) {
+      append_prom_family(out, f.name, "counter", f.help);
+      for (const DiskDeviceStats& d : s.disk.devices) append_prom_sample(out, f.name, {{"device", d.name}}, d.*f.field);
+    }
+  }
+
+  // --- filesystems -----------------------------------------------------------
+  if (s.disk.partitions_ok) {
+    auto series = [&](std::string_view name, const PartitionStats& p) {
+      append_prom_series(out, name, {{"device", p.device}, {"fstype", p.fstype}, {"mountpoint", p.mountpoint}});
+    };
+    using Bytes = std::uint64_t PartitionStats::*;
+    const struct {
+      std::string_view name, help;
+      Bytes field;
+    } families[] = {
+        {"node_filesystem_avail_bytes", "Filesystem space available to unprivileged users, in bytes.",
+         &PartitionStats::free_bytes},
+        {"node_filesystem_files", "Inodes (file nodes) on the filesystem.", &PartitionStats::files},
+        {"node_filesystem_files_free", "Free inodes on the filesystem.", &PartitionStats::files_free},
+        {"node_filesystem_free_bytes", "Free filesystem space in bytes, root's reserve included.",
+         &PartitionStats::bfree_bytes},
+        {"node_filesystem_size_bytes", "Filesystem size in bytes.", &PartitionStats::total_bytes}};
+    bool any_ok = false;
+    for (const PartitionStats& p : s.disk.partitions) any_ok = any_ok || p.ok;
+    if (!s.disk.partitions.empty()) {
+      append_prom_family(out, "node_filesystem_device_error", "gauge",
+                         "1 when the filesystem's statistics could not be read, else 0.");
+      for (const PartitionStats& p : s.disk.partitions) {
+        series("node_filesystem_device_error", p);
+        out += p.ok ? "0\n" : "1\n";
+      }
+    }
+    if (any_ok) {
+      for (const auto& f : families) {
+        append_prom_family(out, f.name, "gauge", f.help);
+        for (const PartitionStats& p : s.disk.partitions) {
+          if (!p.ok) continue;
+          series(f.name, p);
+          append_uint(out, p.*f.field);
+          out += '\n';
+        }
+      }
+      append_prom_family(out, "node_filesystem_readonly", "gauge", "1 when the filesystem is mounted read-only, else 0.");
+      for (const PartitionStats& p : s.disk.partitions) {
+        if (!p.ok) continue;
+        series("node_filesystem_readonly", p);
+        out += p.readonly ? "1\n" : "0\n";
+      }
+    }
+  }
+
+  // --- system ------------------------------------------------------------------
+  if (s.system.ok && s.system.boot_time > 0) {
+    append_prom_family(out, "node_boot_time_seconds", "gauge", "When the system booted, in seconds since the epoch.");
+    append_prom_sample(out, "node_boot_time_seconds", {}, s.system.boot_time);
+  }
+  if (s.timestamp_us > 0) {
+    append_prom_family(out, "node_time_seconds", "gauge", "Wall-clock time of the collection, in seconds since the epoch.");
+    append_prom_sample(out, "node_time_seconds", {}, static_cast<double>(s.timestamp_us) / 1e6);
+  }
+  // node_exporter's uname carries more labels; nodename is the one dashboards
+  // select hosts by.
+  if (!s.system.hostname.empty()) {
+    append_prom_family(out, "node_uname_info", "gauge", "Constant 1 labeled with the host's name.");
+    append_prom_sample(out, "node_uname_info", {{"nodename", s.system.hostname}}, 1);
+  }
+  {
+    const std::pair<std::string_view, bool> collectors[] = {
+        {"cpu", s.cpu.ok},          {"diskstats", s.disk.io_ok}, {"filesystem", s.disk.partitions_ok},
+        {"loadavg", s.load.ok},     {"meminfo", s.memory.ok},    {"netdev", s.network.ok},
+        {"stat", s.system.ok}};
+    append_prom_family(out, "node_scrape_collector_success", "gauge",
+                       "1 when the collector succeeded in the last collection, 0 when its metrics are missing.");
+    for (const auto& c : collectors)
+      append_prom_sample(out, "node_scrape_collector_success", {{"collector", c.first}}, c.second ? 1 : 0);
+  }
+
+  // --- the agent itself ----------------------------------------------------------
+  append_prom_family(out, "metrics_agent_build_info", "gauge", "Constant 1 labeled with the metrics-agent version.");
+  append_prom_sample(out, "metrics_agent_build_info", {{"version", METRICS_AGENT_VERSION}}, 1);
+  append_prom_family(out, "metrics_agent_clients", "gauge", "WebSocket clients connected, by endpoint.");
+  append_prom_count(out, "metrics_agent_clients", {{"endpoint", "alerts"}}, self.clients_alerts);
+  append_prom_count(out, "metrics_agent_clients", {{"endpoint", "dashboard"}}, self.clients_dashboard);
+  append_prom_count(out, "metrics_agent_clients", {{"endpoint", "flat"}}, self.clients_flat);
+  append_prom_count(out, "metrics_agent_clients", {{"endpoint", "rich"}}, self.clients_rich);
+  append_prom_family(out, "metrics_agent_http_connections", "gauge",
+                     "Open connections that are not WebSocket streams.");
+  append_prom_count(out, "metrics_agent_http_connections", {}, self.http_connections);
+  if (const ServerStats* st = self.stats) {
+    append_prom_family(out, "metrics_agent_connections_accepted_total", "counter", "Connections accepted.");
+    append_prom_count(out, "metrics_agent_connections_accepted_total", {}, st->connections_accepted);
+    append_prom_family(out, "metrics_agent_http_requests_total", "counter", "HTTP requests answered.");
+    append_prom_count(out, "metrics_agent_http_requests_total", {}, st->http_requests);
+    append_prom_family(out, "metrics_agent_messages_sent_total", "counter", "WebSocket messages queued to clients.");
+    append_prom_count(out, "metrics_agent_messages_sent_total", {}, st->messages_sent);
+    append_prom_family(out, "metrics_agent_bytes_sent_total", "counter", "Bytes written to client sockets.");
+    append_prom_count(out, "metrics_agent_bytes_sent_total", {}, st->bytes_sent);
+    append_prom_family(out, "metrics_agent_clients_dropped_total", "counter",
+                       "Clients disconnected by the agent: backlog (stopped reading), error (socket error), "
+                       "protocol (violation), timeout (stalled request or unanswered ping).");
+    append_prom_count(out, "metrics_agent_clients_dropped_total", {{"reason", "backlog"}}, st->dropped_backlog);
+    append_prom_count(out, "metrics_agent_clients_dropped_total", {{"reason", "error"}}, st->dropped_error);
+    append_prom_count(out, "metrics_agent_clients_dropped_total", {{"reason", "protocol"}}, st->dropped_protocol);
+    append_prom_count(out, "metrics_agent_clients_dropped_total", {{"reason", "timeout"}}, st->dropped_timeout);
+    append_prom_family(out, "metrics_agent_connections_rejected_total", "counter",
+                       "Connections answered 503 because of --max-clients or --max-clients-per-ip.");
+    append_prom_count(out, "metrics_agent_connections_rejected_total", {{"reason", "capacity"}},
+                      st->rejected_capacity);
+    append_prom_family(out, "metrics_agent_accept_failures_total", "counter",
+                       "Connections that could not be accepted for lack of file descriptors.");
+    append_prom_count(out, "metrics_agent_accept_failures_total", {}, st->accept_failures);
+  }
+  append_prom_family(out, "metrics_agent_collection_duration_seconds", "gauge", "Seconds the last collection took.");
+  append_prom_sample(out, "metrics_agent_collection_duration_seconds", {}, self.collect_seconds);
+  append_prom_family(out, "metrics_agent_history_points", "gauge", "Snapshots held in the history buffer.");
+  append_prom_count(out, "metrics_agent_history_points", {}, self.history_points);
+  if (self.start_time_seconds > 0) {
+    append_prom_family(out, "process_start_time_seconds", "gauge",
+                       "When the process started, in seconds since the epoch.");
+    append_prom_sample(out, "process_start_time_seconds", {}, self.start_time_seconds);
+  }
+
+  // --- application gauges (last, so that a name clash with any family above is seen)
+  for (std::size_t i = 0; i < s.custom.size(); ++i) {
+    const Gauge& g = s.custom[i];
+    const std::size_t mark = out.size();
+    out += "# HELP ";
+    const std::size_t name_at = out.size();
+    append_metric_name(out, g.name);
+    const std::size_t name_len = out.size() - name_at;
+    if (prom_family_present(std::string_view(out.data() + begin, mark - begin),
+                            std::string_view(out.data() + name_at, name_len))) {
+      out.resize(mark);
+      continue;
+    }
+    std::string_view help = i < gauge_help.size() ? std::string_view(gauge_help[i]) : std::string_view();
+    if (help.empty()) help = g.help;
+    out += ' ';
+    if (help.empty()) {
+      out += "Application gauge.";
+    } else {
+      append_prom_escaped(out, help, false);
+    }
+    // The name is copied from `out` itself: reserve first so that no append moves it.
+    out.reserve(out.size() + 2 * name_len + 64);
+    out += "\n# TYPE ";
+    out.append(out, name_at, name_len);
+    out += " gauge\n";
+    out.append(out, name_at, name_len);
+    out += ' ';
+    append_prom_number(out, g.value);
+    out += '\n';
+  }
+}
+
+}  // namespace detail
+}  // namespace metrics_agent
+
+// ============================================================================
+// Implementation: `metrics-agent check`, a minimal blocking HTTP/1.1 client
+//   (RFC 9112) of the agent's own: the static binary cannot link Debian's
+//   shared cpp-httplib. Its OS calls are the client half of the socket shim.
+// ============================================================================
+
+// Splice note: these two belong in the Includes section's Linux block.
+#if defined(METRICS_AGENT_PLATFORM_LINUX)
+#endif  // METRICS_AGENT_PLATFORM_LINUX
+
+namespace metrics_agent {
+namespace detail {
+namespace net {
+
+#if defined(METRICS_AGENT_PLATFORM_LINUX)
+struct Endpoint {
+  sockaddr_storage addr{};
+  socklen_t len = 0;
+};
+
+// getaddrinfo(3); "" or the resolver's reason. With numeric_only it never
+// touches DNS and fails with EAI_NONAME for a name.
+inline std::string lookup(const std::string& host, std::uint16_t port, bool numeric_only,
+                          std::vector<Endpoint>& out, bool* not_numeric = nullptr) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICSERV | (numeric_only ? AI_NUMERICHOST : 0);
+  char service[8];
+  std::snprintf(service, sizeof service, "%u", unsigned(port));
+  addrinfo* list = nullptr;
+  const int rc = ::getaddrinfo(host.c_str(), service, &hints, &list);
+  if (not_numeric) *not_numeric = rc == EAI_NONAME;
+  if (rc != 0) return rc == EAI_SYSTEM ? std::strerror(errno) : ::gai_strerror(rc);
+  for (const addrinfo* a = list; a; a = a->ai_next) {
+    if (a->ai_addrlen > sizeof(sockaddr_storage)) continue;
+    Endpoint e;
+    std::memcpy(&e.addr, a->ai_addr, a->ai_addrlen);
+    e.len = socklen_t(a->ai_addrlen);
+    out.push_back(e);
+  }
+  ::freeaddrinfo(list);
+  return out.empty() ? "no address" : "";
+}
+
+// A non-blocking socket with connect(2) under way; `err` is 0 (connected),
+// pending (connect_pending: wait for writability, then connect_result) or an
+// errno value.
+inline socket_t connect_start(const Endpoint& e, int& err) {
+  socket_t s = ::socket(e.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (s < 0) {
+    err = errno;
+    return invalid_socket;
+  }
+  int rc;
+  do {
+    rc = ::connect(s, reinterpret_cast<const sockaddr*>(&e.addr), e.len);
+  } while (rc != 0 && errno == EINTR);
+  err = rc == 0 ? 0 : errno;
+  return s;
+}
+
+inline int connect_result(socket_t s) {
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (::getsockopt(s, SOL_SOCKET, SO_ERROR, &err, &len) != 0) return errno;
+  return err;
+}
+
+// 1 when the socket is ready (or failed: the next call says how), 0 on timeout.
+inline int wait_socket(socket_t s, bool for_write, int timeout_ms) {
+  pollfd p{};
+  p.fd = s;
+  p.events = for_write ? POLLOUT : POLLIN;
+  const int rc = ::poll(&p, 1, timeout_ms);
+  if (rc < 0) return errno == EINTR ? 0 : 1;  // EINTR: the caller re-checks its deadline
+  return rc;
+}
+
+inline bool refused(int e) { return e == ECONNREFUSED; }
+inline bool connect_pending(int e) { return e == EINPROGRESS; }
+inline bool is_ipv6_literal(const std::string& host) {
+  in6_addr a{};
+  return inet_pton(AF_INET6, host.c_str(), &a) == 1;
+}
+inline std::string error_text(int e) { return std::strerror(e); }
+
+inline std::string endpoint_text(const Endpoint& e) {
+  char host[INET6_ADDRSTRLEN] = "?";
+  unsigned port = 0;
+  if (e.addr.ss_family == AF_INET6) {
+    const auto* a = reinterpret_cast<const sockaddr_in6*>(&e.addr);
+    inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
+    port = ntohs(a->sin6_port);
+    return "[" + std::string(host) + "]:" + std::to_string(port);
+  }
+  const auto* a = reinterpret_cast<const sockaddr_in*>(&e.addr);
+  inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
+  port = ntohs(a->sin_port);
+  return std::string(host) + ":" + std::to_string(port);
+}
+#endif  // METRICS_AGENT_PLATFORM_LINUX
+
+}  // namespace net
+
+// ---------------------------------------------------------------- URL
+
+struct HttpUrl {
+  bool https = false;
+  std::string host;         // without brackets
+  std::uint16_t port = 80;
+  std::string host_header;  // host[:port] as sent in Host (RFC 9110 section 7.2)
+  std::string target;       // the /health request target
+};
+
+// "http://HOST[:PORT][/PREFIX]", HOST a name, an IPv4 address or [IPv6];
+// the scheme may be left out. The target is PREFIX/health, or PREFIX itself
+// when it already ends in /health. https parses (health_check then says it
+// is not supported); other schemes, credentials and bad ports do not.
+inline bool parse_http_url(std::string_view url, HttpUrl& out, std::string& error) {
+  out = HttpUrl{};
+  const std::string quoted = "'" + std::string(url) + "'";
+  if (url.empty()) {
+    error = "empty URL";
+    return false;
+  }
+  for (char c : url) {
+    if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) {
+      error = "bad URL " + quoted + ": it contains blanks or control characters";
+      return false;
+    }
+  }
+  const std::size_t sep = url.find("://");
+  if (sep != std::string_view::npos) {
+    const std::string_view scheme = url.substr(0, sep);
+    if (iequals(scheme, "https")) {
+      out.https = true;
+      out.port = 443;
+    } else if (!iequals(scheme, "http")) {
+      error = "bad URL " + quoted + ": scheme '" + std::string(scheme) + "' (only http:// is supported)";
+      return false;
+    }
+    url.remove_prefix(sep + 3);
+  }
+  const std::size_t auth_end = url.find_first_of("/?#");
+  std::string_view authority = url.substr(0, auth_end);
+  std::string_view rest = auth_end == std::string_view::npos ? std::string_view() : url.substr(auth_end);
+  if (authority.find('@') != std::string_view::npos) {
+    error = "bad URL " + quoted + ": credentials in the URL are not supported";
+    return false;
+  }
+  std::string_view host, port;
+  bool has_port = false;
+  if (!authority.empty() && authority.front() == '[') {
+    const std::size_t close = authority.find(']');
+    if (close == std::string_view::npos) {
+      error = "bad URL " + quoted + ": no ']' after the IPv6 address";
+      return false;
+    }
+    host = authority.substr(1, close - 1);
+    std::string_view after = authority.substr(close + 1);
+    if (!after.empty()) {
+      if (after.front() != ':') {
+        error = "bad URL " + quoted + ": unexpected text after ']'";
+        return false;
+      }
+      has_port = true;
+      port = after.substr(1);
+    }
+    if (!net::is_ipv6_literal(std::string(host))) {
+      error = "bad URL " + quoted + ": '" + std::string(host) + "' is not an IPv6 address";
+      return false;
+    }
+  } else {
+    const std::size_t colon = authority.find(':');
+    if (colon != std::string_view::npos && authority.find(':', colon + 1) != std::string_view::npos) {
+      error = "bad URL " + quoted + ": an IPv6 address needs brackets, as in http://[::1]:54112";
+      return false;
+    }
+    host = authority.substr(0, colon);
+    if (colon != std::string_view::npos) {
+      has_port = true;
+      port = authority.substr(colon + 1);
+    }
+    for (char c : host) {
+      const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+                      c == '-' || c == '_';
+      if (!ok) {
+        error = "bad URL " + quoted + ": bad character in the host name";
+        return false;
+      }
+    }
+  }
+  if (host.empty()) {
+    error = "bad URL " + quoted + ": no host";
+    return false;
+  }
+  if (has_port) {
+    std::uint64_t p = 0;
+    if (port.empty() || port.find_first_not_of("0123456789") != std::string_view::npos || !to_u64(port, p) ||
+        p == 0 || p > 65535) {
+      error = "bad URL " + quoted + ": the port must be a number from 1 to 65535";
+      return false;
+    }
+    out.port = std::uint16_t(p);
+  }
+  out.host = std::string(host);
+  const bool v6 = out.host.find(':') != std::string::npos;
+  out.host_header = v6 ? "[" + out.host + "]" : out.host;
+  if (out.port != (out.https ? 443 : 80)) out.host_header += ":" + std::to_string(out.port);
+
+  rest = rest.substr(0, rest.find('#'));
+  const std::size_t q = rest.find('?');
+  std::string_view path = rest.substr(0, q);
+  const std::string_view query = q == std::string_view::npos ? std::string_view() : rest.substr(q);
+  while (!path.empty() && path.back() == '/') path.remove_suffix(1);
+  out.target = std::string(path);
+  if (out.target.size() < 7 || out.target.compare(out.target.size() - 7, 7, "/health") != 0) out.target += "/health";
+  out.target += query;
+  return true;
+}
+
+// ---------------------------------------------------------------- the answer
+
+struct HttpAnswer {
+  int status = 0;
+  std::string reason;
+  std::string body;
+};
+
+// Up to `max` bytes of `s` on one line: control bytes become blanks.
+inline std::string printable_prefix(std::string_view s, std::size_t max) {
+  std::string out;
+  for (std::size_t i = 0; i < s.size() && i < max; ++i) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    out += (c < 0x20 || c == 0x7f) ? ' ' : char(c);
+  }
+  if (s.size() > max) out += "...";
+  return out;
+}
+
+// Decodes a chunked body (RFC 9112 section 7.1) as its bytes arrive; extensions
+// and trailer fields are read and ignored.
+class ChunkedDecoder {
+ public:
+  enum Result { NeedMore, Done, Bad };
+
+  // `raw` is the whole body received so far (it only grows between calls).
+  Result feed(std::string_view raw, std::string& out, std::size_t cap, std::string& error) {
+    for (;;) {
+      switch (state_) {
+        case State::Size: {
+          std::string_view line;
+          if (!take_line(raw, line)) return more(raw, error);
+          std::size_t i = 0;
+          std::uint64_t size = 0;
+          for (; i < line.size() && hex_digit(line[i]) >= 0; ++i) {
+            if (size >> 56) return bad(error, "chunk size too large");
+            size = size * 16 + std::uint64_t(hex_digit(line[i]));
+          }
+          if (i == 0 || (i < line.size() && line[i] != ';' && line[i] != ' ' && line[i] != '\t'))
+            return bad(error, "malformed chunk size");
+          if (size == 0) {
+            state_ = State::Trailer;
+          } else {
+            if (size > cap || out.size() + size > cap) return bad(error, "answer larger than the size limit");
+            remaining_ = size;
+            state_ = State::Data;
+          }
+          break;
+        }
+        case State::Data: {
+          const std::size_t n = std::size_t(std::min<std::uint64_t>(remaining_, raw.size() - pos_));
+          out.append(raw.data() + pos_, n);
+          pos_ += n;
+          remaining_ -= n;
+          if (remaining_ != 0) return NeedMore;
+          state_ = State::DataEnd;
+          break;
+        }
+        case State::DataEnd: {
+          std::string_view line;
+          if (!take_line(raw, line)) return more(raw, error);
+          if (!line.empty()) return bad(error, "chunk longer than its size");
+          state_ = State::Size;
+          break;
+        }
+        case State::Trailer: {
+          std::string_view line;
+          if (!take_line(raw, line)) return more(raw, error);
+          if (line.empty()) return Done;
+          break;
+        }
+      }
+    }
+  }
+
+ private:
+  enum class State { Size, Data, DataEnd, Trailer };
+
+  // A line ending in LF (a CR before it is dropped), from pos_.
+  bool take_line(std::string_view raw, std::string_view& line) {
+    const std::size_t lf = raw.find('\n', pos_);
+    if (lf == std::string_view::npos) return false;
+    line = raw.substr(pos_, lf - pos_);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    pos_ = lf + 1;
+    return true;
+  }
+  Result more(std::string_view raw, std::string& error) {
+    if (raw.size() - pos_ > 4096) return bad(error, "chunk line too long");
+    return NeedMore;
+  }
+  static Result bad(std::string& error, const char* why) {
+    error = std::string("malformed chunked answer: ") + why;
+    return Bad;
+  }
+
+  State state_ = State::Size;
+  std::size_t pos_ = 0;
+  std::uint64_t remaining_ = 0;
+};
+
+// Parses a response from the bytes received so far. NeedMore until it is
+// complete (`eof`: the server closed); Bad with a reason. A status other than
+// 200 is Done as soon as its head is in: its body does not matter.
+class HttpAnswerParser {
+ public:
+  enum Result { NeedMore, Done, Bad };
+  static constexpr std::size_t kMaxHead = 64 * 1024;
+
+  explicit HttpAnswerParser(std::size_t max_body) : max_body_(max_body) {}
+
+  Result feed(std::string_view data, bool eof, HttpAnswer& out, std::string& error) {
+    while (body_at_ == 0) {
+      std::size_t end = data.find("\r\n\r\n", head_at_);
+      std::size_t skip = 4;
+      if (end == std::string_view::npos) {
+        end = data.find("\n\n", head_at_);
+        skip = 2;
+      }
+      if (end == std::string_view::npos) {
+        if (data.size() - head_at_ > kMaxHead) return fail(error, "the answer's header is larger than 64 KiB");
+        if (eof) return fail(error, data.empty() ? "the server closed the connection without answering"
+                                                 : "the server closed the connection in the middle of its header");
+        return NeedMore;
+      }
+      const Result r = parse_head(data.substr(head_at_, end - head_at_), out, error);
+      if (r == Bad) return Bad;
+      if (out.status >= 100 && out.status < 200) {  // an interim answer: the real one follows
+        head_at_ = end + skip;
+        continue;
+      }
+      body_at_ = end + skip;
+      if (out.status != 200) return Done;
+    }
+    const std::string_view body = data.substr(body_at_);
+    if (chunked_) {
+      const auto r = chunks_.feed(body, out.body, max_body_, error);
+      if (r == ChunkedDecoder::Bad) return Bad;
+      if (r == ChunkedDecoder::Done) return Done;
+      return eof ? fail(error, "the server closed the connection in the middle of a chunked answer") : NeedMore;
+    }
+    if (has_length_) {
+      if (length_ > max_body_) return fail(error, "answer larger than the size limit");
+      if (body.size() >= length_) {
+        out.body.assign(body.data(), std::size_t(length_));
+        return Done;
+      }
+      return eof ? fail(error, "the server closed the connection before the end of the answer") : NeedMore;
+    }
+    if (body.size() > max_body_) return fail(error, "answer larger than the size limit");
+    if (!eof) return NeedMore;
+    out.body.assign(body.data(), body.size());
+    return Done;
+  }
+
+ private:
+  Result parse_head(std::string_view head, HttpAnswer& out, std::string& error) {
+    std::size_t nl = head.find('\n');
+    std::string_view status_line = head.substr(0, nl);
+    if (!status_line.empty() && status_line.back() == '\r') status_line.remove_suffix(1);
+    // status-line = HTTP-version SP status-code SP [ reason-phrase ] (RFC 9112 section 4)
+    const auto digit = [&](std::size_t i) { return status_line[i] >= '0' && status_line[i] <= '9'; };
+    if (status_line.size() < 12 || status_line.compare(0, 7, "HTTP/1.") != 0 || !digit(7) || status_line[8] != ' ' ||
+        !digit(9) || !digit(10) || !digit(11) || (status_line.size() > 12 && status_line[12] != ' '))
+      return fail(error, "not an HTTP answer: " + printable_prefix(status_line, 60));
+    out.status = (status_line[9] - '0') * 100 + (status_line[10] - '0') * 10 + (status_line[11] - '0');
+    out.reason = printable_prefix(trim_ows(status_line.substr(12)), 60);
+    chunked_ = has_length_ = false;
+    length_ = 0;
+    while (nl != std::string_view::npos) {
+      head.remove_prefix(nl + 1);
+      nl = head.find('\n');
+      std::string_view line = head.substr(0, nl);
+      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+      const std::size_t colon = line.find(':');
+      if (colon == std::string_view::npos) continue;
+      const std::string_view name = line.substr(0, colon), value = trim_ows(line.substr(colon + 1));
+      if (iequals(name, "transfer-encoding")) {
+        chunked_ = header_has_token(value, "chunked");
+      } else if (iequals(name, "content-length")) {
+        std::uint64_t n = 0;
+        if (!to_u64(value, n) || (has_length_ && n != length_))
+          return fail(error, "bad Content-Length '" + std::string(value) + "'");
+        has_length_ = true;
+        length_ = n;
+      }
+    }
+    return NeedMore;
+  }
+
+  static Result fail(std::string& error, std::string why) {
+    error = std::move(why);
+    return Bad;
+  }
+
+  std::size_t max_body_;
+  std::size_t head_at_ = 0, body_at_ = 0;
+  bool chunked_ = false, has_length_ = false;
+  std::uint64_t length_ = 0;
+  ChunkedDecoder chunks_;
+};
+
+// ---------------------------------------------------------------- health_check
+
+// A socket closed when it goes out of scope.
+struct ClientSocket {
+  net::socket_t s = net::invalid_socket;
+  ~ClientSocket() { reset(); }
+  void reset(net::socket_t n = net::invalid_socket) {
+    if (s != net::invalid_socket) net::close_socket(s);
+    s = n;
+  }
+};
+
+class Deadline {
+ public:
+  explicit Deadline(double seconds)
+      : end_(std::chrono::steady_clock::now() +
+             std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(seconds))) {}
+  std::chrono::steady_clock::time_point end() const { return end_; }
+  // Milliseconds left, rounded up so that poll never returns early; 0 when past.
+  int remaining_ms() const {
+    const auto left = end_ - std::chrono::steady_clock::now();
+    if (left <= std::chrono::steady_clock::duration::zero()) return 0;
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(left).count() + 1;
+    return ms > 3600000 ? 3600000 : int(ms);
+  }
+  bool passed() const { return std::chrono::steady_clock::now() >= end_; }
+
+ private:
+  std::chrono::steady_clock::time_point end_;
+};
+
+// Resolves within the deadline. getaddrinfo cannot be interrupted, so a name
+// (not a numeric address) is looked up on a thread of its own, which is left
+// to finish by itself if the deadline passes first.
+inline std::string resolve_within(const std::string& host, std::uint16_t port, const Deadline& deadline,
+                                  std::vector<net::Endpoint>& out, bool& timed_out) {
+  timed_out = false;
+  bool not_numeric = false;
+  std::string error = net::lookup(host, port, true, out, &not_numeric);
+  if (!not_numeric) return error;
+  struct Shared {
+    std::mutex m;
+    std::condition_variable cv;
+    bool done = false;
+    std::string error;
+    std::vector<net::Endpoint> endpoints;
+  };
+  auto shared = std::make_shared<Shared>();
+  try {
+    std::thread([shared, host, port] {
+      std::vector<net::Endpoint> eps;
+      std::string err = net::lookup(host, port, false, eps);
+      std::lock_guard<std::mutex> lock(shared->m);
+      shared->endpoints = std::move(eps);
+      shared->error = std::move(err);
+      shared->done = true;
+      shared->cv.notify_all();
+    }).detach();
+  } catch (const std::system_error&) {
+    out.clear();
+    return net::lookup(host, port, false, out);  // no thread to be had: wait for the resolver
+  }
+  std::unique_lock<std::mutex> lock(shared->m);
+  if (!shared->cv.wait_until(lock, deadline.end(), [&] { return shared->done; })) {
+    timed_out = true;
+    return "resolving '" + host + "'";
+  }
+  out = std::move(shared->endpoints);
+  return shared->error;
+}
+
+// GET <url>/health within `timeout_seconds` in all (resolving, connecting,
+// sending, reading). Returns 0 when the agent answers 200 with JSON whose
+// "status" is "ok" (`message`: "healthy (version X, N clients)"), 1 when it
+// does not (`message`: the one-line reason), 2 when `url` is malformed or the
+// timeout is not positive (a usage error).
+inline int health_check(const std::string& url, double timeout_seconds, std::string& message) {
+  message.clear();
+  HttpUrl u;
+  if (!parse_http_url(url, u, message)) return 2;
+  if (!(timeout_seconds > 0) || timeout_seconds > 86400) {
+    message = "the timeout must be between 0 and 86400 seconds";
+    return 2;
+  }
+  if (u.https) {
+    message = "https is not supported (the agent serves plain http)";
+    return 1;
+  }
+  std::string seconds;
+  append_number(seconds, timeout_seconds, 3);
+  const std::string timed_out = "timed out after " + seconds + "s";
+  const Deadline deadline(timeout_seconds);
+
+  std::vector<net::Endpoint> endpoints;
+  bool resolve_timeout = false;
+  std::string error = resolve_within(u.host, u.port, deadline, endpoints, resolve_timeout);
+  if (resolve_timeout) {
+    message = timed_out + " " + error;
+    return 1;
+  }
+  if (!error.empty()) {
+    message = "cannot resolve '" + u.host + "': " + error;
+    return 1;
+  }
+
+  // The addresses in the resolver's order (RFC 6724), until one accepts.
+  ClientSocket sock;
+  std::string peer;
+  for (const net::Endpoint& e : endpoints) {
+    peer = net::endpoint_text(e);
+    int err = 0;
+    sock.reset(net::connect_start(e, err));
+    if (sock.s == net::invalid_socket) {
+      error = "cannot connect to " + peer + ": " + net::error_text(err);
+      continue;
+    }
+    if (net::connect_pending(err)) {
+      while (!deadline.passed() && net::wait_socket(sock.s, true, deadline.remaining_ms()) == 0) {
+      }
+      if (deadline.passed() && net::wait_socket(sock.s, true, 0) == 0) {
+        message = timed_out + " connecting to " + peer;
+        return 1;
+      }
+      err = net::connect_result(sock.s);
+    }
+    if (err == 0) {
+      error.clear();
+      break;
+    }
+    error = net::refused(err) ? "connection refused by " + peer : "cannot connect to " + peer + ": " + net::error_text(err);
+    sock.reset();
+  }
+  if (sock.s == net::invalid_socket) {
+    message = error.empty() ? "no address to connect to" : error;
+    return 1;
+  }
+
+  const std::string request = "GET " + u.target + " HTTP/1.1\r\nHost: " + u.host_header +
+                              "\r\nUser-Agent: metrics-agent-check/" METRICS_AGENT_VERSION
+                              "\r\nAccept: application/json\r\nConnection: close\r\n\r\n";
+  std::size_t sent = 0;
+  while (sent < request.size()) {
+    const long n = net::send_some(sock.s, request.data() + sent, request.size() - sent);
+    if (n > 0) {
+      sent += std::size_t(n);
+      continue;
+    }
+    const int err = net::last_error();
+    if (n < 0 && !net::would_block(err)) {
+      message = "cannot send the request to " + peer + ": " + net::error_text(err);
+      return 1;
+    }
+    if (net::wait_socket(sock.s, true, deadline.remaining_ms()) == 0 && deadline.passed()) {
+      message = timed_out + " sending the request to " + peer;
+      return 1;
+    }
+  }
+
+  constexpr std::size_t kMaxBody = 1024 * 1024;
+  HttpAnswerParser parser(kMaxBody);
+  HttpAnswer answer;
+  std::string raw;
+  char buf[16384];
+  bool done = false;
+  for (;;) {
+    const long n = net::recv_some(sock.s, buf, sizeof buf);
+    bool eof = false;
+    if (n > 0) {
+      raw.append(buf, std::size_t(n));
+    } else if (n == 0) {
+      eof = true;
+    } else {
+      const int err = net::last_error();
+      if (!net::would_block(err)) {
+        if (raw.empty()) {
+          message = "connection to " + peer + " failed: " + net::error_text(err);
+          return 1;
+        }
+        eof = true;  // a reset after the answer was sent: judge what arrived
+      } else {
+        if (net::wait_socket(sock.s, false, deadline.remaining_ms()) == 0 && deadline.passed()) break;
+        continue;
+      }
+    }
+    const auto r = parser.feed(raw, eof, answer, message);
+    if (r == HttpAnswerParser::Bad) {
+      if (message.rfind("answer larger", 0) == 0) message = "answer larger than 1 MiB";
+      return 1;
+    }
+    if (r == HttpAnswerParser::Done) {
+      done = true;
+      break;
+    }
+    if (raw.size() > kMaxBody + HttpAnswerParser::kMaxHead) {
+      message = "answer larger than 1 MiB";
+      return 1;
+    }
+    if (deadline.passed()) break;  // a server that trickles bytes forever
+  }
+  if (!done) {
+    message = timed_out + (raw.empty() ? " waiting for an answer from " : " reading the answer from ") + peer;
+    return 1;
+  }
+
+  if (answer.status != 200) {
+    message = "HTTP " + std::to_string(answer.status) + (answer.reason.empty() ? "" : " " + answer.reason);
+    return 1;
+  }
+  picojson::value doc;
+  std::string json_error;
+  const std::string& body = answer.body;
+  const auto json_end = picojson::parse(doc, body.begin(), body.end(), &json_error);
+  const bool trailing = std::any_of(json_end, body.end(), [](char c) { return c != ' ' && c != '\t' && c != '\r' && c != '\n'; });
+  if (!json_error.empty() || trailing) {
+    message = "not JSON: " + (answer.body.empty() ? std::string("empty body")
+                                                  : printable_prefix(answer.body, 60));
+    return 1;
+  }
+  if (!doc.is<picojson::object>()) {
+    message = "not a JSON object: " + printable_prefix(answer.body, 60);
+    return 1;
+  }
+  const picojson::object& o = doc.get<picojson::object>();
+  const auto status = o.find("status");
+  if (status == o.end() || !status->second.is<std::string>()) {
+    message = "no \"status\" in the answer: " + printable_prefix(answer.body, 60);
+    return 1;
+  }
+  if (status->second.get<std::string>() != "ok") {
+    message = "status is '" + printable_prefix(status->second.get<std::string>(), 60) + "'";
+    return 1;
+  }
+  message = "healthy";
+  std::string details;
+  const auto version = o.find("version");
+  if (version != o.end() && version->second.is<std::string>())
+    details = "version " + printable_prefix(version->second.get<std::string>(), 40);
+  const auto clients = o.find("clients");
+  if (clients != o.end() && clients->second.is<double>()) {
+    if (!details.empty()) details += ", ";
+    append_number(details, clients->second.get<double>(), 0);
+    details += clients->second.get<double>() == 1 ? " client" : " clients";
+  }
+  if (!details.empty()) message += " (" + details + ")";
+  return 0;
+}
+
+}  // namespace detail
+}  // namespace metrics_agent
+
+// ============================================================================
 // Implementation: serialization of snapshots (once per tick per distinct output)
 // ============================================================================
 
@@ -3634,6 +4798,7 @@ class AgentCore {
     std::string out;
     JsonWriter w(out);
     w.begin_object().key("status").str("ok").key("version").str(METRICS_AGENT_VERSION);
+    if (snap_.system.ok) w.key("hostname").str(snap_.system.hostname);
     w.key("uptime_seconds").num(mono_now() - started_mono_, 1);
     w.key("clients").uint(server_.client_count());
     w.key("streams").begin_object();
@@ -3654,6 +4819,25 @@ class AgentCore {
     }
     w.end_array().end_object().end_object();
     return HttpResponse::json(200, out);
+  }
+
+  HttpResponse prometheus() const {
+    PrometheusSelf self;
+    self.clients_flat = server_.websocket_count("/api/system/metrics");
+    self.clients_rich = server_.websocket_count("/api/ws/metrics");
+    self.clients_dashboard = server_.websocket_count("/api/ws/ws");
+    self.clients_alerts = server_.websocket_count("/api/ws/ws/alerts");
+    const std::size_t ws = self.clients_flat + self.clients_rich + self.clients_dashboard + self.clients_alerts;
+    const std::size_t all = server_.client_count();
+    self.http_connections = all > ws ? all - ws : 0;
+    self.stats = &server_.stats();
+    self.collect_seconds = collect_seconds_;
+    self.start_time_seconds = double(started_us_) / 1e6;
+    self.history_points = history_.size();
+    HttpResponse r;
+    r.content_type = std::string(kPrometheusContentType);
+    append_prometheus(r.body, snap_, gauge_help_, self);
+    return r;
   }
 
   HttpResponse current(const HttpRequest& req) {
@@ -3811,6 +4995,7 @@ class AgentCore {
     server_.websocket("/api/ws/ws", stream_route(Stream::Dashboard));
     server_.websocket("/api/ws/ws/alerts", stream_route(Stream::Alerts));
     server_.http("GET", "/health", [this](const HttpRequest&) { return health(); });
+    server_.http("GET", "/metrics", [this](const HttpRequest&) { return prometheus(); });
     server_.http("GET", "/api/metrics/current", [this](const HttpRequest& r) { return current(r); });
     server_.http("GET", "/api/metrics/*", [this](const HttpRequest& r) { return history(r); });
     server_.http("POST", "/api/auth/login", [this](const HttpRequest& r) { return login(r); });
@@ -4697,7 +5882,7 @@ class Stream {
   }
 }
 
-const metrics = new Stream('/api/ws/ws?interval=1', {
+const metrics = new Stream('/api/ws/ws?interval=1&metrics=cpu,memory,disk,network,system,custom', {
   connecting: () => setConn(everLive ? 'reconnecting' : 'connecting'),
   wait: d => setConn('reconnecting', Date.now() + d),
   msg(m, prev) {

@@ -430,6 +430,8 @@ inline void memory_stats(const MemInfo& m, MemoryStats& out) {
   out.buffers_bytes = m.buffers;
   // Page cache plus reclaimable slab: the "cache" column of procps-ng free(1).
   out.cached_bytes = m.cached + m.sreclaimable;
+  out.page_cache_bytes = m.cached;
+  out.slab_reclaimable_bytes = m.sreclaimable;
   std::uint64_t available = m.available;
   // MemAvailable appeared in Linux 3.14; before it, the classic estimate of
   // what can be had without swapping is free + buffers + cache.

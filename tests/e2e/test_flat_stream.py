@@ -75,17 +75,29 @@ async def collect_until(ws, end_us, timeout):
             return out
 
 
-def assert_on_grid(stamps, step_us, tol_us=50_000):
-    """Consecutive ticks of `step_us`, each within tol of a multiple of step."""
+def assert_on_grid(stamps, step_us, tol_us=50_000, late_us=150_000):
+    """Consecutive ticks of `step_us` on the wall-clock grid.
+
+    The timestamp is when the sample was taken, so a descheduled agent on a
+    loaded machine can be late now and then: the typical (median) offset must
+    be within `tol_us`, every single one within `late_us`, and consecutive
+    stamps must be one step apart (no gap, no duplicate, no drift)."""
+    offs = []
     for ts in stamps:
         off = ts % step_us
-        assert min(off, step_us - off) <= tol_us, \
+        off = min(off, step_us - off)
+        offs.append(off)
+        assert off <= late_us, \
             "timestamp %d us is %d us off the %d us grid" % (ts, off, step_us)
+    median = sorted(offs)[len(offs) // 2]
+    assert median <= tol_us, "median offset %d us from the %d us grid: %s" % (median, step_us, offs)
     assert len(set(stamps)) == len(stamps), "duplicate timestamps: %s" % stamps
     for a, b in zip(stamps, stamps[1:]):
-        assert abs((b - a) - step_us) <= tol_us, \
+        assert abs((b - a) - step_us) <= late_us, \
             "consecutive timestamps %d and %d are not %d us apart (gap, duplicate or drift)" \
             % (a, b, step_us)
+    assert round((stamps[-1] - stamps[0]) / step_us) == len(stamps) - 1, \
+        "%d stamps do not cover %d consecutive ticks" % (len(stamps), len(stamps) - 1)
 
 
 # --------------------------------------------------------------------------- #
