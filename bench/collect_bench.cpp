@@ -36,6 +36,55 @@ void BM_SampleSlow(benchmark::State& state) {
 }
 BENCHMARK(BM_SampleSlow);
 
+// What one tick pays per distinct output: serializing a live snapshot and
+// framing it (done once, however many clients share that output).
+metrics_agent::Snapshot live_snapshot() {
+  metrics_agent::detail::Collector collector;
+  metrics_agent::Snapshot s;
+  collector.sample_fast(s, 1.0);
+  collector.sample_slow(s);
+  collector.sample_fast(s, 2.0);
+  return s;
+}
+
+void BM_FlatFrame(benchmark::State& state) {
+  const metrics_agent::Snapshot s = live_snapshot();
+  for (auto _ : state) {
+    auto frame = metrics_agent::encode_text_frame(metrics_agent::detail::flat_json(s, metrics_agent::detail::kFlatAll));
+    benchmark::DoNotOptimize(frame);
+  }
+}
+BENCHMARK(BM_FlatFrame);
+
+void BM_RichFrame(benchmark::State& state) {
+  const metrics_agent::Snapshot s = live_snapshot();
+  std::size_t bytes = 0;
+  for (auto _ : state) {
+    auto frame = metrics_agent::encode_text_frame(
+        metrics_agent::detail::rich_json(s, metrics_agent::detail::kRichAll, 1000000));
+    bytes = frame->size();
+    benchmark::DoNotOptimize(frame);
+  }
+  state.counters["bytes"] = double(bytes);
+}
+BENCHMARK(BM_RichFrame);
+
+void BM_PrometheusText(benchmark::State& state) {
+  const metrics_agent::Snapshot s = live_snapshot();
+  metrics_agent::ServerStats stats;
+  metrics_agent::detail::PrometheusSelf self;
+  self.stats = &stats;
+  std::size_t bytes = 0;
+  for (auto _ : state) {
+    std::string out;
+    metrics_agent::detail::append_prometheus(out, s, {}, self);
+    bytes = out.size();
+    benchmark::DoNotOptimize(out);
+  }
+  state.counters["bytes"] = double(bytes);
+}
+BENCHMARK(BM_PrometheusText);
+
 }  // namespace
 
 BENCHMARK_MAIN();
