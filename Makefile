@@ -46,7 +46,7 @@ test: deps-test
 
 bench: deps-test
 	cmake -S . -B $(BUILD)/cmake -DCMAKE_BUILD_TYPE=Release > /dev/null
-	cmake --build $(BUILD)/cmake -j$$(nproc) --target load_client metrics-agent
+	cmake --build $(BUILD)/cmake -j$$(nproc) --target load_client scrape_bench collect_bench metrics-agent
 
 clean:
 	rm -rf build build-san
