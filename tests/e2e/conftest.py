@@ -43,9 +43,18 @@ class Spawner:
                                 % (p.name, p.proc.returncode, p.describe()))
                 continue
             try:
-                p.stop()
+                rc, _ = p.stop()
+                if rc != 0:
+                    problems.append("%s exited with status %d after SIGTERM: %s" % (p.name, rc, p.describe()))
             except AssertionError as e:
                 problems.append(str(e))
+        for p in self.servers:
+            # Under `make SANITIZE=1 test` a sanitizer report fails the test
+            # even when the server survived it.
+            text = p.stderr_text()
+            for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+                if marker in text:
+                    problems.append("%s: sanitizer report in stderr (%s)" % (p.name, marker))
         for p in self.servers:
             sys.stderr.write("---- %s (%s) stderr ----\n%s\n"
                              % (p.name, " ".join(p.argv), p.stderr_text()[-4000:]))
