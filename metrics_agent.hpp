@@ -4327,17 +4327,22 @@ struct Subscriber {
 // thread, so a dead NFS mount delays only the disk numbers, never the loop.
 class SlowSampler {
  public:
-  explicit SlowSampler(Collector& c) : collector_(c), thread_([this] { work(); }) {}
+  // `sample` fills the slow part of a Snapshot (Collector::sample_slow).
+  explicit SlowSampler(std::function<void(Snapshot&)> sample)
+      : sample_(std::move(sample)), thread_([this] { work(); }) {}
   ~SlowSampler() {
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      stop_ = true;
-    }
+    std::unique_lock<std::mutex> lk(mu_);
+    stop_ = true;
     cv_.notify_all();
     // A worker stuck in the kernel (statvfs on a dead mount) cannot be
-    // interrupted: leave it rather than hang the shutdown.
-    if (busy_.load()) thread_.detach();
-    else thread_.join();
+    // interrupted: after a second, leave it rather than hang the shutdown.
+    done_cv_.wait_for(lk, std::chrono::seconds(1), [this] { return !busy_.load(); });
+    bool stuck = busy_.load();
+    lk.unlock();
+    if (stuck)
+      thread_.detach();
+    else
+      thread_.join();
   }
   void kick() {
     {
@@ -4385,7 +4390,7 @@ class SlowSampler {
       lk.unlock();
       local.disk = DiskStats();
       local.cpu.frequency_mhz.clear();
-      collector_.sample_slow(local);
+      sample_(local);
       double t = mono_now();
       lk.lock();
       busy_ = false;
@@ -4400,7 +4405,7 @@ class SlowSampler {
     }
   }
 
-  Collector& collector_;
+  std::function<void(Snapshot&)> sample_;
   std::mutex mu_;
   std::condition_variable cv_, done_cv_;
   bool wanted_ = false, stop_ = false, have_ = false;
@@ -4469,7 +4474,7 @@ class AgentCore {
     history_.reset(std::size_t(std::ceil(opt_.history_seconds / opt_.tick_seconds)), gauge_fns_.size());
     started_us_ = wall_now_us();
     started_mono_ = mono_now();
-    slow_ = std::make_unique<SlowSampler>(collector_);
+    slow_ = std::make_unique<SlowSampler>([this](Snapshot& s) { collector_.sample_slow(s); });
     slow_->kick();
     slow_->wait_first(1.0);
     // The first tick's CPU share must cover a real interval (/proc/stat counts
