@@ -2,6 +2,7 @@
 #   make run     build and start the agent on 127.0.0.1:54112 (ARGS="--tick 0.5" to pass flags)
 #   make test    build everything and run the whole test suite (ctest)
 #   make static  a statically linked binary
+#   make examples  the embedding examples in build/cmake/
 #   make SANITIZE=1 test   the suite under AddressSanitizer and UBSan
 
 CXX      ?= g++
@@ -16,7 +17,7 @@ CMAKE_SAN := -DMETRICS_AGENT_SANITIZE=ON
 BUILD    := build-san
 endif
 
-.PHONY: all run test static deps deps-test clean bench
+.PHONY: all run test static deps deps-test clean bench examples
 
 all: $(BUILD)/metrics-agent
 
@@ -43,6 +44,11 @@ test: deps-test
 	cmake -S . -B $(BUILD)/cmake -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_SAN) > /dev/null
 	cmake --build $(BUILD)/cmake -j$$(nproc)
 	cd $(BUILD)/cmake && ctest --output-on-failure --timeout 600
+
+# The embedding examples (echo_server, embedded, httplib_app) via CMake.
+examples: deps-test
+	cmake -S . -B $(BUILD)/cmake -DCMAKE_BUILD_TYPE=RelWithDebInfo > /dev/null
+	cmake --build $(BUILD)/cmake -j$$(nproc) --target echo_server embedded httplib_app
 
 bench: deps-test
 	cmake -S . -B $(BUILD)/cmake -DCMAKE_BUILD_TYPE=Release > /dev/null
