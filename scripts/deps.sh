@@ -3,6 +3,7 @@
 # when run as root, otherwise says exactly what to install.
 #   scripts/deps.sh build   - the agent itself (a compiler and picojson-dev)
 #   scripts/deps.sh test    - everything the test suite uses
+#   scripts/deps.sh cross   - cross compilers and qemu-user for `make cross`
 set -e
 want=build
 [ -n "$1" ] && want=$1
@@ -25,6 +26,12 @@ if [ "$want" = test ]; then
   need chromium-driver /usr/bin/chromedriver
   need prometheus /usr/bin/prometheus
   need prometheus-node-exporter /usr/bin/prometheus-node-exporter
+fi
+if [ "$want" = cross ]; then
+  command -v aarch64-linux-gnu-g++ >/dev/null 2>&1 || missing="$missing g++-aarch64-linux-gnu"
+  command -v arm-linux-gnueabihf-g++ >/dev/null 2>&1 || missing="$missing g++-arm-linux-gnueabihf"
+  command -v riscv64-linux-gnu-g++ >/dev/null 2>&1 || missing="$missing g++-riscv64-linux-gnu"
+  command -v qemu-aarch64 >/dev/null 2>&1 || missing="$missing qemu-user"
 fi
 [ -z "$missing" ] && exit 0
 
