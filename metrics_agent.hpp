@@ -2035,7 +2035,6 @@ struct Conn {
   bool ping_outstanding = false;
   bool loopback = false;
   bool served = false;             // an HTTP request was answered on it
-  std::uint16_t drop_reason = 0;   // 0 none, else a ServerStats counter tag
   std::string in;
   std::vector<OutChunk> out;
   std::size_t out_bytes = 0;
@@ -2167,7 +2166,7 @@ class Loop {
       reap();
     }
     for (auto& c : conns_)
-      if (!c->dead) kill(c.get(), 0);
+      if (!c->dead) kill(c.get());
     reap();
     if (listener_ != net::invalid_socket) {
       poller_.remove(listener_);
@@ -2277,7 +2276,7 @@ class Loop {
         continue;
       }
       if (n == 0) {  // the peer closed its side
-        kill(c, 0);
+        kill(c);
         return;
       }
       if (net::would_block(net::last_error())) break;
@@ -2329,7 +2328,7 @@ class Loop {
           c->close_after_flush = true;
           if (!c->dead && c->out.empty()) begin_drain(c);
         } else {
-          kill(c, 0);
+          kill(c);
         }
         return;
       }
@@ -2342,7 +2341,7 @@ class Loop {
           c->close_after_flush = true;
           if (c->out.empty()) begin_drain(c);
         } else {
-          kill(c, 0);  // the answer to our close: the handshake is complete
+          kill(c);  // the answer to our close: the handshake is complete
         }
         c->in.clear();
         return;
@@ -2544,7 +2543,7 @@ class Loop {
       if (c->state == Conn::State::WebSocket) {
         close_ws(c.get(), 1001, "server shutting down");
       } else if (c->state == Conn::State::Http && c->out.empty()) {
-        kill(c.get(), 0);
+        kill(c.get());
       }
     }
   }
@@ -2562,9 +2561,9 @@ class Loop {
             respond(c, HttpResponse::error(408, "request timed out"), false, false);
           } else if (!c->served && now - c->last_rx > cfg_.request_timeout_seconds) {
             ++stats_.dropped_timeout;
-            kill(c, 0);
+            kill(c);
           } else if (now - c->last_rx > std::max(60.0, cfg_.request_timeout_seconds)) {
-            kill(c, 0);  // idle keep-alive
+            kill(c);  // idle keep-alive
           }
           break;
         case Conn::State::WebSocket:
@@ -2581,7 +2580,7 @@ class Loop {
           break;
         case Conn::State::Closing:
         case Conn::State::Draining:
-          if (now > c->deadline) kill(c, 0);
+          if (now > c->deadline) kill(c);
           break;
       }
     }
@@ -2591,12 +2590,12 @@ class Loop {
     if (c->dead) return;
     ++(stats_.*counter);
     if (why) log("dropped client " + c->remote + ": " + why);
-    kill(c, 1006);
+    kill(c);
   }
 
   // Closes the socket now; callbacks and memory are released by reap(), so
   // that a drop in the middle of a fan-out never invalidates its iteration.
-  void kill(Conn* c, std::uint16_t) {
+  void kill(Conn* c) {
     if (c->dead) return;
     c->dead = true;
     poller_.remove(c->fd);
