@@ -2669,11 +2669,14 @@ inline std::shared_ptr<const std::string> encode_text_frame(std::string_view tex
   return std::make_shared<const std::string>(detail::encode_frame(detail::WsOp::Text, text));
 }
 
+// RFC 6455 §5.5.1: no data frames after our close frame.
 inline void WebSocket::send_text(std::string_view text) {
-  c_->loop->send_owned(c_, detail::encode_frame(detail::WsOp::Text, text));
+  if (c_->state == detail::Conn::State::WebSocket)
+    c_->loop->send_owned(c_, detail::encode_frame(detail::WsOp::Text, text));
 }
 inline void WebSocket::send_binary(std::string_view data) {
-  c_->loop->send_owned(c_, detail::encode_frame(detail::WsOp::Binary, data));
+  if (c_->state == detail::Conn::State::WebSocket)
+    c_->loop->send_owned(c_, detail::encode_frame(detail::WsOp::Binary, data));
 }
 inline void WebSocket::send_frame(const std::shared_ptr<const std::string>& frame) {
   if (c_->state == detail::Conn::State::WebSocket) c_->loop->send_shared(c_, frame);
