@@ -333,7 +333,7 @@ using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
 
 struct ServerStats {
   std::uint64_t connections_accepted = 0;
-  std::uint64_t messages_sent = 0;  // WebSocket frames queued
+  std::uint64_t messages_sent = 0;  // WebSocket frames queued (data and control)
   std::uint64_t bytes_sent = 0;
   std::uint64_t http_requests = 0;
   std::uint64_t dropped_backlog = 0;   // a client that stopped reading
@@ -2177,9 +2177,21 @@ class Loop {
 
   // ---- sending -----------------------------------------------------------
 
+  // A WebSocket frame (any opcode): counted in messages_sent.
   void send_shared(Conn* c, const std::shared_ptr<const std::string>& frame) {
     if (c->dead || c->state == Conn::State::Draining) return;
     ++stats_.messages_sent;
+    enqueue(c, frame);
+  }
+
+  void send_owned(Conn* c, std::string data) {
+    send_shared(c, std::make_shared<const std::string>(std::move(data)));
+  }
+
+  // Bytes of any kind (HTTP answers, the handshake, frames): written now if
+  // the socket takes them, else queued up to the backlog limit.
+  void enqueue(Conn* c, const std::shared_ptr<const std::string>& frame) {
+    if (c->dead || c->state == Conn::State::Draining) return;
     if (c->out.empty()) {
       long n = net::send_some(c->fd, frame->data(), frame->size());
       if (n == long(frame->size())) {
@@ -2202,10 +2214,6 @@ class Loop {
     if (c->out_bytes > cfg_.max_backlog_bytes) {
       drop(c, &ServerStats::dropped_backlog, "stopped reading (backlog over the limit)");
     }
-  }
-
-  void send_owned(Conn* c, std::string data) {
-    send_shared(c, std::make_shared<const std::string>(std::move(data)));
   }
 
   void close_ws(Conn* c, std::uint16_t code, std::string_view reason) {
@@ -2446,9 +2454,8 @@ class Loop {
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         "Sec-WebSocket-Accept: " +
         websocket_accept(*key) + "\r\n\r\n";
-    send_owned(c, std::move(head));
+    enqueue(c, std::make_shared<const std::string>(std::move(head)));
     if (c->dead) return;
-    --stats_.messages_sent;  // the handshake is not a message
     c->state = Conn::State::WebSocket;
     c->route = &route;
     ++route.clients;
@@ -2468,9 +2475,8 @@ class Loop {
   }
 
   void respond(Conn* c, const HttpResponse& res, bool keep_alive, bool head_only) {
-    send_owned(c, serialize_response(res, keep_alive, head_only));
+    enqueue(c, std::make_shared<const std::string>(serialize_response(res, keep_alive, head_only)));
     if (c->dead) return;
-    --stats_.messages_sent;  // count WebSocket messages only
     if (!keep_alive) {
       c->close_after_flush = true;
       if (c->out.empty()) begin_drain(c);
@@ -2573,7 +2579,6 @@ class Loop {
             c->ping_outstanding = true;
             c->ping_sent = now;
             send_owned(c, encode_frame(WsOp::Ping, {}));
-            --stats_.messages_sent;
           } else if (now - c->ping_sent > ping) {
             drop(c, &ServerStats::dropped_timeout, "did not answer ping");
           }
@@ -3151,7 +3156,7 @@ inline void append_prometheus(std::string& out, const Snapshot& s, const std::ve
     append_prom_count(out, "metrics_agent_connections_accepted_total", {}, st->connections_accepted);
     append_prom_family(out, "metrics_agent_http_requests_total", "counter", "HTTP requests answered.");
     append_prom_count(out, "metrics_agent_http_requests_total", {}, st->http_requests);
-    append_prom_family(out, "metrics_agent_messages_sent_total", "counter", "WebSocket messages queued to clients.");
+    append_prom_family(out, "metrics_agent_messages_sent_total", "counter", "WebSocket frames (data and control) queued to clients.");
     append_prom_count(out, "metrics_agent_messages_sent_total", {}, st->messages_sent);
     append_prom_family(out, "metrics_agent_bytes_sent_total", "counter", "Bytes written to client sockets.");
     append_prom_count(out, "metrics_agent_bytes_sent_total", {}, st->bytes_sent);
@@ -4993,7 +4998,12 @@ class AgentCore {
         r.on_message = [this](WebSocket& ws, std::string_view m, bool b) { on_control(ws, m, b); };
       else if (s == Stream::Alerts)
         r.on_message = [](WebSocket& ws, std::string_view m, bool b) {
-          if (!b && m.find("\"ping\"") != std::string_view::npos) ws.send_text("{\"type\":\"pong\"}");
+          picojson::value v;
+          if (!b && parse_json(v, m).empty() && v.is<picojson::object>() && v.get("type").is<std::string>() &&
+              v.get("type").get<std::string>() == "ping")
+            ws.send_text("{\"type\":\"pong\"}");
+          else
+            ws.send_text(error_message("the alerts stream understands only {\"type\":\"ping\"}"));
         };
       return r;
     };

@@ -356,3 +356,29 @@ def test_broadcast_reaches_every_alerts_client_and_respects_levels(spawn):
             assert time.monotonic() < deadline, "closed clients still delivered to: %r" % r
             await asyncio.sleep(0.1)
     asyncio.run(go())
+
+
+# --------------------------------------------------------------------------- #
+# control messages
+
+def test_ping_answered_and_anything_else_is_an_error_not_a_disconnect(spawn):
+    agent = spawn.agent("--tick", TICK, "--heartbeat", "0.5", "--alert", "memory<0")
+
+    async def go():
+        async with ws_connect(ws_url(agent.port, ALERTS)) as ws:
+            replies = []
+            for text in ('{"type":"ping"}', 'garbage', '{"type":"subscribe"}', 'say "ping"'):
+                await ws.send(text)
+                while True:
+                    _, m = await ah.recv_json(ws, 5)
+                    if m.get("type") != "heartbeat":
+                        replies.append(m)
+                        break
+            hb = await recv_type(ws, "heartbeat", 5)  # the stream goes on
+            return replies, hb
+
+    replies, hb = asyncio.run(go())
+    assert replies[0] == {"type": "pong"}, replies
+    for m in replies[1:]:
+        assert m.get("type") == "error" and isinstance(m.get("error"), str), replies
+    assert hb["type"] == "heartbeat"
