@@ -1967,7 +1967,7 @@ class Poller {
  public:
   struct Event {
     void* ptr;
-    bool readable, writable, error;
+    bool readable, writable, error, hangup;
   };
   Poller() : ep_(::epoll_create1(EPOLL_CLOEXEC)) {}
   ~Poller() {
@@ -1975,7 +1975,9 @@ class Poller {
   }
   bool ok() const { return ep_ >= 0; }
   bool add(socket_t s, void* ptr, bool want_write = false) { return ctl(EPOLL_CTL_ADD, s, ptr, want_write); }
-  bool modify(socket_t s, void* ptr, bool want_write) { return ctl(EPOLL_CTL_MOD, s, ptr, want_write); }
+  bool modify(socket_t s, void* ptr, bool want_write, bool want_read = true) {
+    return ctl(EPOLL_CTL_MOD, s, ptr, want_write, want_read);
+  }
   void remove(socket_t s) { ::epoll_ctl(ep_, EPOLL_CTL_DEL, s, nullptr); }
   // Waits up to timeout_ms; returns the number of events in `out`.
   int wait(std::vector<Event>& out, int timeout_ms) {
@@ -1984,14 +1986,15 @@ class Poller {
     out.clear();
     for (int i = 0; i < n; ++i)
       out.push_back({evs[i].data.ptr, (evs[i].events & (EPOLLIN | EPOLLHUP)) != 0,
-                     (evs[i].events & EPOLLOUT) != 0, (evs[i].events & EPOLLERR) != 0});
+                     (evs[i].events & EPOLLOUT) != 0, (evs[i].events & EPOLLERR) != 0,
+                     (evs[i].events & EPOLLHUP) != 0});
     return n < 0 ? 0 : n;
   }
 
  private:
-  bool ctl(int op, socket_t s, void* ptr, bool want_write) {
+  bool ctl(int op, socket_t s, void* ptr, bool want_write, bool want_read = true) {
     epoll_event ev{};
-    ev.events = EPOLLIN | (want_write ? EPOLLOUT : 0u);
+    ev.events = (want_read ? EPOLLIN : 0u) | (want_write ? EPOLLOUT : 0u);
     ev.data.ptr = ptr;
     return ::epoll_ctl(ep_, op, s, &ev) == 0;
   }
@@ -2031,6 +2034,8 @@ struct Conn {
   State state = State::Http;
   bool dead = false;
   bool write_armed = false;
+  bool read_paused = false;        // input left unread until the output drains
+  bool pong_queued = false;        // the last queued chunk is a pong not yet begun
   bool close_after_flush = false;  // HTTP "Connection: close", or after a close frame
   bool ping_outstanding = false;
   bool loopback = false;
@@ -2038,10 +2043,12 @@ struct Conn {
   std::string in;
   std::vector<OutChunk> out;
   std::size_t out_bytes = 0;
+  std::size_t in_cap = 0;          // most input buffered before reading pauses
   std::unique_ptr<WsDecoder> decoder;
   struct RouteEntry* route = nullptr;
   std::unique_ptr<HttpRequest> request;  // the upgrade request, for WebSocket::request()
   double last_rx = 0, partial_since = 0, ping_sent = 0, deadline = 0;
+  double out_since = 0;            // last progress of queued output
   std::uint64_t user = 0;
   std::size_t index = 0;
   std::string remote;
@@ -2147,7 +2154,17 @@ class Loop {
         } else {
           Conn* c = static_cast<Conn*>(ev.ptr);
           if (c->dead) continue;
-          if (ev.readable || ev.error) on_readable(c);
+          if (c->read_paused) {
+            // Only a hang-up or an error is awaited from a connection that is
+            // not being read: the peer is gone, and so is any use of its answers.
+            if (ev.error) {
+              drop(c, &ServerStats::dropped_error, nullptr);
+            } else if (ev.hangup) {
+              kill(c);
+            }
+          } else if (ev.readable || ev.error) {
+            on_readable(c);
+          }
           if (!c->dead && ev.writable) flush(c);
         }
       }
@@ -2192,6 +2209,7 @@ class Loop {
   // the socket takes them, else queued up to the backlog limit.
   void enqueue(Conn* c, const std::shared_ptr<const std::string>& frame) {
     if (c->dead || c->state == Conn::State::Draining) return;
+    c->pong_queued = false;
     if (c->out.empty()) {
       long n = net::send_some(c->fd, frame->data(), frame->size());
       if (n == long(frame->size())) {
@@ -2206,15 +2224,30 @@ class Loop {
       stats_.bytes_sent += off;
       c->out.push_back({frame, off});
       c->out_bytes += frame->size() - off;
-      arm_write(c, true);
+      c->out_since = mono_now();
+      update_interest(c);
       return;
     }
     c->out.push_back({frame, 0});
     c->out_bytes += frame->size();
-    if (c->out_bytes > cfg_.max_backlog_bytes) {
+    if (backlog(c) > cfg_.max_backlog_bytes) {
       drop(c, &ServerStats::dropped_backlog, "stopped reading (backlog over the limit)");
+      return;
     }
+    if (!c->read_paused && backed_up(c)) update_interest(c);
   }
+
+  // The memory a connection's queued output holds: its bytes, plus for each
+  // chunk the queue slot and the string and shared control block of a buffer
+  // (allocator headers included), so that a backlog of tiny frames is counted
+  // at its real cost.
+  static constexpr std::size_t kChunkOverhead = 2 * sizeof(OutChunk) + sizeof(std::string) + 64;
+  static std::size_t backlog(const Conn* c) { return c->out_bytes + c->out.size() * kChunkOverhead; }
+
+  // Above this much queued output a connection's input is neither read nor
+  // parsed; both resume once the output has drained to half of it.
+  std::size_t pause_bytes() const { return std::min<std::size_t>(64 * 1024, cfg_.max_backlog_bytes / 2); }
+  bool backed_up(const Conn* c) const { return backlog(c) > pause_bytes(); }
 
   void close_ws(Conn* c, std::uint16_t code, std::string_view reason) {
     if (c->dead || c->state != Conn::State::WebSocket) return;
@@ -2253,6 +2286,7 @@ class Loop {
       c->remote = std::move(remote);
       c->loopback = loopback;
       c->last_rx = mono_now();
+      c->in_cap = http_input_cap();
       c->index = conns_.size();
       Conn* raw = c.get();
       if (!poller_.add(s, raw)) {
@@ -2273,14 +2307,25 @@ class Loop {
     }
   }
 
+  // The largest complete HTTP request the parser accepts: more buffered
+  // input waits in the kernel until the requests before it are answered.
+  static std::size_t http_input_cap() {
+    HttpLimits limits;
+    return limits.max_header_bytes + limits.max_body_bytes;
+  }
+
   void on_readable(Conn* c) {
     for (int round = 0; round < 4; ++round) {
-      long n = net::recv_some(c->fd, rbuf_.data(), rbuf_.size());
+      bool discard = c->state == Conn::State::Draining;
+      std::size_t room = discard ? rbuf_.size() : c->in_cap - std::min(c->in_cap, c->in.size());
+      room = std::min(room, rbuf_.size());
+      if (room == 0) break;  // full: reading pauses until process() makes room
+      long n = net::recv_some(c->fd, rbuf_.data(), room);
       if (n > 0) {
         c->last_rx = mono_now();
-        if (c->state == Conn::State::Draining) continue;  // discarded
+        if (discard) continue;
         c->in.append(rbuf_.data(), std::size_t(n));
-        if (std::size_t(n) < rbuf_.size()) break;
+        if (std::size_t(n) < room) break;
         continue;
       }
       if (n == 0) {  // the peer closed its side
@@ -2292,11 +2337,13 @@ class Loop {
       return;
     }
     process(c);
+    update_interest(c);
   }
 
   void process(Conn* c) {
     double now = mono_now();
-    while (!c->dead && c->state == Conn::State::Http && !c->in.empty() && !c->close_after_flush) {
+    while (!c->dead && c->state == Conn::State::Http && !c->in.empty() && !c->close_after_flush &&
+           !backed_up(c)) {
       HttpRequest req;
       HttpLimits limits;
       auto r = parse_http_request(c->in, req, limits);
@@ -2356,7 +2403,16 @@ class Loop {
       }
       if (c->state != Conn::State::WebSocket) continue;  // closing: data is dropped
       if (ev.type == WsEvent::Ping) {
-        send_owned(c, encode_frame(WsOp::Pong, ev.payload));
+        // §5.5.3: a pong may answer only the most recent ping, so a pong
+        // still waiting in the queue is replaced rather than joined.
+        if (c->pong_queued && !c->out.empty() && c->out.back().offset == 0) {
+          auto pong = std::make_shared<const std::string>(encode_frame(WsOp::Pong, ev.payload));
+          c->out_bytes = c->out_bytes - c->out.back().buf->size() + pong->size();
+          c->out.back().buf = std::move(pong);
+        } else {
+          send_owned(c, encode_frame(WsOp::Pong, ev.payload));
+          c->pong_queued = !c->dead && !c->out.empty();
+        }
       } else if (ev.type == WsEvent::Pong) {
         c->ping_outstanding = false;
       } else if (c->route && c->route->route.on_message) {
@@ -2364,6 +2420,7 @@ class Loop {
         c->route->route.on_message(ws, ev.payload, ev.type == WsEvent::Binary);
       }
       if (c->dead) return;
+      if (backed_up(c)) break;  // the rest waits until the output drains
     }
     c->in.erase(0, pos);
     c->decoder->shrink();
@@ -2461,6 +2518,7 @@ class Loop {
     ++route.clients;
     std::size_t limit = route.route.max_message_bytes ? route.route.max_message_bytes : cfg_.max_message_bytes;
     c->decoder = std::make_unique<WsDecoder>(limit);
+    c->in_cap = limit + 14;  // one whole frame: the decoder acts on complete frames
     c->request = std::make_unique<HttpRequest>(std::move(req));
     if (route.route.on_open) {
       WebSocket ws(c);
@@ -2483,10 +2541,22 @@ class Loop {
     }
   }
 
-  void arm_write(Conn* c, bool on) {
-    if (c->write_armed == on) return;
-    c->write_armed = on;
-    poller_.modify(c->fd, c, on);
+  // Whether to read from `c` now: not once its last answer is queued (HTTP
+  // close, or the answer to a close frame), nor while its output is backed
+  // up or its input buffer is full. What waits is parsed once output drains.
+  bool wants_read(const Conn* c) const {
+    if (c->state == Conn::State::Draining) return true;  // discarded until the deadline
+    if (c->close_after_flush || c->in.size() >= c->in_cap) return false;
+    return backlog(c) <= (c->read_paused ? pause_bytes() / 2 : pause_bytes());
+  }
+
+  void update_interest(Conn* c) {
+    if (c->dead) return;
+    bool read = wants_read(c), write = !c->out.empty();
+    if (read == !c->read_paused && write == c->write_armed) return;
+    c->read_paused = !read;
+    c->write_armed = write;
+    poller_.modify(c->fd, c, write, read);
   }
 
   void flush(Conn* c) {
@@ -2501,13 +2571,11 @@ class Loop {
       }
       long w = net::send_vec(c->fd, iov, n);
       if (w < 0) {
-        if (net::would_block(net::last_error())) {
-          arm_write(c, true);
-          return;
-        }
+        if (net::would_block(net::last_error())) break;
         drop(c, &ServerStats::dropped_error, nullptr);
         return;
       }
+      c->out_since = mono_now();
       stats_.bytes_sent += std::uint64_t(w);
       c->out_bytes -= std::size_t(w);
       std::size_t done = 0;
@@ -2523,9 +2591,13 @@ class Loop {
       }
       c->out.erase(c->out.begin(), c->out.begin() + long(done));
     }
-    arm_write(c, false);
-    if (c->out.capacity() > 16) std::vector<OutChunk>().swap(c->out);
-    if (c->close_after_flush && c->state != Conn::State::Draining) begin_drain(c);
+    if (c->out.empty()) {
+      if (c->out.capacity() > 16) std::vector<OutChunk>().swap(c->out);
+      if (c->close_after_flush && c->state != Conn::State::Draining) begin_drain(c);
+    }
+    // Requests or frames that waited for the output to drain.
+    if (c->read_paused && !c->in.empty() && backlog(c) <= pause_bytes() / 2) process(c);
+    update_interest(c);
   }
 
   // Half-close and discard what the peer still sends, so that our last
@@ -2536,6 +2608,7 @@ class Loop {
     c->state = Conn::State::Draining;
     c->in.clear();
     c->deadline = mono_now() + 2.0;
+    update_interest(c);
   }
 
   void begin_shutdown() {
@@ -2561,7 +2634,13 @@ class Loop {
       if (c->dead) continue;
       switch (c->state) {
         case Conn::State::Http:
-          if (!c->out.empty()) break;
+          if (!c->out.empty()) {
+            // A client that takes none of its answers for this long (while
+            // its further requests wait unread) is not coming back for them.
+            if (now - c->out_since > cfg_.request_timeout_seconds)
+              drop(c, &ServerStats::dropped_timeout, "did not read its answers");
+            break;
+          }
           if (c->partial_since != 0 && now - c->partial_since > cfg_.request_timeout_seconds) {
             ++stats_.dropped_timeout;
             respond(c, HttpResponse::error(408, "request timed out"), false, false);
@@ -2573,7 +2652,11 @@ class Loop {
           }
           break;
         case Conn::State::WebSocket:
-          if (ping <= 0 || now - c->last_rx < ping) {
+          if (ping > 0 && !c->out.empty() && now - c->out_since > 2 * ping) {
+            // Pings alone cannot tell: a client may keep sending them
+            // while it reads nothing.
+            drop(c, &ServerStats::dropped_timeout, "took no output for two ping periods");
+          } else if (ping <= 0 || now - c->last_rx < ping) {
             c->ping_outstanding = false;
           } else if (!c->ping_outstanding) {
             c->ping_outstanding = true;
