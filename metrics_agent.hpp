@@ -2066,6 +2066,33 @@ struct HttpRoute {
   HttpHandler handler;
 };
 
+// Admission against --max-clients and --max-clients-per-ip (loopback is
+// exempt from the latter, SPEC §3). Every accepted connection is counted,
+// whatever the verdict, because every one is released when it closes.
+class ClientAdmission {
+ public:
+  // nullptr when the connection may stay, else why not; `open` includes it.
+  const char* admit(const std::string& remote, bool loopback, std::size_t open, std::size_t max_clients,
+                    std::size_t max_per_address) {
+    std::size_t from_address = loopback ? 0 : ++per_address_[remote];
+    if (open > max_clients) return "too many clients";
+    if (from_address > max_per_address) return "too many clients from this address";
+    return nullptr;
+  }
+  void release(const std::string& remote, bool loopback) {
+    if (loopback) return;
+    auto it = per_address_.find(remote);
+    if (it != per_address_.end() && --it->second == 0) per_address_.erase(it);
+  }
+  std::size_t open_from(const std::string& remote) const {
+    auto it = per_address_.find(remote);
+    return it == per_address_.end() ? 0 : it->second;
+  }
+
+ private:
+  std::unordered_map<std::string, std::size_t> per_address_;
+};
+
 struct Ticker {
   std::int64_t period_us;
   std::function<void(std::int64_t)> fn;
@@ -2294,12 +2321,8 @@ class Loop {
         continue;
       }
       conns_.push_back(std::move(c));
-      const char* over = nullptr;
-      if (conns_.size() > cfg_.max_clients) {
-        over = "too many clients";
-      } else if (!loopback && ++per_ip_[raw->remote] > cfg_.max_clients_per_ip) {
-        over = "too many clients from this address";
-      }
+      const char* over =
+          admission_.admit(raw->remote, loopback, conns_.size(), cfg_.max_clients, cfg_.max_clients_per_ip);
       if (over) {
         ++stats_.rejected_capacity;
         respond(raw, HttpResponse::error(503, over), false, false);
@@ -2704,10 +2727,7 @@ class Loop {
             c->route->route.on_close(ws, 1006);
           }
         }
-        if (!c->loopback) {
-          auto it = per_ip_.find(c->remote);
-          if (it != per_ip_.end() && --it->second == 0) per_ip_.erase(it);
-        }
+        admission_.release(c->remote, c->loopback);
         std::size_t i = c->index;
         if (i != conns_.size() - 1) {
           conns_[i] = std::move(conns_.back());
@@ -2727,7 +2747,7 @@ class Loop {
   bool fd_exhausted_logged_ = false;
   std::vector<std::unique_ptr<Conn>> conns_;
   std::vector<Conn*> graveyard_;
-  std::unordered_map<std::string, std::size_t> per_ip_;
+  ClientAdmission admission_;
   std::vector<char> rbuf_;
 };
 
