@@ -1318,6 +1318,12 @@ inline double mono_now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
+inline std::int64_t mono_now_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
 // Civil date from days since 1970-01-01 (proleptic Gregorian; H. Hinnant's
 // well-known days_from_civil inverse), so no gmtime() and no locale.
 inline void civil_from_days(std::int64_t z, int& y, unsigned& m, unsigned& d) {
@@ -2093,10 +2099,69 @@ class ClientAdmission {
   std::unordered_map<std::string, std::size_t> per_address_;
 };
 
+// When a periodic tick is due. The wait is measured on the monotonic clock,
+// so a step of the wall clock (NTP, an operator) neither freezes the ticks for
+// as long as the step nor bursts them; the ticks fall on wall-clock multiples
+// of the period, and are re-aligned as soon as a step shows as a jump in the
+// difference between the two clocks. Pure: the caller supplies the readings.
+struct TickSchedule {
+  std::int64_t period_us = 1000000;
+  std::int64_t next_wall_us = 0;  // wall-clock time of the next tick
+  std::int64_t next_mono_us = 0;  // when it is due on the monotonic clock
+  std::int64_t offset_us = 0;     // wall minus monotonic at the last reading
+  bool started = false;
+
+  // A larger change of the clocks' difference between two readings is a
+  // step; slewing moves it by at most 0.5 ms a second (adjtimex(2)).
+  static constexpr std::int64_t kStepUs = 20000;
+
+  // Schedules the first wall-clock multiple of the period after `wall_us`.
+  void align(std::int64_t wall_us, std::int64_t mono_us) {
+    started = true;
+    offset_us = wall_us - mono_us;
+    next_wall_us = floor_to_period(wall_us) + period_us;
+    next_mono_us = mono_us + (next_wall_us - wall_us);
+  }
+
+  // Monotonic microseconds until the next tick is due.
+  std::int64_t wait_us(std::int64_t mono_us) const {
+    return next_mono_us > mono_us ? next_mono_us - mono_us : 0;
+  }
+
+  // True when a tick is due at these readings, with its wall-clock time in
+  // `tick_wall_us`. Ticks missed while the process was not scheduled are
+  // skipped (no bursts): the next one is the first after the current time.
+  bool due(std::int64_t wall_us, std::int64_t mono_us, std::int64_t& tick_wall_us) {
+    if (!started) {
+      align(wall_us, mono_us);
+      return false;
+    }
+    std::int64_t jump = (wall_us - mono_us) - offset_us;
+    if (jump > kStepUs || jump < -kStepUs) {
+      align(wall_us, mono_us);
+      return false;
+    }
+    offset_us = wall_us - mono_us;
+    if (mono_us < next_mono_us) return false;
+    tick_wall_us = std::max(next_wall_us, floor_to_period(wall_us));
+    // While the wall clock is slewed it may still read just before this
+    // tick; the next one follows it all the same.
+    next_wall_us = std::max(floor_to_period(wall_us), tick_wall_us) + period_us;
+    next_mono_us = mono_us + (next_wall_us - wall_us);
+    return true;
+  }
+
+  std::int64_t floor_to_period(std::int64_t t) const {
+    std::int64_t q = t / period_us;
+    if (t % period_us < 0) --q;
+    return q * period_us;
+  }
+};
+
 struct Ticker {
   std::int64_t period_us;
   std::function<void(std::int64_t)> fn;
-  std::int64_t next_us = 0;
+  TickSchedule schedule;
 };
 
 class Loop {
@@ -2154,8 +2219,10 @@ class Loop {
 
   void run() {
     std::vector<net::Poller::Event> events;
-    std::int64_t now_us = wall_now_us();
-    for (auto& t : tickers_) t.next_us = (now_us / t.period_us + 1) * t.period_us;
+    for (auto& t : tickers_) {
+      t.schedule.period_us = t.period_us;
+      t.schedule.align(wall_now_us(), mono_now_us());
+    }
     double next_housekeeping = mono_now() + 0.25;
     double shutdown_deadline = 0;
     for (;;) {
@@ -2164,12 +2231,12 @@ class Loop {
         shutdown_deadline = mono_now() + 0.75;
       }
       if (shutdown_deadline != 0 && (conns_.empty() || mono_now() >= shutdown_deadline)) break;
+      // At most 250 ms, which is also how soon a step of the wall clock is seen.
       int timeout_ms = 250;
-      now_us = wall_now_us();
+      std::int64_t mono_us = mono_now_us();
       for (auto& t : tickers_) {
-        std::int64_t wait_us = t.next_us - now_us;
-        int ms = wait_us <= 0 ? 0 : int((wait_us + 999) / 1000);
-        timeout_ms = std::min(timeout_ms, ms);
+        std::int64_t wait_us = std::min<std::int64_t>(t.schedule.wait_us(mono_us), 250000);
+        timeout_ms = std::min(timeout_ms, int((wait_us + 999) / 1000));
       }
       if (shutdown_deadline != 0) timeout_ms = std::min(timeout_ms, 20);
       poller_.wait(events, timeout_ms);
@@ -2195,12 +2262,11 @@ class Loop {
           if (!c->dead && ev.writable) flush(c);
         }
       }
-      now_us = wall_now_us();
+      std::int64_t wall_us = wall_now_us();
+      mono_us = mono_now_us();
       for (auto& t : tickers_) {
-        if (now_us < t.next_us) continue;
-        if (shutdown_deadline == 0) t.fn(t.next_us);
-        // Skip ticks missed while the process was not scheduled: no bursts.
-        t.next_us = (now_us / t.period_us + 1) * t.period_us;
+        std::int64_t tick_us = 0;
+        if (t.schedule.due(wall_us, mono_us, tick_us) && shutdown_deadline == 0) t.fn(tick_us);
       }
       double mono = mono_now();
       if (mono >= next_housekeeping) {
@@ -2810,7 +2876,7 @@ inline void Server::http(std::string method, std::string path, HttpHandler handl
 }
 inline void Server::every(double period_seconds, std::function<void(std::int64_t)> fn) {
   auto us = std::int64_t(std::llround(period_seconds * 1e6));
-  loop_->tickers_.push_back({std::max<std::int64_t>(us, 1000), std::move(fn)});
+  loop_->tickers_.push_back({std::max<std::int64_t>(us, 1000), std::move(fn), detail::TickSchedule()});
 }
 inline bool Server::listen(std::string* error) { return loop_->listen(error); }
 inline void Server::run() {
