@@ -2607,7 +2607,8 @@ class Loop {
     ++route.clients;
     std::size_t limit = route.route.max_message_bytes ? route.route.max_message_bytes : cfg_.max_message_bytes;
     c->decoder = std::make_unique<WsDecoder>(limit);
-    c->in_cap = limit + 14;  // one whole frame: the decoder acts on complete frames
+    // One whole frame (header included): the decoder acts on complete frames.
+    c->in_cap = limit > SIZE_MAX - 14 ? SIZE_MAX : limit + 14;
     c->request = std::make_unique<HttpRequest>(std::move(req));
     if (route.route.on_open) {
       WebSocket ws(c);
