@@ -1318,6 +1318,12 @@ inline double mono_now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
+inline std::int64_t mono_now_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
 // Civil date from days since 1970-01-01 (proleptic Gregorian; H. Hinnant's
 // well-known days_from_civil inverse), so no gmtime() and no locale.
 inline void civil_from_days(std::int64_t z, int& y, unsigned& m, unsigned& d) {
@@ -1967,7 +1973,7 @@ class Poller {
  public:
   struct Event {
     void* ptr;
-    bool readable, writable, error;
+    bool readable, writable, error, hangup;
   };
   Poller() : ep_(::epoll_create1(EPOLL_CLOEXEC)) {}
   ~Poller() {
@@ -1975,7 +1981,9 @@ class Poller {
   }
   bool ok() const { return ep_ >= 0; }
   bool add(socket_t s, void* ptr, bool want_write = false) { return ctl(EPOLL_CTL_ADD, s, ptr, want_write); }
-  bool modify(socket_t s, void* ptr, bool want_write) { return ctl(EPOLL_CTL_MOD, s, ptr, want_write); }
+  bool modify(socket_t s, void* ptr, bool want_write, bool want_read = true) {
+    return ctl(EPOLL_CTL_MOD, s, ptr, want_write, want_read);
+  }
   void remove(socket_t s) { ::epoll_ctl(ep_, EPOLL_CTL_DEL, s, nullptr); }
   // Waits up to timeout_ms; returns the number of events in `out`.
   int wait(std::vector<Event>& out, int timeout_ms) {
@@ -1984,14 +1992,15 @@ class Poller {
     out.clear();
     for (int i = 0; i < n; ++i)
       out.push_back({evs[i].data.ptr, (evs[i].events & (EPOLLIN | EPOLLHUP)) != 0,
-                     (evs[i].events & EPOLLOUT) != 0, (evs[i].events & EPOLLERR) != 0});
+                     (evs[i].events & EPOLLOUT) != 0, (evs[i].events & EPOLLERR) != 0,
+                     (evs[i].events & EPOLLHUP) != 0});
     return n < 0 ? 0 : n;
   }
 
  private:
-  bool ctl(int op, socket_t s, void* ptr, bool want_write) {
+  bool ctl(int op, socket_t s, void* ptr, bool want_write, bool want_read = true) {
     epoll_event ev{};
-    ev.events = EPOLLIN | (want_write ? EPOLLOUT : 0u);
+    ev.events = (want_read ? EPOLLIN : 0u) | (want_write ? EPOLLOUT : 0u);
     ev.data.ptr = ptr;
     return ::epoll_ctl(ep_, op, s, &ev) == 0;
   }
@@ -2031,6 +2040,8 @@ struct Conn {
   State state = State::Http;
   bool dead = false;
   bool write_armed = false;
+  bool read_paused = false;        // input left unread until the output drains
+  bool pong_queued = false;        // the last queued chunk is a pong not yet begun
   bool close_after_flush = false;  // HTTP "Connection: close", or after a close frame
   bool ping_outstanding = false;
   bool loopback = false;
@@ -2038,10 +2049,12 @@ struct Conn {
   std::string in;
   std::vector<OutChunk> out;
   std::size_t out_bytes = 0;
+  std::size_t in_cap = 0;          // most input buffered before reading pauses
   std::unique_ptr<WsDecoder> decoder;
   struct RouteEntry* route = nullptr;
   std::unique_ptr<HttpRequest> request;  // the upgrade request, for WebSocket::request()
   double last_rx = 0, partial_since = 0, ping_sent = 0, deadline = 0;
+  double out_since = 0;            // last progress of queued output
   std::uint64_t user = 0;
   std::size_t index = 0;
   std::string remote;
@@ -2059,10 +2072,96 @@ struct HttpRoute {
   HttpHandler handler;
 };
 
+// Admission against --max-clients and --max-clients-per-ip (loopback is
+// exempt from the latter, SPEC §3). Every accepted connection is counted,
+// whatever the verdict, because every one is released when it closes.
+class ClientAdmission {
+ public:
+  // nullptr when the connection may stay, else why not; `open` includes it.
+  const char* admit(const std::string& remote, bool loopback, std::size_t open, std::size_t max_clients,
+                    std::size_t max_per_address) {
+    std::size_t from_address = loopback ? 0 : ++per_address_[remote];
+    if (open > max_clients) return "too many clients";
+    if (from_address > max_per_address) return "too many clients from this address";
+    return nullptr;
+  }
+  void release(const std::string& remote, bool loopback) {
+    if (loopback) return;
+    auto it = per_address_.find(remote);
+    if (it != per_address_.end() && --it->second == 0) per_address_.erase(it);
+  }
+  std::size_t open_from(const std::string& remote) const {
+    auto it = per_address_.find(remote);
+    return it == per_address_.end() ? 0 : it->second;
+  }
+
+ private:
+  std::unordered_map<std::string, std::size_t> per_address_;
+};
+
+// When a periodic tick is due. The wait is measured on the monotonic clock,
+// so a step of the wall clock (NTP, an operator) neither freezes the ticks for
+// as long as the step nor bursts them; the ticks fall on wall-clock multiples
+// of the period, and are re-aligned as soon as a step shows as a jump in the
+// difference between the two clocks. Pure: the caller supplies the readings.
+struct TickSchedule {
+  std::int64_t period_us = 1000000;
+  std::int64_t next_wall_us = 0;  // wall-clock time of the next tick
+  std::int64_t next_mono_us = 0;  // when it is due on the monotonic clock
+  std::int64_t offset_us = 0;     // wall minus monotonic at the last reading
+  bool started = false;
+
+  // A larger change of the clocks' difference between two readings is a
+  // step; slewing moves it by at most 0.5 ms a second (adjtimex(2)).
+  static constexpr std::int64_t kStepUs = 20000;
+
+  // Schedules the first wall-clock multiple of the period after `wall_us`.
+  void align(std::int64_t wall_us, std::int64_t mono_us) {
+    started = true;
+    offset_us = wall_us - mono_us;
+    next_wall_us = floor_to_period(wall_us) + period_us;
+    next_mono_us = mono_us + (next_wall_us - wall_us);
+  }
+
+  // Monotonic microseconds until the next tick is due.
+  std::int64_t wait_us(std::int64_t mono_us) const {
+    return next_mono_us > mono_us ? next_mono_us - mono_us : 0;
+  }
+
+  // True when a tick is due at these readings, with its wall-clock time in
+  // `tick_wall_us`. Ticks missed while the process was not scheduled are
+  // skipped (no bursts): the next one is the first after the current time.
+  bool due(std::int64_t wall_us, std::int64_t mono_us, std::int64_t& tick_wall_us) {
+    if (!started) {
+      align(wall_us, mono_us);
+      return false;
+    }
+    std::int64_t jump = (wall_us - mono_us) - offset_us;
+    if (jump > kStepUs || jump < -kStepUs) {
+      align(wall_us, mono_us);
+      return false;
+    }
+    offset_us = wall_us - mono_us;
+    if (mono_us < next_mono_us) return false;
+    tick_wall_us = std::max(next_wall_us, floor_to_period(wall_us));
+    // While the wall clock is slewed it may still read just before this
+    // tick; the next one follows it all the same.
+    next_wall_us = std::max(floor_to_period(wall_us), tick_wall_us) + period_us;
+    next_mono_us = mono_us + (next_wall_us - wall_us);
+    return true;
+  }
+
+  std::int64_t floor_to_period(std::int64_t t) const {
+    std::int64_t q = t / period_us;
+    if (t % period_us < 0) --q;
+    return q * period_us;
+  }
+};
+
 struct Ticker {
   std::int64_t period_us;
   std::function<void(std::int64_t)> fn;
-  std::int64_t next_us = 0;
+  TickSchedule schedule;
 };
 
 class Loop {
@@ -2120,8 +2219,10 @@ class Loop {
 
   void run() {
     std::vector<net::Poller::Event> events;
-    std::int64_t now_us = wall_now_us();
-    for (auto& t : tickers_) t.next_us = (now_us / t.period_us + 1) * t.period_us;
+    for (auto& t : tickers_) {
+      t.schedule.period_us = t.period_us;
+      t.schedule.align(wall_now_us(), mono_now_us());
+    }
     double next_housekeeping = mono_now() + 0.25;
     double shutdown_deadline = 0;
     for (;;) {
@@ -2130,12 +2231,12 @@ class Loop {
         shutdown_deadline = mono_now() + 0.75;
       }
       if (shutdown_deadline != 0 && (conns_.empty() || mono_now() >= shutdown_deadline)) break;
+      // At most 250 ms, which is also how soon a step of the wall clock is seen.
       int timeout_ms = 250;
-      now_us = wall_now_us();
+      std::int64_t mono_us = mono_now_us();
       for (auto& t : tickers_) {
-        std::int64_t wait_us = t.next_us - now_us;
-        int ms = wait_us <= 0 ? 0 : int((wait_us + 999) / 1000);
-        timeout_ms = std::min(timeout_ms, ms);
+        std::int64_t wait_us = std::min<std::int64_t>(t.schedule.wait_us(mono_us), 250000);
+        timeout_ms = std::min(timeout_ms, int((wait_us + 999) / 1000));
       }
       if (shutdown_deadline != 0) timeout_ms = std::min(timeout_ms, 20);
       poller_.wait(events, timeout_ms);
@@ -2147,16 +2248,25 @@ class Loop {
         } else {
           Conn* c = static_cast<Conn*>(ev.ptr);
           if (c->dead) continue;
-          if (ev.readable || ev.error) on_readable(c);
+          if (c->read_paused) {
+            // Only a hang-up or an error is awaited from a connection that is
+            // not being read: the peer is gone, and so is any use of its answers.
+            if (ev.error) {
+              drop(c, &ServerStats::dropped_error, nullptr);
+            } else if (ev.hangup) {
+              kill(c);
+            }
+          } else if (ev.readable || ev.error) {
+            on_readable(c);
+          }
           if (!c->dead && ev.writable) flush(c);
         }
       }
-      now_us = wall_now_us();
+      std::int64_t wall_us = wall_now_us();
+      mono_us = mono_now_us();
       for (auto& t : tickers_) {
-        if (now_us < t.next_us) continue;
-        if (shutdown_deadline == 0) t.fn(t.next_us);
-        // Skip ticks missed while the process was not scheduled: no bursts.
-        t.next_us = (now_us / t.period_us + 1) * t.period_us;
+        std::int64_t tick_us = 0;
+        if (t.schedule.due(wall_us, mono_us, tick_us) && shutdown_deadline == 0) t.fn(tick_us);
       }
       double mono = mono_now();
       if (mono >= next_housekeeping) {
@@ -2192,6 +2302,7 @@ class Loop {
   // the socket takes them, else queued up to the backlog limit.
   void enqueue(Conn* c, const std::shared_ptr<const std::string>& frame) {
     if (c->dead || c->state == Conn::State::Draining) return;
+    c->pong_queued = false;
     if (c->out.empty()) {
       long n = net::send_some(c->fd, frame->data(), frame->size());
       if (n == long(frame->size())) {
@@ -2206,15 +2317,30 @@ class Loop {
       stats_.bytes_sent += off;
       c->out.push_back({frame, off});
       c->out_bytes += frame->size() - off;
-      arm_write(c, true);
+      c->out_since = mono_now();
+      update_interest(c);
       return;
     }
     c->out.push_back({frame, 0});
     c->out_bytes += frame->size();
-    if (c->out_bytes > cfg_.max_backlog_bytes) {
+    if (backlog(c) > cfg_.max_backlog_bytes) {
       drop(c, &ServerStats::dropped_backlog, "stopped reading (backlog over the limit)");
+      return;
     }
+    if (!c->read_paused && backed_up(c)) update_interest(c);
   }
+
+  // The memory a connection's queued output holds: its bytes, plus for each
+  // chunk the queue slot and the string and shared control block of a buffer
+  // (allocator headers included), so that a backlog of tiny frames is counted
+  // at its real cost.
+  static constexpr std::size_t kChunkOverhead = 2 * sizeof(OutChunk) + sizeof(std::string) + 64;
+  static std::size_t backlog(const Conn* c) { return c->out_bytes + c->out.size() * kChunkOverhead; }
+
+  // Above this much queued output a connection's input is neither read nor
+  // parsed; both resume once the output has drained to half of it.
+  std::size_t pause_bytes() const { return std::min<std::size_t>(64 * 1024, cfg_.max_backlog_bytes / 2); }
+  bool backed_up(const Conn* c) const { return backlog(c) > pause_bytes(); }
 
   void close_ws(Conn* c, std::uint16_t code, std::string_view reason) {
     if (c->dead || c->state != Conn::State::WebSocket) return;
@@ -2253,6 +2379,7 @@ class Loop {
       c->remote = std::move(remote);
       c->loopback = loopback;
       c->last_rx = mono_now();
+      c->in_cap = http_input_cap();
       c->index = conns_.size();
       Conn* raw = c.get();
       if (!poller_.add(s, raw)) {
@@ -2260,12 +2387,8 @@ class Loop {
         continue;
       }
       conns_.push_back(std::move(c));
-      const char* over = nullptr;
-      if (conns_.size() > cfg_.max_clients) {
-        over = "too many clients";
-      } else if (!loopback && ++per_ip_[raw->remote] > cfg_.max_clients_per_ip) {
-        over = "too many clients from this address";
-      }
+      const char* over =
+          admission_.admit(raw->remote, loopback, conns_.size(), cfg_.max_clients, cfg_.max_clients_per_ip);
       if (over) {
         ++stats_.rejected_capacity;
         respond(raw, HttpResponse::error(503, over), false, false);
@@ -2273,14 +2396,25 @@ class Loop {
     }
   }
 
+  // The largest complete HTTP request the parser accepts: more buffered
+  // input waits in the kernel until the requests before it are answered.
+  static std::size_t http_input_cap() {
+    HttpLimits limits;
+    return limits.max_header_bytes + limits.max_body_bytes;
+  }
+
   void on_readable(Conn* c) {
     for (int round = 0; round < 4; ++round) {
-      long n = net::recv_some(c->fd, rbuf_.data(), rbuf_.size());
+      bool discard = c->state == Conn::State::Draining;
+      std::size_t room = discard ? rbuf_.size() : c->in_cap - std::min(c->in_cap, c->in.size());
+      room = std::min(room, rbuf_.size());
+      if (room == 0) break;  // full: reading pauses until process() makes room
+      long n = net::recv_some(c->fd, rbuf_.data(), room);
       if (n > 0) {
         c->last_rx = mono_now();
-        if (c->state == Conn::State::Draining) continue;  // discarded
+        if (discard) continue;
         c->in.append(rbuf_.data(), std::size_t(n));
-        if (std::size_t(n) < rbuf_.size()) break;
+        if (std::size_t(n) < room) break;
         continue;
       }
       if (n == 0) {  // the peer closed its side
@@ -2292,11 +2426,13 @@ class Loop {
       return;
     }
     process(c);
+    update_interest(c);
   }
 
   void process(Conn* c) {
     double now = mono_now();
-    while (!c->dead && c->state == Conn::State::Http && !c->in.empty() && !c->close_after_flush) {
+    while (!c->dead && c->state == Conn::State::Http && !c->in.empty() && !c->close_after_flush &&
+           !backed_up(c)) {
       HttpRequest req;
       HttpLimits limits;
       auto r = parse_http_request(c->in, req, limits);
@@ -2356,7 +2492,16 @@ class Loop {
       }
       if (c->state != Conn::State::WebSocket) continue;  // closing: data is dropped
       if (ev.type == WsEvent::Ping) {
-        send_owned(c, encode_frame(WsOp::Pong, ev.payload));
+        // §5.5.3: a pong may answer only the most recent ping, so a pong
+        // still waiting in the queue is replaced rather than joined.
+        if (c->pong_queued && !c->out.empty() && c->out.back().offset == 0) {
+          auto pong = std::make_shared<const std::string>(encode_frame(WsOp::Pong, ev.payload));
+          c->out_bytes = c->out_bytes - c->out.back().buf->size() + pong->size();
+          c->out.back().buf = std::move(pong);
+        } else {
+          send_owned(c, encode_frame(WsOp::Pong, ev.payload));
+          c->pong_queued = !c->dead && !c->out.empty();
+        }
       } else if (ev.type == WsEvent::Pong) {
         c->ping_outstanding = false;
       } else if (c->route && c->route->route.on_message) {
@@ -2364,6 +2509,7 @@ class Loop {
         c->route->route.on_message(ws, ev.payload, ev.type == WsEvent::Binary);
       }
       if (c->dead) return;
+      if (backed_up(c)) break;  // the rest waits until the output drains
     }
     c->in.erase(0, pos);
     c->decoder->shrink();
@@ -2461,6 +2607,8 @@ class Loop {
     ++route.clients;
     std::size_t limit = route.route.max_message_bytes ? route.route.max_message_bytes : cfg_.max_message_bytes;
     c->decoder = std::make_unique<WsDecoder>(limit);
+    // One whole frame (header included): the decoder acts on complete frames.
+    c->in_cap = limit > SIZE_MAX - 14 ? SIZE_MAX : limit + 14;
     c->request = std::make_unique<HttpRequest>(std::move(req));
     if (route.route.on_open) {
       WebSocket ws(c);
@@ -2483,10 +2631,22 @@ class Loop {
     }
   }
 
-  void arm_write(Conn* c, bool on) {
-    if (c->write_armed == on) return;
-    c->write_armed = on;
-    poller_.modify(c->fd, c, on);
+  // Whether to read from `c` now: not once its last answer is queued (HTTP
+  // close, or the answer to a close frame), nor while its output is backed
+  // up or its input buffer is full. What waits is parsed once output drains.
+  bool wants_read(const Conn* c) const {
+    if (c->state == Conn::State::Draining) return true;  // discarded until the deadline
+    if (c->close_after_flush || c->in.size() >= c->in_cap) return false;
+    return backlog(c) <= (c->read_paused ? pause_bytes() / 2 : pause_bytes());
+  }
+
+  void update_interest(Conn* c) {
+    if (c->dead) return;
+    bool read = wants_read(c), write = !c->out.empty();
+    if (read == !c->read_paused && write == c->write_armed) return;
+    c->read_paused = !read;
+    c->write_armed = write;
+    poller_.modify(c->fd, c, write, read);
   }
 
   void flush(Conn* c) {
@@ -2501,13 +2661,11 @@ class Loop {
       }
       long w = net::send_vec(c->fd, iov, n);
       if (w < 0) {
-        if (net::would_block(net::last_error())) {
-          arm_write(c, true);
-          return;
-        }
+        if (net::would_block(net::last_error())) break;
         drop(c, &ServerStats::dropped_error, nullptr);
         return;
       }
+      c->out_since = mono_now();
       stats_.bytes_sent += std::uint64_t(w);
       c->out_bytes -= std::size_t(w);
       std::size_t done = 0;
@@ -2523,9 +2681,13 @@ class Loop {
       }
       c->out.erase(c->out.begin(), c->out.begin() + long(done));
     }
-    arm_write(c, false);
-    if (c->out.capacity() > 16) std::vector<OutChunk>().swap(c->out);
-    if (c->close_after_flush && c->state != Conn::State::Draining) begin_drain(c);
+    if (c->out.empty()) {
+      if (c->out.capacity() > 16) std::vector<OutChunk>().swap(c->out);
+      if (c->close_after_flush && c->state != Conn::State::Draining) begin_drain(c);
+    }
+    // Requests or frames that waited for the output to drain.
+    if (c->read_paused && !c->in.empty() && backlog(c) <= pause_bytes() / 2) process(c);
+    update_interest(c);
   }
 
   // Half-close and discard what the peer still sends, so that our last
@@ -2536,6 +2698,7 @@ class Loop {
     c->state = Conn::State::Draining;
     c->in.clear();
     c->deadline = mono_now() + 2.0;
+    update_interest(c);
   }
 
   void begin_shutdown() {
@@ -2561,7 +2724,13 @@ class Loop {
       if (c->dead) continue;
       switch (c->state) {
         case Conn::State::Http:
-          if (!c->out.empty()) break;
+          if (!c->out.empty()) {
+            // A client that takes none of its answers for this long (while
+            // its further requests wait unread) is not coming back for them.
+            if (now - c->out_since > cfg_.request_timeout_seconds)
+              drop(c, &ServerStats::dropped_timeout, "did not read its answers");
+            break;
+          }
           if (c->partial_since != 0 && now - c->partial_since > cfg_.request_timeout_seconds) {
             ++stats_.dropped_timeout;
             respond(c, HttpResponse::error(408, "request timed out"), false, false);
@@ -2573,7 +2742,11 @@ class Loop {
           }
           break;
         case Conn::State::WebSocket:
-          if (ping <= 0 || now - c->last_rx < ping) {
+          if (ping > 0 && !c->out.empty() && now - c->out_since > 2 * ping) {
+            // Pings alone cannot tell: a client may keep sending them
+            // while it reads nothing.
+            drop(c, &ServerStats::dropped_timeout, "took no output for two ping periods");
+          } else if (ping <= 0 || now - c->last_rx < ping) {
             c->ping_outstanding = false;
           } else if (!c->ping_outstanding) {
             c->ping_outstanding = true;
@@ -2621,10 +2794,7 @@ class Loop {
             c->route->route.on_close(ws, 1006);
           }
         }
-        if (!c->loopback) {
-          auto it = per_ip_.find(c->remote);
-          if (it != per_ip_.end() && --it->second == 0) per_ip_.erase(it);
-        }
+        admission_.release(c->remote, c->loopback);
         std::size_t i = c->index;
         if (i != conns_.size() - 1) {
           conns_[i] = std::move(conns_.back());
@@ -2644,7 +2814,7 @@ class Loop {
   bool fd_exhausted_logged_ = false;
   std::vector<std::unique_ptr<Conn>> conns_;
   std::vector<Conn*> graveyard_;
-  std::unordered_map<std::string, std::size_t> per_ip_;
+  ClientAdmission admission_;
   std::vector<char> rbuf_;
 };
 
@@ -2707,7 +2877,7 @@ inline void Server::http(std::string method, std::string path, HttpHandler handl
 }
 inline void Server::every(double period_seconds, std::function<void(std::int64_t)> fn) {
   auto us = std::int64_t(std::llround(period_seconds * 1e6));
-  loop_->tickers_.push_back({std::max<std::int64_t>(us, 1000), std::move(fn)});
+  loop_->tickers_.push_back({std::max<std::int64_t>(us, 1000), std::move(fn), detail::TickSchedule()});
 }
 inline bool Server::listen(std::string* error) { return loop_->listen(error); }
 inline void Server::run() {
