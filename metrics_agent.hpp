@@ -4332,44 +4332,58 @@ struct Subscriber {
 
 // Runs the collector's blocking part (statvfs, slow sysfs files) on its own
 // thread, so a dead NFS mount delays only the disk numbers, never the loop.
+// The worker shares ownership of everything it touches (the sample function
+// and what it captures, its scratch Snapshot, the results): a worker left
+// behind in the kernel by the destructor finds all of it alive when the call
+// returns.
 class SlowSampler {
  public:
-  // `sample` fills the slow part of a Snapshot (Collector::sample_slow).
-  explicit SlowSampler(std::function<void(Snapshot&)> sample)
-      : sample_(std::move(sample)), thread_([this] { work(); }) {}
+  // `sample` fills the slow part of a Snapshot (Collector::sample_slow). It
+  // may outlive the sampler (see ~SlowSampler): what it uses, it must own.
+  explicit SlowSampler(std::function<void(Snapshot&)> sample) : state_(std::make_shared<State>()) {
+    state_->sample = std::move(sample);
+    thread_ = std::thread([state = state_] { work(*state); });
+  }
   ~SlowSampler() {
-    std::unique_lock<std::mutex> lk(mu_);
-    stop_ = true;
-    cv_.notify_all();
+    State& st = *state_;
+    std::unique_lock<std::mutex> lk(st.mu);
+    st.stop = true;
+    st.cv.notify_all();
     // A worker stuck in the kernel (statvfs on a dead mount) cannot be
     // interrupted: after a second, leave it rather than hang the shutdown.
-    done_cv_.wait_for(lk, std::chrono::seconds(1), [this] { return !busy_.load(); });
-    bool stuck = busy_.load();
+    st.done_cv.wait_for(lk, std::chrono::seconds(1), [&st] { return !st.busy; });
+    bool stuck = st.busy;
     lk.unlock();
     if (stuck)
       thread_.detach();
     else
       thread_.join();
   }
+  SlowSampler(const SlowSampler&) = delete;
+  SlowSampler& operator=(const SlowSampler&) = delete;
+
   void kick() {
     {
-      std::lock_guard<std::mutex> lk(mu_);
-      wanted_ = true;
+      std::lock_guard<std::mutex> lk(state_->mu);
+      state_->wanted = true;
     }
-    cv_.notify_all();
+    state_->cv.notify_all();
   }
   // Waits up to `seconds` for a first result.
   void wait_first(double seconds) {
-    std::unique_lock<std::mutex> lk(mu_);
-    done_cv_.wait_for(lk, std::chrono::duration<double>(seconds), [this] { return have_; });
+    State& st = *state_;
+    std::unique_lock<std::mutex> lk(st.mu);
+    st.done_cv.wait_for(lk, std::chrono::duration<double>(seconds), [&st] { return st.have; });
   }
   // Copies the latest results into `s`; marks them failed when older than max_age.
   void merge_into(Snapshot& s, double now, double max_age) {
-    std::lock_guard<std::mutex> lk(mu_);
-    if (!have_ || now - taken_ > max_age) {
-      std::string why = have_ ? "filesystem statistics did not answer within " + format_duration(max_age)
-                              : "filesystem statistics not collected yet";
-      s.disk.path = result_.disk.path;
+    State& st = *state_;
+    std::lock_guard<std::mutex> lk(st.mu);
+    const Snapshot& result = st.result;
+    if (!st.have || now - st.taken > max_age) {
+      std::string why = st.have ? "filesystem statistics did not answer within " + format_duration(max_age)
+                                : "filesystem statistics not collected yet";
+      s.disk.path = result.disk.path;
       s.disk.path.ok = false;
       s.disk.path.error = why;
       s.disk.partitions_ok = false;
@@ -4378,47 +4392,51 @@ class SlowSampler {
       s.cpu.frequency_mhz.clear();
       return;
     }
-    s.disk.path = result_.disk.path;
-    s.disk.partitions_ok = result_.disk.partitions_ok;
-    s.disk.partitions_error = result_.disk.partitions_error;
-    s.disk.partitions = result_.disk.partitions;
-    s.cpu.frequency_mhz = result_.cpu.frequency_mhz;
+    s.disk.path = result.disk.path;
+    s.disk.partitions_ok = result.disk.partitions_ok;
+    s.disk.partitions_error = result.disk.partitions_error;
+    s.disk.partitions = result.disk.partitions;
+    s.cpu.frequency_mhz = result.cpu.frequency_mhz;
   }
 
  private:
-  void work() {
-    Snapshot local;
-    std::unique_lock<std::mutex> lk(mu_);
+  struct State {
+    std::function<void(Snapshot&)> sample;
+    std::mutex mu;
+    std::condition_variable cv, done_cv;
+    bool wanted = false, stop = false, have = false, busy = false;
+    double taken = 0;
+    Snapshot local;   // the worker's scratch, filled outside the lock
+    Snapshot result;  // the latest complete sample, under mu
+  };
+
+  static void work(State& st) {
+    Snapshot& local = st.local;
+    std::unique_lock<std::mutex> lk(st.mu);
     for (;;) {
-      cv_.wait(lk, [this] { return wanted_ || stop_; });
-      if (stop_) return;
-      wanted_ = false;
-      busy_ = true;
+      st.cv.wait(lk, [&st] { return st.wanted || st.stop; });
+      if (st.stop) return;
+      st.wanted = false;
+      st.busy = true;
       lk.unlock();
       local.disk = DiskStats();
       local.cpu.frequency_mhz.clear();
-      sample_(local);
+      st.sample(local);
       double t = mono_now();
       lk.lock();
-      busy_ = false;
-      result_.disk.path = local.disk.path;
-      result_.disk.partitions_ok = local.disk.partitions_ok;
-      result_.disk.partitions_error = local.disk.partitions_error;
-      result_.disk.partitions.swap(local.disk.partitions);
-      result_.cpu.frequency_mhz.swap(local.cpu.frequency_mhz);
-      taken_ = t;
-      have_ = true;
-      done_cv_.notify_all();
+      st.busy = false;
+      st.result.disk.path = local.disk.path;
+      st.result.disk.partitions_ok = local.disk.partitions_ok;
+      st.result.disk.partitions_error = local.disk.partitions_error;
+      st.result.disk.partitions.swap(local.disk.partitions);
+      st.result.cpu.frequency_mhz.swap(local.cpu.frequency_mhz);
+      st.taken = t;
+      st.have = true;
+      st.done_cv.notify_all();
     }
   }
 
-  std::function<void(Snapshot&)> sample_;
-  std::mutex mu_;
-  std::condition_variable cv_, done_cv_;
-  bool wanted_ = false, stop_ = false, have_ = false;
-  std::atomic<bool> busy_{false};
-  double taken_ = 0;
-  Snapshot result_;
+  std::shared_ptr<State> state_;
   std::thread thread_;
 };
 
@@ -4430,7 +4448,7 @@ struct LoginAttempts {
 class AgentCore {
  public:
   explicit AgentCore(Options o)
-      : opt_(std::move(o)), server_(server_config(opt_)), collector_(opt_.disk_path) {
+      : opt_(std::move(o)), server_(server_config(opt_)), collector_(std::make_shared<Collector>(opt_.disk_path)) {
     tick_us_ = std::int64_t(std::llround(opt_.tick_seconds * 1e6));
     for (const auto& u : opt_.users) {
       std::size_t c = u.find(':');
@@ -4460,7 +4478,8 @@ class AgentCore {
 
   Options opt_;
   Server server_;
-  Collector collector_;
+  // Shared with the slow sampler's worker, which may outlive this object.
+  std::shared_ptr<Collector> collector_;
   std::vector<std::pair<std::string, std::function<double()>>> gauge_fns_;
   std::vector<std::string> gauge_help_;
   std::unique_ptr<SlowSampler> slow_;
@@ -4481,7 +4500,7 @@ class AgentCore {
     history_.reset(std::size_t(std::ceil(opt_.history_seconds / opt_.tick_seconds)), gauge_fns_.size());
     started_us_ = wall_now_us();
     started_mono_ = mono_now();
-    slow_ = std::make_unique<SlowSampler>([this](Snapshot& s) { collector_.sample_slow(s); });
+    slow_ = std::make_unique<SlowSampler>([collector = collector_](Snapshot& s) { collector->sample_slow(s); });
     slow_->kick();
     slow_->wait_first(1.0);
     // The first tick's CPU share must cover a real interval (/proc/stat counts
@@ -4505,7 +4524,7 @@ class AgentCore {
   // ---- the tick ------------------------------------------------------------
 
   void sample(Snapshot& s) {
-    collector_.sample_fast(s, mono_now());
+    collector_->sample_fast(s, mono_now());
     if (slow_) slow_->merge_into(s, mono_now(), std::max(3.0, 3 * opt_.tick_seconds));
     s.timestamp_us = wall_now_us();
     s.custom.resize(gauge_fns_.size());
@@ -5130,7 +5149,7 @@ inline std::string Agent::collect_once_json(double interval_seconds) {
   Snapshot* s = &core_->snap_;
   std::this_thread::sleep_for(std::chrono::duration<double>(interval_seconds));
   core_->sample(*s);  // the fast part and the gauges
-  core_->collector_.sample_slow(*s);
+  core_->collector_->sample_slow(*s);
   std::string out = "{\"timestamp\":\"";
   detail::append_timestamp(out, s->timestamp_us, detail::TimeFormat::Seconds);
   out += "\",\"data\":";
