@@ -960,20 +960,33 @@ inline std::string crypto_int_to_string(std::int64_t v) {
   return std::string(buf, res.ptr);
 }
 
+// picojson reports most errors as a string but throws for some (numbers out
+// of range such as 1e999): the one entry point that never throws. Empty on
+// success, else the reason; `consumed`, when given, receives how many bytes
+// the value took (what follows is the caller's to judge).
+inline std::string parse_json(picojson::value& v, std::string_view text, std::size_t* consumed = nullptr) {
+  try {
+    std::string err;
+    const auto end = picojson::parse(v, text.begin(), text.end(), &err);
+    if (consumed) *consumed = std::size_t(end - text.begin());
+    return err;
+  } catch (const std::exception& e) {
+    return std::string("malformed JSON: ") + e.what();
+  }
+}
+
+// True when `text` from `pos` on is only JSON whitespace (RFC 8259 section 2).
+inline bool json_blank_from(std::string_view text, std::size_t pos) {
+  for (; pos < text.size(); ++pos)
+    if (text[pos] != ' ' && text[pos] != '\t' && text[pos] != '\r' && text[pos] != '\n') return false;
+  return true;
+}
+
 // A JSON text that is exactly one object (nothing after it but whitespace).
 inline bool crypto_parse_json_object(std::string_view text, picojson::value* out) {
-  std::string err;
-  const char* end = text.data() + text.size();
-  const char* pos = end;
-  try {
-    pos = picojson::parse(*out, text.data(), end, &err);
-  } catch (const std::exception&) {
-    return false;  // picojson throws std::overflow_error for numbers like 1e999
-  }
-  if (!err.empty() || !out->is<picojson::object>()) return false;
-  for (; pos != end; ++pos)
-    if (*pos != ' ' && *pos != '\t' && *pos != '\r' && *pos != '\n') return false;
-  return true;
+  std::size_t used = 0;
+  if (!parse_json(*out, text, &used).empty() || !out->is<picojson::object>()) return false;
+  return json_blank_from(text, used);
 }
 
 // A NumericDate claim (RFC 7519 section 2): seconds, possibly fractional,
@@ -3854,11 +3867,9 @@ inline int health_check(const std::string& url, double timeout_seconds, std::str
     return 1;
   }
   picojson::value doc;
-  std::string json_error;
-  const std::string& body = answer.body;
-  const auto json_end = picojson::parse(doc, body.begin(), body.end(), &json_error);
-  const bool trailing = std::any_of(json_end, body.end(), [](char c) { return c != ' ' && c != '\t' && c != '\r' && c != '\n'; });
-  if (!json_error.empty() || trailing) {
+  std::size_t json_end = 0;
+  const std::string json_error = parse_json(doc, answer.body, &json_end);
+  if (!json_error.empty() || !json_blank_from(answer.body, json_end)) {
     message = "not JSON: " + (answer.body.empty() ? std::string("empty body")
                                                   : printable_prefix(answer.body, 60));
     return 1;
@@ -4268,18 +4279,6 @@ inline bool alert_holds(const AlertRule& r, double v) {
 
 inline std::vector<std::string> default_alert_rules() {
   return {"cpu>90:30s", "memory>90:30s", "disk>90:30s:critical"};
-}
-
-// picojson reports most errors as a string but throws for some (numbers out
-// of range such as 1e999): one entry point that never throws.
-inline std::string parse_json(picojson::value& v, std::string_view text) {
-  try {
-    std::string err;
-    picojson::parse(v, text.begin(), text.end(), &err);
-    return err;
-  } catch (const std::exception& e) {
-    return std::string("malformed JSON: ") + e.what();
-  }
 }
 
 inline bool builtin_alert_metric(std::string_view m) {
