@@ -408,18 +408,25 @@ class Agent {
   Agent(const Agent&) = delete;
   Agent& operator=(const Agent&) = delete;
 
-  // Checks options (ranges, alert rules, accounts); false with a one-line
-  // reason naming the option.
+  // Checks options (ranges, the listen address, alert rules, accounts);
+  // false with a one-line reason naming the option.
   static bool validate(const Options& options, std::string* error);
+  // The same for this agent's options, and every alert rule names a built-in
+  // metric or one of the gauges added so far. listen() runs it first.
+  bool validate(std::string* error = nullptr) const;
 
-  // An application gauge, read on the agent's thread at every tick. Add
-  // gauges before start()/run().
-  void add_gauge(std::string name, std::string help, std::function<double()> read);
+  // An application gauge, read on the agent's thread at every tick. Gauges
+  // are added before listen()/start()/run(): afterwards the history rows and
+  // the streams have their shape, and add_gauge refuses (false with a reason).
+  bool add_gauge(std::string name, std::string help, std::function<double()> read, std::string* error = nullptr);
 
   // The underlying server: add routes of your own before start()/run().
   Server& server();
 
-  bool listen(std::string* error = nullptr);  // binds; run() does it if needed
+  // Validates (see validate()), prepares and binds; false with a reason when
+  // the options are invalid or the address cannot be bound. run() and start()
+  // call it when it has not been called.
+  bool listen(std::string* error = nullptr);
   int run();    // serves until stop(); 0, or 1 when it cannot listen
   void start(); // run() on a background thread
   void stop();  // thread-safe and async-signal-safe
@@ -4482,20 +4489,45 @@ class AgentCore {
   std::vector<std::pair<std::string, std::function<double()>>> gauge_fns_;
   std::vector<std::string> gauge_help_;
   std::unique_ptr<SlowSampler> slow_;
+  // Orders add_gauge against prepare(): once prepared_ is set, gauge_fns_
+  // never changes (the history rows are that wide).
+  std::mutex setup_mu_;
   bool prepared_ = false;
-  std::string start_error_;
 
-  bool prepare() {
-    if (prepared_) return start_error_.empty();
-    prepared_ = true;
+  // Options and alert rules (each rule's metric is built in or a gauge).
+  bool validate(std::string* error) const {
+    if (!Agent::validate(opt_, error)) return false;
     for (const auto& r : rules_) {
       bool gauge = std::any_of(gauge_fns_.begin(), gauge_fns_.end(), [&](const auto& g) { return g.first == r.metric; });
       if (!builtin_alert_metric(r.metric) && !gauge) {
-        start_error_ = "alert rule '" + r.text + "': unknown metric '" + r.metric +
-                       "' (cpu, memory, disk, swap, load1, load5, load15, or an application gauge)";
+        if (error)
+          *error = "--alert: alert rule '" + r.text + "': unknown metric '" + r.metric +
+                   "' (cpu, memory, disk, swap, load1, load5, load15, or an application gauge)";
         return false;
       }
     }
+    return true;
+  }
+
+  bool add_gauge(std::string name, std::string help, std::function<double()> read, std::string* error) {
+    std::lock_guard<std::mutex> lk(setup_mu_);
+    if (prepared_) {
+      if (error) *error = "add_gauge('" + name + "'): gauges are added before listen()/start()/run()";
+      return false;
+    }
+    gauge_fns_.emplace_back(std::move(name), std::move(read));
+    gauge_help_.push_back(std::move(help));
+    return true;
+  }
+
+  // Validates, then fixes the shape (history width, gauges) and starts the
+  // sampler and the tick, once. A failed validation leaves the agent as it
+  // was: a missing gauge can still be added and listen() tried again.
+  bool prepare(std::string* error) {
+    std::lock_guard<std::mutex> lk(setup_mu_);
+    if (prepared_) return true;
+    if (!validate(error)) return false;
+    prepared_ = true;
     history_.reset(std::size_t(std::ceil(opt_.history_seconds / opt_.tick_seconds)), gauge_fns_.size());
     started_us_ = wall_now_us();
     started_mono_ = mono_now();
@@ -5078,20 +5110,27 @@ inline bool Agent::validate(const Options& o, std::string* error) {
     if (error) *error = std::move(why);
     return false;
   };
+  std::string why;
+  if (!detail::net::valid_listen_address(o.listen, why)) return fail("--listen: " + why);
   if (!(o.tick_seconds >= 0.1 && o.tick_seconds <= 60)) return fail("--tick must be between 0.1 and 60 seconds");
+  if (o.disk_path.empty()) return fail("--disk must name a path");
   if (!(o.history_seconds >= 0 && o.history_seconds <= 7 * 86400))
     return fail("--history must be between 0 and 604800 seconds");
   if (o.max_clients < 1 || o.max_clients > 1000000) return fail("--max-clients must be between 1 and 1000000");
-  if (o.max_clients_per_ip < 1) return fail("--max-clients-per-ip must be at least 1");
+  if (o.max_clients_per_ip < 1 || o.max_clients_per_ip > 1000000)
+    return fail("--max-clients-per-ip must be between 1 and 1000000");
   if (!(o.heartbeat_seconds >= 0 && o.heartbeat_seconds <= 3600))
     return fail("--heartbeat must be between 0 (off) and 3600 seconds");
   if (!(o.ws_ping_seconds >= 0 && o.ws_ping_seconds <= 3600))
     return fail("--ws-ping must be between 0 (off) and 3600 seconds");
   if (!(o.request_timeout_seconds >= 0.1 && o.request_timeout_seconds <= 3600))
     return fail("--request-timeout must be between 0.1 and 3600 seconds");
-  if (o.max_backlog_bytes < 1024) return fail("--max-backlog must be at least 1024 bytes");
+  if (o.max_backlog_bytes < 1024 || o.max_backlog_bytes > (std::size_t(1) << 30))
+    return fail("--max-backlog must be between 1024 and 1073741824 bytes");
   if (o.max_message_bytes < 1 || o.max_message_bytes > (std::size_t(16) << 20))
     return fail("--max-message must be between 1 and 16777216 bytes");
+  if (!(o.token_ttl_seconds >= 1 && o.token_ttl_seconds <= 366 * 86400.0))
+    return fail("token_ttl_seconds must be between 1 and 31622400");
   for (const auto& u : o.users) {
     std::size_t c = u.find(':');
     if (c == std::string::npos || c == 0 || u.compare(c + 1, 14, "pbkdf2-sha256$") != 0)
@@ -5101,25 +5140,21 @@ inline bool Agent::validate(const Options& o, std::string* error) {
     return fail("--user needs --jwt-secret-file (or METRICS_AGENT_JWT_SECRET) to issue tokens");
   for (const auto& a : o.alerts) {
     detail::AlertRule r;
-    std::string why;
     if (!detail::parse_alert_rule(a, r, why)) return fail("--alert: " + why);
   }
   return true;
 }
 
-inline void Agent::add_gauge(std::string name, std::string help, std::function<double()> read) {
-  core_->gauge_fns_.emplace_back(std::move(name), std::move(read));
-  core_->gauge_help_.push_back(std::move(help));
+inline bool Agent::validate(std::string* error) const { return core_->validate(error); }
+
+inline bool Agent::add_gauge(std::string name, std::string help, std::function<double()> read, std::string* error) {
+  return core_->add_gauge(std::move(name), std::move(help), std::move(read), error);
 }
 
 inline Server& Agent::server() { return core_->server_; }
 
 inline bool Agent::listen(std::string* error) {
-  if (!core_->prepare()) {
-    if (error) *error = core_->start_error_;
-    return false;
-  }
-  return core_->server_.listen(error);
+  return core_->prepare(error) && core_->server_.listen(error);
 }
 
 inline int Agent::run() {
