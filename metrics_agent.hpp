@@ -4269,11 +4269,15 @@ inline bool parse_alert_rule(std::string_view text, AlertRule& rule, std::string
       return false;
     }
   }
-  for (char ch : rule.metric)
-    if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '.')) {
-      error = "alert rule '" + std::string(text) + "': bad metric name '" + rule.metric + "'";
-      return false;
-    }
+  // ASCII only, whatever the locale: std::isalnum would also take letters of
+  // the C library's current locale.
+  const auto name_char = [](char ch) {
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_' || ch == '.';
+  };
+  if (rule.metric.empty() || !std::all_of(rule.metric.begin(), rule.metric.end(), name_char)) {
+    error = "alert rule '" + std::string(text) + "': bad metric name '" + rule.metric + "'";
+    return false;
+  }
   return true;
 }
 
