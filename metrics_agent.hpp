@@ -459,9 +459,6 @@ class Agent {
 //   WebSocket accept key (RFC 6455 section 4.2.2). Byte strings are std::string.
 // ============================================================================
 
-
-
-
 namespace metrics_agent {
 namespace detail {
 
@@ -1739,7 +1736,7 @@ class WsDecoder {
 
     if (control) {
       control_.assign(payload, std::size_t(plen));
-      unmask(&control_[0], control_.size(), mask, 0);
+      unmask(&control_[0], control_.size(), mask);
       have_event = true;
       ev = WsEvent();
       ev.payload = control_;
@@ -1772,7 +1769,7 @@ class WsDecoder {
     ++fragments_;
     std::size_t old = message_.size();
     message_.append(payload, std::size_t(plen));
-    unmask(&message_[0] + old, std::size_t(plen), mask, 0);
+    unmask(&message_[0] + old, std::size_t(plen), mask);
     // §8.1: text must be valid UTF-8; fail as soon as it cannot become valid.
     if (text_ && !utf8_.feed(message_.data() + old, std::size_t(plen)))
       return fail(ev, have_event, 1007, "invalid UTF-8 in text message");
@@ -1792,7 +1789,7 @@ class WsDecoder {
   }
 
  private:
-  static void unmask(char* d, std::size_t n, const std::uint8_t* mask, std::size_t) {
+  static void unmask(char* d, std::size_t n, const std::uint8_t* mask) {
     if (!mask) return;
     for (std::size_t i = 0; i < n; ++i) d[i] = char(d[i] ^ mask[i & 3]);
   }
@@ -3246,10 +3243,6 @@ inline void append_prometheus(std::string& out, const Snapshot& s, const std::ve
 //   (RFC 9112) of the agent's own: the static binary cannot link Debian's
 //   shared cpp-httplib. Its OS calls are the client half of the socket shim.
 // ============================================================================
-
-// Splice note: these two belong in the Includes section's Linux block.
-#if defined(METRICS_AGENT_PLATFORM_LINUX)
-#endif  // METRICS_AGENT_PLATFORM_LINUX
 
 namespace metrics_agent {
 namespace detail {
