@@ -3487,7 +3487,7 @@ class ChunkedDecoder {
       switch (state_) {
         case State::Size: {
           std::string_view line;
-          if (!take_line(raw, line)) return more(raw, error);
+          if (const Result r = take_line(raw, line, error); r != Done) return r;
           std::size_t i = 0;
           std::uint64_t size = 0;
           for (; i < line.size() && hex_digit(line[i]) >= 0; ++i) {
@@ -3516,14 +3516,14 @@ class ChunkedDecoder {
         }
         case State::DataEnd: {
           std::string_view line;
-          if (!take_line(raw, line)) return more(raw, error);
+          if (const Result r = take_line(raw, line, error); r != Done) return r;
           if (!line.empty()) return bad(error, "chunk longer than its size");
           state_ = State::Size;
           break;
         }
         case State::Trailer: {
           std::string_view line;
-          if (!take_line(raw, line)) return more(raw, error);
+          if (const Result r = take_line(raw, line, error); r != Done) return r;
           if (line.empty()) return Done;
           break;
         }
@@ -3534,18 +3534,20 @@ class ChunkedDecoder {
  private:
   enum class State { Size, Data, DataEnd, Trailer };
 
-  // A line ending in LF (a CR before it is dropped), from pos_.
-  bool take_line(std::string_view raw, std::string_view& line) {
+  static constexpr std::size_t kMaxLine = 4096;
+
+  // A line ending in LF (a CR before it is dropped), from pos_: Done with
+  // `line`, NeedMore until its end arrives. A line longer than kMaxLine is
+  // Bad whether or not its end is in yet, so that the outcome never depends
+  // on how the bytes were split.
+  Result take_line(std::string_view raw, std::string_view& line, std::string& error) {
     const std::size_t lf = raw.find('\n', pos_);
-    if (lf == std::string_view::npos) return false;
+    if ((lf == std::string_view::npos ? raw.size() : lf) - pos_ > kMaxLine) return bad(error, "chunk line too long");
+    if (lf == std::string_view::npos) return NeedMore;
     line = raw.substr(pos_, lf - pos_);
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     pos_ = lf + 1;
-    return true;
-  }
-  Result more(std::string_view raw, std::string& error) {
-    if (raw.size() - pos_ > 4096) return bad(error, "chunk line too long");
-    return NeedMore;
+    return Done;
   }
   static Result bad(std::string& error, const char* why) {
     error = std::string("malformed chunked answer: ") + why;
@@ -3559,7 +3561,8 @@ class ChunkedDecoder {
 
 // Parses a response from the bytes received so far. NeedMore until it is
 // complete (`eof`: the server closed); Bad with a reason. A status other than
-// 200 is Done as soon as its head is in: its body does not matter.
+// 200 is Done as soon as its head is in: its body does not matter. The outcome
+// depends only on the bytes, never on how they were split into reads.
 class HttpAnswerParser {
  public:
   enum Result { NeedMore, Done, Bad };
@@ -3569,14 +3572,10 @@ class HttpAnswerParser {
 
   Result feed(std::string_view data, bool eof, HttpAnswer& out, std::string& error) {
     while (body_at_ == 0) {
-      std::size_t end = data.find("\r\n\r\n", head_at_);
-      std::size_t skip = 4;
+      const std::size_t end = head_end(data, head_at_);
+      if ((end == std::string_view::npos ? data.size() : end) - head_at_ > kMaxHead)
+        return fail(error, "the answer's header is larger than 64 KiB");
       if (end == std::string_view::npos) {
-        end = data.find("\n\n", head_at_);
-        skip = 2;
-      }
-      if (end == std::string_view::npos) {
-        if (data.size() - head_at_ > kMaxHead) return fail(error, "the answer's header is larger than 64 KiB");
         if (eof) return fail(error, data.empty() ? "the server closed the connection without answering"
                                                  : "the server closed the connection in the middle of its header");
         return NeedMore;
@@ -3584,10 +3583,10 @@ class HttpAnswerParser {
       const Result r = parse_head(data.substr(head_at_, end - head_at_), out, error);
       if (r == Bad) return Bad;
       if (out.status >= 100 && out.status < 200) {  // an interim answer: the real one follows
-        head_at_ = end + skip;
+        head_at_ = end;
         continue;
       }
-      body_at_ = end + skip;
+      body_at_ = end;
       if (out.status != 200) return Done;
     }
     const std::string_view body = data.substr(body_at_);
@@ -3612,6 +3611,16 @@ class HttpAnswerParser {
   }
 
  private:
+  // Just past the first empty line after `from` (a line ends in LF, with or
+  // without CR: RFC 9112 section 2.2), or npos while it has not arrived.
+  static std::size_t head_end(std::string_view data, std::size_t from) {
+    for (std::size_t lf = data.find('\n', from); lf != std::string_view::npos; lf = data.find('\n', lf + 1)) {
+      if (lf + 1 < data.size() && data[lf + 1] == '\n') return lf + 2;
+      if (lf + 2 < data.size() && data[lf + 1] == '\r' && data[lf + 2] == '\n') return lf + 3;
+    }
+    return std::string_view::npos;
+  }
+
   Result parse_head(std::string_view head, HttpAnswer& out, std::string& error) {
     std::size_t nl = head.find('\n');
     std::string_view status_line = head.substr(0, nl);
