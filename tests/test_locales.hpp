@@ -8,6 +8,7 @@
 #include <clocale>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <set>
 #include <string>
@@ -62,12 +63,19 @@ inline std::string provide(const std::string& source, const std::string& charmap
   const std::string def = "/usr/share/i18n/locales/" + source;
   if (::access(def.c_str(), R_OK) != 0) return "no locale source " + def + " (Debian package `locales`)";
   if (dir.path().empty()) return "cannot create a directory for locales";
-  const std::string cmd = "localedef -i " + source + " -f " + charmap + " '" + dir.path() + "/" + name + "' >/dev/null 2>&1";
+  const std::string log = dir.path() + "/" + name + ".log";
+  const std::string cmd = "localedef -i " + source + " -f " + charmap + " '" + dir.path() + "/" + name + "' >'" + log + "' 2>&1";
   const int rc = std::system(cmd.c_str());
   // localedef exits 1 after mere warnings, with the locale written all the same.
   if (rc != -1 && WIFEXITED(rc) && WEXITSTATUS(rc) == 127) return "localedef is not installed";
   ::setenv("LOCPATH", dir.path().c_str(), 1);
-  if (!loadable(name)) return "localedef could not build " + name;
+  if (!loadable(name)) {
+    std::ifstream in(log);
+    std::string line, last;
+    while (std::getline(in, line))
+      if (!line.empty()) last = line;
+    return "localedef could not build " + name + " (status " + std::to_string(rc) + (last.empty() ? "" : ": " + last) + ")";
+  }
   built.insert(name);
   return "";
 }
