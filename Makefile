@@ -50,8 +50,10 @@ cross: main.cpp $(HEADERS)
 	@for pair in $(CROSS_TARGETS); do \
 	  t=$${pair%%:*}; q=$${pair#*:}; out=$(BUILD)/metrics-agent-$$t; \
 	  echo "== $$t"; \
-	  $$t-g++ $(STD) -O2 $(WARN) -Wno-psabi -I. -I$(BUILD)/cross-include main.cpp -o $$out -static -pthread \
-	    2>&1 | grep -v -e getaddrinfo -e 'in function' || true; \
+	  rm -f $$out $$out.log; \
+	  if ! $$t-g++ $(STD) -O2 $(WARN) -Wno-psabi -I. -I$(BUILD)/cross-include main.cpp -o $$out -static -pthread \
+	    > $$out.log 2>&1; then cat $$out.log; echo "$$t: compile failed" >&2; exit 1; fi; \
+	  grep -v -e getaddrinfo -e 'in function' $$out.log; \
 	  test -s $$out && $$t-strip $$out && ls -l $$out | awk '{print $$5 " bytes"}' && \
 	  qemu-$$q $$out --once | /usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin)["data"]; print("qemu-%s --once: cpu %s%%, memory %s%%, %d cores" % (sys.argv[1], d["cpu"]["usage_percent"], d["memory"]["usage_percent"], len(d["cpu"]["per_core"])))' $$q \
 	  || exit 1; \

@@ -33,6 +33,7 @@ repeatable options take a comma-separated list there):
   --ws-ping SECONDS          ping clients idle this long; drop those silent for another period (default 30)
   --request-timeout SECONDS  close HTTP connections whose request stalls this long (default 10)
   --max-backlog BYTES        output queued for one client before it is dropped (default 1048576)
+  --max-message BYTES        largest WebSocket message a client may send, 1 to 16777216 (default 65536)
   --gauge NAME=FILE          publish the number in FILE as the application gauge NAME, read at every
                              tick (repeatable; for cron jobs and scripts; keep FILE on a local disk)
 )";
@@ -69,9 +70,18 @@ double number(const std::string& flag, const std::string& v, double lo, double h
   return d;
 }
 
-std::size_t count(const std::string& flag, const std::string& v, double lo, double hi) {
-  double d = number(flag, v, lo, hi, "");
-  if (d != std::floor(d)) usage_error(flag + ": '" + v + "' is not a whole number");
+// The agent's flags are only parsed here: Agent::validate checks their ranges.
+double seconds(const std::string& flag, const std::string& v) {
+  double d = 0;
+  if (!metrics_agent::detail::parse_double(v, d)) usage_error(flag + ": '" + v + "' is not a number of seconds");
+  return d;
+}
+
+std::size_t count(const std::string& flag, const std::string& v) {
+  double d = 0;
+  // Up to 2^53, where a double still holds every whole number.
+  if (!metrics_agent::detail::parse_double(v, d) || d < 0 || d > 9007199254740992.0 || d != std::floor(d))
+    usage_error(flag + ": '" + v + "' is not a whole number");
   return std::size_t(d);
 }
 
@@ -88,16 +98,13 @@ std::string read_secret_file(const std::string& path) {
 void apply(metrics_agent::Options& o, const std::string& flag, const std::string& v) {
   const std::string f = "--" + flag;
   if (flag == "listen") {
-    std::string why;
-    if (!metrics_agent::detail::net::valid_listen_address(v, why)) usage_error(f + ": " + why);
     o.listen = v;
   } else if (flag == "tick") {
-    o.tick_seconds = number(f, v, 0.1, 60, "seconds");
+    o.tick_seconds = seconds(f, v);
   } else if (flag == "disk") {
-    if (v.empty()) usage_error(f + ": expected a path");
     o.disk_path = v;
   } else if (flag == "history") {
-    o.history_seconds = number(f, v, 0, 604800, "seconds");
+    o.history_seconds = seconds(f, v);
   } else if (flag == "jwt-secret-file") {
     o.jwt_secret = read_secret_file(v);
   } else if (flag == "jwt-secret") {
@@ -106,22 +113,19 @@ void apply(metrics_agent::Options& o, const std::string& flag, const std::string
   } else if (flag == "user") {
     o.users.push_back(v);
   } else if (flag == "alert") {
-    metrics_agent::detail::AlertRule r;
-    std::string why;
-    if (!metrics_agent::detail::parse_alert_rule(v, r, why)) usage_error(f + ": " + why);
     o.alerts.push_back(v);
   } else if (flag == "max-clients") {
-    o.max_clients = count(f, v, 1, 1000000);
+    o.max_clients = count(f, v);
   } else if (flag == "max-clients-per-ip") {
-    o.max_clients_per_ip = count(f, v, 1, 1000000);
+    o.max_clients_per_ip = count(f, v);
   } else if (flag == "cors-origin") {
     o.cors_origin = v;
   } else if (flag == "heartbeat") {
-    o.heartbeat_seconds = number(f, v, 0, 3600, "seconds");
+    o.heartbeat_seconds = seconds(f, v);
   } else if (flag == "ws-ping") {
-    o.ws_ping_seconds = number(f, v, 0, 3600, "seconds");
+    o.ws_ping_seconds = seconds(f, v);
   } else if (flag == "request-timeout") {
-    o.request_timeout_seconds = number(f, v, 0.1, 3600, "seconds");
+    o.request_timeout_seconds = seconds(f, v);
   } else if (flag == "gauge") {
     std::size_t eq = v.find('=');
     std::string name = v.substr(0, eq);
@@ -130,7 +134,9 @@ void apply(metrics_agent::Options& o, const std::string& flag, const std::string
     if (!ok) usage_error(f + ": expected NAME=FILE with NAME made of letters, digits and _, got '" + v + "'");
     g_file_gauges.emplace_back(name, v.substr(eq + 1));
   } else if (flag == "max-backlog") {
-    o.max_backlog_bytes = count(f, v, 1024, 1u << 30);
+    o.max_backlog_bytes = count(f, v);
+  } else if (flag == "max-message") {
+    o.max_message_bytes = count(f, v);
   } else {
     usage_error("unknown option " + f);
   }
@@ -138,7 +144,7 @@ void apply(metrics_agent::Options& o, const std::string& flag, const std::string
 
 const char* const kValueFlags[] = {"listen", "tick", "disk", "history", "jwt-secret-file", "user", "alert",
                                    "max-clients", "max-clients-per-ip", "cors-origin", "heartbeat",
-                                   "ws-ping", "request-timeout", "max-backlog", "gauge"};
+                                   "ws-ping", "request-timeout", "max-backlog", "gauge", "max-message"};
 
 bool repeatable(const std::string& flag) { return flag == "user" || flag == "alert" || flag == "gauge"; }
 
@@ -265,16 +271,6 @@ int main(int argc, char** argv) {
       if (flag == "jwt-secret") usage_error("unknown option --jwt-secret (use --jwt-secret-file)");
       apply(opt, flag, value);
     }
-    std::string why;
-    if (!metrics_agent::Agent::validate(opt, &why)) usage_error(why);
-    for (const auto& text : opt.alerts) {
-      metrics_agent::detail::AlertRule r;
-      metrics_agent::detail::parse_alert_rule(text, r, why);
-      bool gauge = std::any_of(g_file_gauges.begin(), g_file_gauges.end(), [&](const auto& g) { return g.first == r.metric; });
-      if (!metrics_agent::detail::builtin_alert_metric(r.metric) && !gauge)
-        usage_error("--alert '" + text + "': unknown metric '" + r.metric +
-                    "' (cpu, memory, disk, swap, load1, load5, load15, or a --gauge NAME)");
-    }
   } catch (const UsageError& e) {
     std::cerr << "metrics-agent: " << e.message << "\n" << kUsage;
     return 2;
@@ -284,6 +280,11 @@ int main(int argc, char** argv) {
   for (const auto& g : g_file_gauges) {
     std::string path = g.second;
     agent.add_gauge(g.first, "Read from " + path + ".", [path] { return read_number_file(path); });
+  }
+  std::string why;
+  if (!agent.validate(&why)) {
+    std::cerr << "metrics-agent: " << why << "\n" << kUsage;
+    return 2;
   }
   if (once) {
     std::cout << agent.collect_once_json(1.0) << "\n";

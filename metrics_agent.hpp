@@ -408,18 +408,25 @@ class Agent {
   Agent(const Agent&) = delete;
   Agent& operator=(const Agent&) = delete;
 
-  // Checks options (ranges, alert rules, accounts); false with a one-line
-  // reason naming the option.
+  // Checks options (ranges, the listen address, alert rules, accounts);
+  // false with a one-line reason naming the option.
   static bool validate(const Options& options, std::string* error);
+  // The same for this agent's options, and every alert rule names a built-in
+  // metric or one of the gauges added so far. listen() runs it first.
+  bool validate(std::string* error = nullptr) const;
 
-  // An application gauge, read on the agent's thread at every tick. Add
-  // gauges before start()/run().
-  void add_gauge(std::string name, std::string help, std::function<double()> read);
+  // An application gauge, read on the agent's thread at every tick. Gauges
+  // are added before listen()/start()/run(): afterwards the history rows and
+  // the streams have their shape, and add_gauge refuses (false with a reason).
+  bool add_gauge(std::string name, std::string help, std::function<double()> read, std::string* error = nullptr);
 
   // The underlying server: add routes of your own before start()/run().
   Server& server();
 
-  bool listen(std::string* error = nullptr);  // binds; run() does it if needed
+  // Validates (see validate()), prepares and binds; false with a reason when
+  // the options are invalid or the address cannot be bound. run() and start()
+  // call it when it has not been called.
+  bool listen(std::string* error = nullptr);
   int run();    // serves until stop(); 0, or 1 when it cannot listen
   void start(); // run() on a background thread
   void stop();  // thread-safe and async-signal-safe
@@ -451,9 +458,6 @@ class Agent {
 //   base64 (RFC 4648), UTF-8 (RFC 3629), JWT HS256 (RFC 7515, RFC 7519) and the
 //   WebSocket accept key (RFC 6455 section 4.2.2). Byte strings are std::string.
 // ============================================================================
-
-
-
 
 namespace metrics_agent {
 namespace detail {
@@ -960,20 +964,33 @@ inline std::string crypto_int_to_string(std::int64_t v) {
   return std::string(buf, res.ptr);
 }
 
+// picojson reports most errors as a string but throws for some (numbers out
+// of range such as 1e999): the one entry point that never throws. Empty on
+// success, else the reason; `consumed`, when given, receives how many bytes
+// the value took (what follows is the caller's to judge).
+inline std::string parse_json(picojson::value& v, std::string_view text, std::size_t* consumed = nullptr) {
+  try {
+    std::string err;
+    const auto end = picojson::parse(v, text.begin(), text.end(), &err);
+    if (consumed) *consumed = std::size_t(end - text.begin());
+    return err;
+  } catch (const std::exception& e) {
+    return std::string("malformed JSON: ") + e.what();
+  }
+}
+
+// True when `text` from `pos` on is only JSON whitespace (RFC 8259 section 2).
+inline bool json_blank_from(std::string_view text, std::size_t pos) {
+  for (; pos < text.size(); ++pos)
+    if (text[pos] != ' ' && text[pos] != '\t' && text[pos] != '\r' && text[pos] != '\n') return false;
+  return true;
+}
+
 // A JSON text that is exactly one object (nothing after it but whitespace).
 inline bool crypto_parse_json_object(std::string_view text, picojson::value* out) {
-  std::string err;
-  const char* end = text.data() + text.size();
-  const char* pos = end;
-  try {
-    pos = picojson::parse(*out, text.data(), end, &err);
-  } catch (const std::exception&) {
-    return false;  // picojson throws std::overflow_error for numbers like 1e999
-  }
-  if (!err.empty() || !out->is<picojson::object>()) return false;
-  for (; pos != end; ++pos)
-    if (*pos != ' ' && *pos != '\t' && *pos != '\r' && *pos != '\n') return false;
-  return true;
+  std::size_t used = 0;
+  if (!parse_json(*out, text, &used).empty() || !out->is<picojson::object>()) return false;
+  return json_blank_from(text, used);
 }
 
 // A NumericDate claim (RFC 7519 section 2): seconds, possibly fractional,
@@ -1725,7 +1742,7 @@ class WsDecoder {
 
     if (control) {
       control_.assign(payload, std::size_t(plen));
-      unmask(&control_[0], control_.size(), mask, 0);
+      unmask(&control_[0], control_.size(), mask);
       have_event = true;
       ev = WsEvent();
       ev.payload = control_;
@@ -1758,7 +1775,7 @@ class WsDecoder {
     ++fragments_;
     std::size_t old = message_.size();
     message_.append(payload, std::size_t(plen));
-    unmask(&message_[0] + old, std::size_t(plen), mask, 0);
+    unmask(&message_[0] + old, std::size_t(plen), mask);
     // §8.1: text must be valid UTF-8; fail as soon as it cannot become valid.
     if (text_ && !utf8_.feed(message_.data() + old, std::size_t(plen)))
       return fail(ev, have_event, 1007, "invalid UTF-8 in text message");
@@ -1778,7 +1795,7 @@ class WsDecoder {
   }
 
  private:
-  static void unmask(char* d, std::size_t n, const std::uint8_t* mask, std::size_t) {
+  static void unmask(char* d, std::size_t n, const std::uint8_t* mask) {
     if (!mask) return;
     for (std::size_t i = 0; i < n; ++i) d[i] = char(d[i] ^ mask[i & 3]);
   }
@@ -3397,10 +3414,6 @@ inline void append_prometheus(std::string& out, const Snapshot& s, const std::ve
 //   shared cpp-httplib. Its OS calls are the client half of the socket shim.
 // ============================================================================
 
-// Splice note: these two belong in the Includes section's Linux block.
-#if defined(METRICS_AGENT_PLATFORM_LINUX)
-#endif  // METRICS_AGENT_PLATFORM_LINUX
-
 namespace metrics_agent {
 namespace detail {
 namespace net {
@@ -3644,7 +3657,7 @@ class ChunkedDecoder {
       switch (state_) {
         case State::Size: {
           std::string_view line;
-          if (!take_line(raw, line)) return more(raw, error);
+          if (const Result r = take_line(raw, line, error); r != Done) return r;
           std::size_t i = 0;
           std::uint64_t size = 0;
           for (; i < line.size() && hex_digit(line[i]) >= 0; ++i) {
@@ -3673,14 +3686,14 @@ class ChunkedDecoder {
         }
         case State::DataEnd: {
           std::string_view line;
-          if (!take_line(raw, line)) return more(raw, error);
+          if (const Result r = take_line(raw, line, error); r != Done) return r;
           if (!line.empty()) return bad(error, "chunk longer than its size");
           state_ = State::Size;
           break;
         }
         case State::Trailer: {
           std::string_view line;
-          if (!take_line(raw, line)) return more(raw, error);
+          if (const Result r = take_line(raw, line, error); r != Done) return r;
           if (line.empty()) return Done;
           break;
         }
@@ -3691,18 +3704,20 @@ class ChunkedDecoder {
  private:
   enum class State { Size, Data, DataEnd, Trailer };
 
-  // A line ending in LF (a CR before it is dropped), from pos_.
-  bool take_line(std::string_view raw, std::string_view& line) {
+  static constexpr std::size_t kMaxLine = 4096;
+
+  // A line ending in LF (a CR before it is dropped), from pos_: Done with
+  // `line`, NeedMore until its end arrives. A line longer than kMaxLine is
+  // Bad whether or not its end is in yet, so that the outcome never depends
+  // on how the bytes were split.
+  Result take_line(std::string_view raw, std::string_view& line, std::string& error) {
     const std::size_t lf = raw.find('\n', pos_);
-    if (lf == std::string_view::npos) return false;
+    if ((lf == std::string_view::npos ? raw.size() : lf) - pos_ > kMaxLine) return bad(error, "chunk line too long");
+    if (lf == std::string_view::npos) return NeedMore;
     line = raw.substr(pos_, lf - pos_);
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     pos_ = lf + 1;
-    return true;
-  }
-  Result more(std::string_view raw, std::string& error) {
-    if (raw.size() - pos_ > 4096) return bad(error, "chunk line too long");
-    return NeedMore;
+    return Done;
   }
   static Result bad(std::string& error, const char* why) {
     error = std::string("malformed chunked answer: ") + why;
@@ -3716,7 +3731,8 @@ class ChunkedDecoder {
 
 // Parses a response from the bytes received so far. NeedMore until it is
 // complete (`eof`: the server closed); Bad with a reason. A status other than
-// 200 is Done as soon as its head is in: its body does not matter.
+// 200 is Done as soon as its head is in: its body does not matter. The outcome
+// depends only on the bytes, never on how they were split into reads.
 class HttpAnswerParser {
  public:
   enum Result { NeedMore, Done, Bad };
@@ -3726,14 +3742,10 @@ class HttpAnswerParser {
 
   Result feed(std::string_view data, bool eof, HttpAnswer& out, std::string& error) {
     while (body_at_ == 0) {
-      std::size_t end = data.find("\r\n\r\n", head_at_);
-      std::size_t skip = 4;
+      const std::size_t end = head_end(data, head_at_);
+      if ((end == std::string_view::npos ? data.size() : end) - head_at_ > kMaxHead)
+        return fail(error, "the answer's header is larger than 64 KiB");
       if (end == std::string_view::npos) {
-        end = data.find("\n\n", head_at_);
-        skip = 2;
-      }
-      if (end == std::string_view::npos) {
-        if (data.size() - head_at_ > kMaxHead) return fail(error, "the answer's header is larger than 64 KiB");
         if (eof) return fail(error, data.empty() ? "the server closed the connection without answering"
                                                  : "the server closed the connection in the middle of its header");
         return NeedMore;
@@ -3741,10 +3753,10 @@ class HttpAnswerParser {
       const Result r = parse_head(data.substr(head_at_, end - head_at_), out, error);
       if (r == Bad) return Bad;
       if (out.status >= 100 && out.status < 200) {  // an interim answer: the real one follows
-        head_at_ = end + skip;
+        head_at_ = end;
         continue;
       }
-      body_at_ = end + skip;
+      body_at_ = end;
       if (out.status != 200) return Done;
     }
     const std::string_view body = data.substr(body_at_);
@@ -3769,6 +3781,16 @@ class HttpAnswerParser {
   }
 
  private:
+  // Just past the first empty line after `from` (a line ends in LF, with or
+  // without CR: RFC 9112 section 2.2), or npos while it has not arrived.
+  static std::size_t head_end(std::string_view data, std::size_t from) {
+    for (std::size_t lf = data.find('\n', from); lf != std::string_view::npos; lf = data.find('\n', lf + 1)) {
+      if (lf + 1 < data.size() && data[lf + 1] == '\n') return lf + 2;
+      if (lf + 2 < data.size() && data[lf + 1] == '\r' && data[lf + 2] == '\n') return lf + 3;
+    }
+    return std::string_view::npos;
+  }
+
   Result parse_head(std::string_view head, HttpAnswer& out, std::string& error) {
     std::size_t nl = head.find('\n');
     std::string_view status_line = head.substr(0, nl);
@@ -4024,11 +4046,9 @@ inline int health_check(const std::string& url, double timeout_seconds, std::str
     return 1;
   }
   picojson::value doc;
-  std::string json_error;
-  const std::string& body = answer.body;
-  const auto json_end = picojson::parse(doc, body.begin(), body.end(), &json_error);
-  const bool trailing = std::any_of(json_end, body.end(), [](char c) { return c != ' ' && c != '\t' && c != '\r' && c != '\n'; });
-  if (!json_error.empty() || trailing) {
+  std::size_t json_end = 0;
+  const std::string json_error = parse_json(doc, answer.body, &json_end);
+  if (!json_error.empty() || !json_blank_from(answer.body, json_end)) {
     message = "not JSON: " + (answer.body.empty() ? std::string("empty body")
                                                   : printable_prefix(answer.body, 60));
     return 1;
@@ -4421,11 +4441,15 @@ inline bool parse_alert_rule(std::string_view text, AlertRule& rule, std::string
       return false;
     }
   }
-  for (char ch : rule.metric)
-    if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '.')) {
-      error = "alert rule '" + std::string(text) + "': bad metric name '" + rule.metric + "'";
-      return false;
-    }
+  // ASCII only, whatever the locale: std::isalnum would also take letters of
+  // the C library's current locale.
+  const auto name_char = [](char ch) {
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_' || ch == '.';
+  };
+  if (rule.metric.empty() || !std::all_of(rule.metric.begin(), rule.metric.end(), name_char)) {
+    error = "alert rule '" + std::string(text) + "': bad metric name '" + rule.metric + "'";
+    return false;
+  }
   return true;
 }
 
@@ -4438,18 +4462,6 @@ inline bool alert_holds(const AlertRule& r, double v) {
 
 inline std::vector<std::string> default_alert_rules() {
   return {"cpu>90:30s", "memory>90:30s", "disk>90:30s:critical"};
-}
-
-// picojson reports most errors as a string but throws for some (numbers out
-// of range such as 1e999): one entry point that never throws.
-inline std::string parse_json(picojson::value& v, std::string_view text) {
-  try {
-    std::string err;
-    picojson::parse(v, text.begin(), text.end(), &err);
-    return err;
-  } catch (const std::exception& e) {
-    return std::string("malformed JSON: ") + e.what();
-  }
 }
 
 inline bool builtin_alert_metric(std::string_view m) {
@@ -4502,44 +4514,58 @@ struct Subscriber {
 
 // Runs the collector's blocking part (statvfs, slow sysfs files) on its own
 // thread, so a dead NFS mount delays only the disk numbers, never the loop.
+// The worker shares ownership of everything it touches (the sample function
+// and what it captures, its scratch Snapshot, the results): a worker left
+// behind in the kernel by the destructor finds all of it alive when the call
+// returns.
 class SlowSampler {
  public:
-  // `sample` fills the slow part of a Snapshot (Collector::sample_slow).
-  explicit SlowSampler(std::function<void(Snapshot&)> sample)
-      : sample_(std::move(sample)), thread_([this] { work(); }) {}
+  // `sample` fills the slow part of a Snapshot (Collector::sample_slow). It
+  // may outlive the sampler (see ~SlowSampler): what it uses, it must own.
+  explicit SlowSampler(std::function<void(Snapshot&)> sample) : state_(std::make_shared<State>()) {
+    state_->sample = std::move(sample);
+    thread_ = std::thread([state = state_] { work(*state); });
+  }
   ~SlowSampler() {
-    std::unique_lock<std::mutex> lk(mu_);
-    stop_ = true;
-    cv_.notify_all();
+    State& st = *state_;
+    std::unique_lock<std::mutex> lk(st.mu);
+    st.stop = true;
+    st.cv.notify_all();
     // A worker stuck in the kernel (statvfs on a dead mount) cannot be
     // interrupted: after a second, leave it rather than hang the shutdown.
-    done_cv_.wait_for(lk, std::chrono::seconds(1), [this] { return !busy_.load(); });
-    bool stuck = busy_.load();
+    st.done_cv.wait_for(lk, std::chrono::seconds(1), [&st] { return !st.busy; });
+    bool stuck = st.busy;
     lk.unlock();
     if (stuck)
       thread_.detach();
     else
       thread_.join();
   }
+  SlowSampler(const SlowSampler&) = delete;
+  SlowSampler& operator=(const SlowSampler&) = delete;
+
   void kick() {
     {
-      std::lock_guard<std::mutex> lk(mu_);
-      wanted_ = true;
+      std::lock_guard<std::mutex> lk(state_->mu);
+      state_->wanted = true;
     }
-    cv_.notify_all();
+    state_->cv.notify_all();
   }
   // Waits up to `seconds` for a first result.
   void wait_first(double seconds) {
-    std::unique_lock<std::mutex> lk(mu_);
-    done_cv_.wait_for(lk, std::chrono::duration<double>(seconds), [this] { return have_; });
+    State& st = *state_;
+    std::unique_lock<std::mutex> lk(st.mu);
+    st.done_cv.wait_for(lk, std::chrono::duration<double>(seconds), [&st] { return st.have; });
   }
   // Copies the latest results into `s`; marks them failed when older than max_age.
   void merge_into(Snapshot& s, double now, double max_age) {
-    std::lock_guard<std::mutex> lk(mu_);
-    if (!have_ || now - taken_ > max_age) {
-      std::string why = have_ ? "filesystem statistics did not answer within " + format_duration(max_age)
-                              : "filesystem statistics not collected yet";
-      s.disk.path = result_.disk.path;
+    State& st = *state_;
+    std::lock_guard<std::mutex> lk(st.mu);
+    const Snapshot& result = st.result;
+    if (!st.have || now - st.taken > max_age) {
+      std::string why = st.have ? "filesystem statistics did not answer within " + format_duration(max_age)
+                                : "filesystem statistics not collected yet";
+      s.disk.path = result.disk.path;
       s.disk.path.ok = false;
       s.disk.path.error = why;
       s.disk.partitions_ok = false;
@@ -4548,47 +4574,51 @@ class SlowSampler {
       s.cpu.frequency_mhz.clear();
       return;
     }
-    s.disk.path = result_.disk.path;
-    s.disk.partitions_ok = result_.disk.partitions_ok;
-    s.disk.partitions_error = result_.disk.partitions_error;
-    s.disk.partitions = result_.disk.partitions;
-    s.cpu.frequency_mhz = result_.cpu.frequency_mhz;
+    s.disk.path = result.disk.path;
+    s.disk.partitions_ok = result.disk.partitions_ok;
+    s.disk.partitions_error = result.disk.partitions_error;
+    s.disk.partitions = result.disk.partitions;
+    s.cpu.frequency_mhz = result.cpu.frequency_mhz;
   }
 
  private:
-  void work() {
-    Snapshot local;
-    std::unique_lock<std::mutex> lk(mu_);
+  struct State {
+    std::function<void(Snapshot&)> sample;
+    std::mutex mu;
+    std::condition_variable cv, done_cv;
+    bool wanted = false, stop = false, have = false, busy = false;
+    double taken = 0;
+    Snapshot local;   // the worker's scratch, filled outside the lock
+    Snapshot result;  // the latest complete sample, under mu
+  };
+
+  static void work(State& st) {
+    Snapshot& local = st.local;
+    std::unique_lock<std::mutex> lk(st.mu);
     for (;;) {
-      cv_.wait(lk, [this] { return wanted_ || stop_; });
-      if (stop_) return;
-      wanted_ = false;
-      busy_ = true;
+      st.cv.wait(lk, [&st] { return st.wanted || st.stop; });
+      if (st.stop) return;
+      st.wanted = false;
+      st.busy = true;
       lk.unlock();
       local.disk = DiskStats();
       local.cpu.frequency_mhz.clear();
-      sample_(local);
+      st.sample(local);
       double t = mono_now();
       lk.lock();
-      busy_ = false;
-      result_.disk.path = local.disk.path;
-      result_.disk.partitions_ok = local.disk.partitions_ok;
-      result_.disk.partitions_error = local.disk.partitions_error;
-      result_.disk.partitions.swap(local.disk.partitions);
-      result_.cpu.frequency_mhz.swap(local.cpu.frequency_mhz);
-      taken_ = t;
-      have_ = true;
-      done_cv_.notify_all();
+      st.busy = false;
+      st.result.disk.path = local.disk.path;
+      st.result.disk.partitions_ok = local.disk.partitions_ok;
+      st.result.disk.partitions_error = local.disk.partitions_error;
+      st.result.disk.partitions.swap(local.disk.partitions);
+      st.result.cpu.frequency_mhz.swap(local.cpu.frequency_mhz);
+      st.taken = t;
+      st.have = true;
+      st.done_cv.notify_all();
     }
   }
 
-  std::function<void(Snapshot&)> sample_;
-  std::mutex mu_;
-  std::condition_variable cv_, done_cv_;
-  bool wanted_ = false, stop_ = false, have_ = false;
-  std::atomic<bool> busy_{false};
-  double taken_ = 0;
-  Snapshot result_;
+  std::shared_ptr<State> state_;
   std::thread thread_;
 };
 
@@ -4600,7 +4630,7 @@ struct LoginAttempts {
 class AgentCore {
  public:
   explicit AgentCore(Options o)
-      : opt_(std::move(o)), server_(server_config(opt_)), collector_(opt_.disk_path) {
+      : opt_(std::move(o)), server_(server_config(opt_)), collector_(std::make_shared<Collector>(opt_.disk_path)) {
     tick_us_ = std::int64_t(std::llround(opt_.tick_seconds * 1e6));
     for (const auto& u : opt_.users) {
       std::size_t c = u.find(':');
@@ -4630,28 +4660,54 @@ class AgentCore {
 
   Options opt_;
   Server server_;
-  Collector collector_;
+  // Shared with the slow sampler's worker, which may outlive this object.
+  std::shared_ptr<Collector> collector_;
   std::vector<std::pair<std::string, std::function<double()>>> gauge_fns_;
   std::vector<std::string> gauge_help_;
   std::unique_ptr<SlowSampler> slow_;
+  // Orders add_gauge against prepare(): once prepared_ is set, gauge_fns_
+  // never changes (the history rows are that wide).
+  std::mutex setup_mu_;
   bool prepared_ = false;
-  std::string start_error_;
 
-  bool prepare() {
-    if (prepared_) return start_error_.empty();
-    prepared_ = true;
+  // Options and alert rules (each rule's metric is built in or a gauge).
+  bool validate(std::string* error) const {
+    if (!Agent::validate(opt_, error)) return false;
     for (const auto& r : rules_) {
       bool gauge = std::any_of(gauge_fns_.begin(), gauge_fns_.end(), [&](const auto& g) { return g.first == r.metric; });
       if (!builtin_alert_metric(r.metric) && !gauge) {
-        start_error_ = "alert rule '" + r.text + "': unknown metric '" + r.metric +
-                       "' (cpu, memory, disk, swap, load1, load5, load15, or an application gauge)";
+        if (error)
+          *error = "--alert: alert rule '" + r.text + "': unknown metric '" + r.metric +
+                   "' (cpu, memory, disk, swap, load1, load5, load15, or an application gauge)";
         return false;
       }
     }
+    return true;
+  }
+
+  bool add_gauge(std::string name, std::string help, std::function<double()> read, std::string* error) {
+    std::lock_guard<std::mutex> lk(setup_mu_);
+    if (prepared_) {
+      if (error) *error = "add_gauge('" + name + "'): gauges are added before listen()/start()/run()";
+      return false;
+    }
+    gauge_fns_.emplace_back(std::move(name), std::move(read));
+    gauge_help_.push_back(std::move(help));
+    return true;
+  }
+
+  // Validates, then fixes the shape (history width, gauges) and starts the
+  // sampler and the tick, once. A failed validation leaves the agent as it
+  // was: a missing gauge can still be added and listen() tried again.
+  bool prepare(std::string* error) {
+    std::lock_guard<std::mutex> lk(setup_mu_);
+    if (prepared_) return true;
+    if (!validate(error)) return false;
+    prepared_ = true;
     history_.reset(std::size_t(std::ceil(opt_.history_seconds / opt_.tick_seconds)), gauge_fns_.size());
     started_us_ = wall_now_us();
     started_mono_ = mono_now();
-    slow_ = std::make_unique<SlowSampler>([this](Snapshot& s) { collector_.sample_slow(s); });
+    slow_ = std::make_unique<SlowSampler>([collector = collector_](Snapshot& s) { collector->sample_slow(s); });
     slow_->kick();
     slow_->wait_first(1.0);
     // The first tick's CPU share must cover a real interval (/proc/stat counts
@@ -4675,7 +4731,7 @@ class AgentCore {
   // ---- the tick ------------------------------------------------------------
 
   void sample(Snapshot& s) {
-    collector_.sample_fast(s, mono_now());
+    collector_->sample_fast(s, mono_now());
     if (slow_) slow_->merge_into(s, mono_now(), std::max(3.0, 3 * opt_.tick_seconds));
     s.timestamp_us = wall_now_us();
     s.custom.resize(gauge_fns_.size());
@@ -5230,20 +5286,27 @@ inline bool Agent::validate(const Options& o, std::string* error) {
     if (error) *error = std::move(why);
     return false;
   };
+  std::string why;
+  if (!detail::net::valid_listen_address(o.listen, why)) return fail("--listen: " + why);
   if (!(o.tick_seconds >= 0.1 && o.tick_seconds <= 60)) return fail("--tick must be between 0.1 and 60 seconds");
+  if (o.disk_path.empty()) return fail("--disk must name a path");
   if (!(o.history_seconds >= 0 && o.history_seconds <= 7 * 86400))
     return fail("--history must be between 0 and 604800 seconds");
   if (o.max_clients < 1 || o.max_clients > 1000000) return fail("--max-clients must be between 1 and 1000000");
-  if (o.max_clients_per_ip < 1) return fail("--max-clients-per-ip must be at least 1");
+  if (o.max_clients_per_ip < 1 || o.max_clients_per_ip > 1000000)
+    return fail("--max-clients-per-ip must be between 1 and 1000000");
   if (!(o.heartbeat_seconds >= 0 && o.heartbeat_seconds <= 3600))
     return fail("--heartbeat must be between 0 (off) and 3600 seconds");
   if (!(o.ws_ping_seconds >= 0 && o.ws_ping_seconds <= 3600))
     return fail("--ws-ping must be between 0 (off) and 3600 seconds");
   if (!(o.request_timeout_seconds >= 0.1 && o.request_timeout_seconds <= 3600))
     return fail("--request-timeout must be between 0.1 and 3600 seconds");
-  if (o.max_backlog_bytes < 1024) return fail("--max-backlog must be at least 1024 bytes");
+  if (o.max_backlog_bytes < 1024 || o.max_backlog_bytes > (std::size_t(1) << 30))
+    return fail("--max-backlog must be between 1024 and 1073741824 bytes");
   if (o.max_message_bytes < 1 || o.max_message_bytes > (std::size_t(16) << 20))
     return fail("--max-message must be between 1 and 16777216 bytes");
+  if (!(o.token_ttl_seconds >= 1 && o.token_ttl_seconds <= 366 * 86400.0))
+    return fail("token_ttl_seconds must be between 1 and 31622400");
   for (const auto& u : o.users) {
     std::size_t c = u.find(':');
     if (c == std::string::npos || c == 0 || u.compare(c + 1, 14, "pbkdf2-sha256$") != 0)
@@ -5253,25 +5316,21 @@ inline bool Agent::validate(const Options& o, std::string* error) {
     return fail("--user needs --jwt-secret-file (or METRICS_AGENT_JWT_SECRET) to issue tokens");
   for (const auto& a : o.alerts) {
     detail::AlertRule r;
-    std::string why;
     if (!detail::parse_alert_rule(a, r, why)) return fail("--alert: " + why);
   }
   return true;
 }
 
-inline void Agent::add_gauge(std::string name, std::string help, std::function<double()> read) {
-  core_->gauge_fns_.emplace_back(std::move(name), std::move(read));
-  core_->gauge_help_.push_back(std::move(help));
+inline bool Agent::validate(std::string* error) const { return core_->validate(error); }
+
+inline bool Agent::add_gauge(std::string name, std::string help, std::function<double()> read, std::string* error) {
+  return core_->add_gauge(std::move(name), std::move(help), std::move(read), error);
 }
 
 inline Server& Agent::server() { return core_->server_; }
 
 inline bool Agent::listen(std::string* error) {
-  if (!core_->prepare()) {
-    if (error) *error = core_->start_error_;
-    return false;
-  }
-  return core_->server_.listen(error);
+  return core_->prepare(error) && core_->server_.listen(error);
 }
 
 inline int Agent::run() {
@@ -5300,7 +5359,7 @@ inline std::string Agent::collect_once_json(double interval_seconds) {
   Snapshot* s = &core_->snap_;
   std::this_thread::sleep_for(std::chrono::duration<double>(interval_seconds));
   core_->sample(*s);  // the fast part and the gauges
-  core_->collector_.sample_slow(*s);
+  core_->collector_->sample_slow(*s);
   std::string out = "{\"timestamp\":\"";
   detail::append_timestamp(out, s->timestamp_us, detail::TimeFormat::Seconds);
   out += "\",\"data\":";

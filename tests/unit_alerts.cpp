@@ -4,6 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include "test_locales.hpp"
+
+#include <cctype>
+#include <clocale>
 #include <cmath>
 #include <limits>
 #include <string>
@@ -165,6 +169,26 @@ TEST(AlertRule, BadRulesNameTheProblem) {
   EXPECT_TRUE(contains(err, "'cpu-1'")) << err;
   err = parse_error("cpu/0>9");
   EXPECT_TRUE(contains(err, "metric")) << err;
+}
+
+TEST(AlertRule, AnEmptyMetricNameIsRefused) {
+  for (const char* text : {" <9", "  >1", "\t>=2:30s", " <9:critical"}) {
+    std::string err = parse_error(text);
+    EXPECT_TRUE(contains(err, "metric")) << text << ": " << err;
+  }
+}
+
+// Metric names are ASCII letters, digits, '_' and '.', whatever the locale:
+// under an 8-bit locale the C library counts letters such as 0xE9 as alnum.
+TEST(AlertRule, MetricNamesAreAsciiInEveryLocale) {
+  const std::string why = test_locales::provide("de_DE", "ISO-8859-1");
+  if (!why.empty()) GTEST_SKIP() << "no ISO-8859-1 locale: " << why;
+  test_locales::ScopedLocale latin1("de_DE.ISO-8859-1");
+  ASSERT_TRUE(latin1.ok());
+  ASSERT_TRUE(std::isalnum(0xE9)) << "the locale is not active";
+  std::string err = parse_error("caf\xE9>1");
+  EXPECT_TRUE(contains(err, "metric")) << err;
+  parse_ok("cafe_2.x>1");
 }
 
 TEST(AlertRule, SignedThresholdIsOneNumber) {

@@ -10,6 +10,8 @@
 #include <gtest/gtest.h>
 #include <picojson.h>
 
+#include "test_locales.hpp"
+
 #include <clocale>
 #include <cmath>
 #include <cstdint>
@@ -57,8 +59,10 @@ std::string printf_number(double v, int decimals) {
   return s;
 }
 
-// A locale whose decimal point is a comma, if the system has one.
-bool set_comma_locale() {
+// A locale whose decimal point is a comma: de_DE, built if need be; else
+// false with the reason.
+bool set_comma_locale(std::string& why) {
+  why = test_locales::provide("de_DE", "UTF-8");
   for (const char* name : {"de_DE.UTF-8", "de_DE.utf8", "de_DE", "fr_FR.UTF-8", "fr_FR.utf8", "nl_NL.UTF-8",
                            "ru_RU.UTF-8", "es_ES.UTF-8", "it_IT.UTF-8"}) {
     if (std::setlocale(LC_ALL, name) && std::string(std::localeconv()->decimal_point) == ",") {
@@ -156,7 +160,8 @@ TEST(SerializeNumber, MatchesPrintfRounding) {
 }
 
 TEST(SerializeNumber, LocaleIndependent) {
-  if (!set_comma_locale()) GTEST_SKIP() << "no locale with a decimal comma is installed";
+  std::string why;
+  if (!set_comma_locale(why)) GTEST_SKIP() << "no locale with a decimal comma: " << why;
   char probe[32];
   std::snprintf(probe, sizeof probe, "%.1f", 0.5);
   EXPECT_STREQ(probe, "0,5");  // the locale really is active

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <memory>
 #include <mutex>
 #include <thread>
 
@@ -22,10 +23,11 @@ struct Gate {
   std::mutex mu;
   std::condition_variable cv;
   bool open = true;
-  std::atomic<int> calls{0};
+  std::atomic<int> calls{0}, entered{0};
   double usage = 42.0;
 
   void sample(Snapshot& s) {
+    ++entered;
     std::unique_lock<std::mutex> lk(mu);
     cv.wait(lk, [this] { return open; });
     ++calls;
@@ -119,6 +121,29 @@ TEST(SlowSampler, AHungSampleNeverBlocksTheCallerAndGoesStale) {
   }
   EXPECT_TRUE(fresh.disk.path.ok);
   EXPECT_EQ(fresh.disk.path.usage_percent, 50.0);
+}
+
+// The destructor leaves a worker that is stuck in the kernel behind. When the
+// call returns, the worker must find everything it touches still alive: the
+// sample function (and what it captures) and the Snapshot it fills.
+TEST(SlowSampler, AWorkerLeftInAHungSampleOutlivesTheSampler) {
+  Gate gate;  // outlives everything below
+  gate.set_open(false);
+  auto token = std::make_shared<int>(0);  // captured by the sample function
+  std::weak_ptr<int> watch = token;
+  auto sampler = std::make_unique<SlowSampler>([&gate, token](Snapshot& s) { gate.sample(s); });
+  token.reset();
+  sampler->kick();
+  for (int i = 0; i < 500 && gate.entered.load() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_EQ(gate.entered.load(), 1);
+
+  sampler.reset();  // waits a second, then leaves the hung worker
+  EXPECT_FALSE(watch.expired()) << "the sample function died with the sampler while its worker still runs it";
+
+  gate.set_open(true);  // the mount answers: the worker fills its Snapshot and stores the result
+  ASSERT_TRUE(wait_calls(gate, 1));
+  for (int i = 0; i < 500 && !watch.expired(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_TRUE(watch.expired()) << "the worker did not finish after its sample returned";
 }
 
 }  // namespace

@@ -210,6 +210,13 @@ def test_non_json_answer(scripted):
     assert_unhealthy(check(srv.url, "--timeout", 5), "not JSON", "<html>")
 
 
+@pytest.mark.parametrize("body", [b'{"status":"ok","uptime_seconds":1e999}', b'{"status":"ok","clients":-1e999}'])
+def test_number_out_of_range_is_not_json_and_no_crash(scripted, body):
+    # picojson throws for a number beyond a double; the client must answer, not abort.
+    srv = scripted(answer(b"200 OK", body))
+    assert_unhealthy(check(srv.url, "--timeout", 5), "not JSON", "1e999")
+
+
 def test_empty_answer_is_not_json(scripted):
     srv = scripted(answer(b"200 OK", b""))
     assert_unhealthy(check(srv.url, "--timeout", 5), "JSON")

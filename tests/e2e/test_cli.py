@@ -40,6 +40,11 @@ def test_help_exits_0_and_lists_the_options():
     (["--listen", "127.0.0.1:"], "--listen"),
     (["--max-clients", "abc"], "--max-clients"),
     (["--max-backlog", "-5"], "--max-backlog"),
+    (["--max-message", "0"], "--max-message"),
+    (["--max-message", "16777217"], "--max-message"),
+    (["--max-message", "abc"], "--max-message"),
+    (["--disk", ""], "--disk"),
+    (["--alert", "queue>5"], "--alert"),
     (["--bogus"], "--bogus"),
 ])
 def test_bad_flag_exits_2_naming_the_flag(args, flag):
@@ -129,3 +134,22 @@ def test_command_line_overrides_environment(spawn):
     diffs = asyncio.run(_tick_spacing(agent.port, 4))
     for d in diffs:
         assert abs(d - 1_000_000) <= 50_000, "spacing %s us: --tick 1 should win" % diffs
+
+
+def test_max_message_limits_what_a_client_may_send(spawn):
+    agent = spawn.agent("--max-message", "1000", env={"METRICS_AGENT_MAX_MESSAGE": "5"})
+
+    async def go(size):
+        async with websockets.connect("ws://127.0.0.1:%d/api/ws/metrics" % agent.port,
+                                      open_timeout=10, ping_interval=None, max_size=None) as ws:
+            await asyncio.wait_for(ws.recv(), 10)  # the latest snapshot
+            await ws.send(json.dumps({"type": "ping", "pad": "x" * size}))
+            try:
+                while True:
+                    msg = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                    if msg.get("type") == "pong":
+                        return "pong"
+            except websockets.ConnectionClosed as e:
+                return e.rcvd.code if e.rcvd else None
+    assert asyncio.run(go(100)) == "pong"   # the flag wins over the environment
+    assert asyncio.run(go(2000)) == 1009
