@@ -942,6 +942,54 @@ inline bool valid_utf8(std::string_view s) {
   return v.feed(s) && v.complete();
 }
 
+// Length of the well-formed UTF-8 sequence that starts at s[i], or 0 (the
+// table of RFC 3629 section 4: no overlongs, no surrogates, nothing past U+10FFFF).
+inline std::size_t utf8_sequence_length(std::string_view s, std::size_t i) {
+  const auto byte = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
+  const unsigned char c = byte(i);
+  if (c < 0x80) return 1;
+  std::size_t need;
+  unsigned char lo = 0x80, hi = 0xbf;
+  if (c < 0xc2) {
+    return 0;
+  } else if (c < 0xe0) {
+    need = 1;
+  } else if (c < 0xf0) {
+    need = 2;
+    if (c == 0xe0) lo = 0xa0;
+    if (c == 0xed) hi = 0x9f;
+  } else if (c < 0xf5) {
+    need = 3;
+    if (c == 0xf0) lo = 0x90;
+    if (c == 0xf4) hi = 0x8f;
+  } else {
+    return 0;
+  }
+  if (s.size() - i <= need) return 0;
+  if (byte(i + 1) < lo || byte(i + 1) > hi) return 0;
+  for (std::size_t k = 2; k <= need; ++k)
+    if (byte(i + k) < 0x80 || byte(i + k) > 0xbf) return 0;
+  return need + 1;
+}
+
+// `s` with each byte that does not start a well-formed sequence replaced by
+// U+FFFD: what a WebSocket text frame may carry (RFC 6455 section 8.1).
+inline std::string utf8_substituted(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size();) {
+    const std::size_t n = utf8_sequence_length(s, i);
+    if (n == 0) {
+      out += "\xEF\xBF\xBD";
+      ++i;
+    } else {
+      out.append(s.data() + i, n);
+      i += n;
+    }
+  }
+  return out;
+}
+
 // ---- JWT HS256 (RFC 7519, RFC 7515) -----------------------------------------------------
 
 struct JwtResult {
@@ -1248,10 +1296,14 @@ inline void append_uint(std::string& out, std::uint64_t v) {
   out.append(buf, std::size_t(r.ptr - buf));
 }
 
+// JSON text must be UTF-8 (RFC 8259 section 8.1) and so must a WebSocket text
+// frame, yet mount points and interface names may hold any bytes: each byte
+// that does not start a well-formed sequence becomes U+FFFD, as in /metrics.
 inline void append_json_string(std::string& out, std::string_view s) {
   static const char hex[] = "0123456789abcdef";
   out += '"';
-  for (unsigned char c : s) {
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
     switch (c) {
       case '"': out += "\\\""; break;
       case '\\': out += "\\\\"; break;
@@ -1263,8 +1315,13 @@ inline void append_json_string(std::string& out, std::string_view s) {
           out += "\\u00";
           out += hex[c >> 4];
           out += hex[c & 15];
-        } else {
+        } else if (c < 0x80) {
           out += char(c);
+        } else if (const std::size_t n = utf8_sequence_length(s, i)) {
+          out.append(s.data() + i, n);
+          i += n - 1;
+        } else {
+          out += "\xEF\xBF\xBD";
         }
     }
   }
@@ -2670,14 +2727,20 @@ inline HttpResponse HttpResponse::error(int status, std::string_view message) {
   return r;
 }
 
+// A text frame is valid UTF-8 by construction: peers fail the connection with
+// 1007 otherwise (RFC 6455 section 8.1), and would reconnect into the same frame.
 inline std::shared_ptr<const std::string> encode_text_frame(std::string_view text) {
+  if (!detail::valid_utf8(text))
+    return std::make_shared<const std::string>(detail::encode_frame(detail::WsOp::Text, detail::utf8_substituted(text)));
   return std::make_shared<const std::string>(detail::encode_frame(detail::WsOp::Text, text));
 }
 
 // RFC 6455 §5.5.1: no data frames after our close frame.
 inline void WebSocket::send_text(std::string_view text) {
   if (c_->state == detail::Conn::State::WebSocket)
-    c_->loop->send_owned(c_, detail::encode_frame(detail::WsOp::Text, text));
+    c_->loop->send_owned(c_, detail::valid_utf8(text)
+                                 ? detail::encode_frame(detail::WsOp::Text, text)
+                                 : detail::encode_frame(detail::WsOp::Text, detail::utf8_substituted(text)));
 }
 inline void WebSocket::send_binary(std::string_view data) {
   if (c_->state == detail::Conn::State::WebSocket)
@@ -2757,36 +2820,6 @@ struct PrometheusSelf {
   double start_time_seconds = 0;       // process start, seconds since the epoch
   std::size_t history_points = 0;
 };
-
-// Length of the well-formed UTF-8 sequence that starts at s[i], or 0 (the
-// table of RFC 3629 section 4: no overlongs, no surrogates, nothing past U+10FFFF).
-inline std::size_t utf8_sequence_length(std::string_view s, std::size_t i) {
-  const auto byte = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
-  const unsigned char c = byte(i);
-  if (c < 0x80) return 1;
-  std::size_t need;
-  unsigned char lo = 0x80, hi = 0xbf;
-  if (c < 0xc2) {
-    return 0;
-  } else if (c < 0xe0) {
-    need = 1;
-  } else if (c < 0xf0) {
-    need = 2;
-    if (c == 0xe0) lo = 0xa0;
-    if (c == 0xed) hi = 0x9f;
-  } else if (c < 0xf5) {
-    need = 3;
-    if (c == 0xf0) lo = 0x90;
-    if (c == 0xf4) hi = 0x8f;
-  } else {
-    return 0;
-  }
-  if (s.size() - i <= need) return 0;
-  if (byte(i + 1) < lo || byte(i + 1) > hi) return 0;
-  for (std::size_t k = 2; k <= need; ++k)
-    if (byte(i + k) < 0x80 || byte(i + k) > 0xbf) return 0;
-  return need + 1;
-}
 
 // Escapes per the text format: backslash and newline everywhere, the double
 // quote in label values only. Prometheus refuses a scrape whose label values
