@@ -250,6 +250,10 @@ struct Options {
   std::size_t max_clients = 10000;
   std::size_t max_clients_per_ip = 1000;
   std::string cors_origin = "*";
+  // Host header names accepted besides the listen address and localhost,
+  // 127.0.0.1, [::1] (DNS rebinding); "*" accepts any. Listening on any address
+  // (0.0.0.0, [::]) with this list empty accepts any Host.
+  std::vector<std::string> allowed_hosts;
   double heartbeat_seconds = 30;
   double ws_ping_seconds = 30;
   double request_timeout_seconds = 10;
@@ -358,6 +362,9 @@ class Server {
     std::size_t max_backlog_bytes = METRICS_AGENT_MAX_BACKLOG_BYTES;
     std::string cors_origin;  // Access-Control-Allow-Origin on HTTP answers; empty: none
     std::function<void(const std::string&)> logger;
+    // Sees every request before it is routed, WebSocket upgrades included; an
+    // answer returned here is sent instead (e.g. a Host or Origin refused).
+    std::function<std::optional<HttpResponse>(const HttpRequest&)> screen;
   };
 
   Server();
@@ -1610,6 +1617,8 @@ inline const char* http_reason(int status) {
     case 405: return "Method Not Allowed";
     case 408: return "Request Timeout";
     case 413: return "Content Too Large";
+    case 415: return "Unsupported Media Type";
+    case 421: return "Misdirected Request";
     case 426: return "Upgrade Required";
     case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
@@ -2429,6 +2438,12 @@ class Loop {
   void handle_request(Conn* c, HttpRequest req) {
     ++stats_.http_requests;
     c->served = true;
+    if (cfg_.screen) {
+      if (auto refusal = cfg_.screen(req)) {
+        respond(c, *refusal, req.keep_alive, req.method == "HEAD");
+        return;
+      }
+    }
     auto ws = ws_routes_.find(req.path);
     if (ws != ws_routes_.end()) {
       upgrade(c, std::move(req), ws->second);
@@ -4455,6 +4470,88 @@ class SlowSampler {
   std::thread thread_;
 };
 
+// ---- Host and Origin -------------------------------------------------------
+
+// The name in a Host header or an --allowed-host value, lower case, without
+// the port or a final dot: "LocalHost.:8080" -> "localhost", "[::1]:80" ->
+// "[::1]". Empty when it is no host name (RFC 3986 section 3.2.2).
+inline std::string host_name_part(std::string_view host) {
+  host = trim_ows(host);
+  std::string_view name = host, port;
+  if (!host.empty() && host.front() == '[') {
+    std::size_t close = host.find(']');
+    if (close == std::string_view::npos) return {};
+    name = host.substr(0, close + 1);
+    port = host.substr(close + 1);
+    if (!port.empty() && port.front() != ':') return {};
+  } else if (std::size_t colon = host.find(':'); colon != std::string_view::npos) {
+    name = host.substr(0, colon);
+    port = host.substr(colon);
+  }
+  if (!port.empty()) port.remove_prefix(1);
+  for (char c : port)
+    if (c < '0' || c > '9') return {};
+  if (name.size() > 1 && name.back() == '.') name.remove_suffix(1);
+  if (name.empty() || name.size() > 255) return {};
+  const bool bracketed = name.front() == '[';
+  std::string out;
+  for (std::size_t i = 0; i < name.size(); ++i) {
+    const char c = ascii_lower(name[i]);
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' ||
+                    (bracketed && (c == ':' || ((c == '[' || c == ']') && (i == 0 || i + 1 == name.size()))));
+    if (!ok) return {};
+    out += c;
+  }
+  return out;
+}
+
+// Which Host values reach the agent, and which cross-origin pages may use it.
+// DNS rebinding gives a hostile page the agent's address under the page's own
+// name: its requests carry that name in Host, which this refuses.
+class RequestPolicy {
+ public:
+  RequestPolicy(const std::string& listen, const std::vector<std::string>& allowed_hosts, std::string cors_origin)
+      : cors_origin_(std::move(cors_origin)) {
+    std::string listen_host = listen.substr(0, listen.rfind(':'));
+    bool any_address = listen_host.empty() || listen_host == "*" || listen_host == "0.0.0.0" || listen_host == "[::]";
+    any_host_ = any_address && allowed_hosts.empty();
+    names_ = {"localhost", "127.0.0.1", "[::1]"};
+    if (!any_address) names_.push_back(host_name_part(listen_host));
+    for (const auto& h : allowed_hosts) {
+      if (h == "*") any_host_ = true;
+      names_.push_back(host_name_part(h));
+    }
+  }
+
+  bool host_allowed(std::string_view host) const {
+    if (any_host_) return true;
+    std::string name = host_name_part(host);
+    return !name.empty() && std::find(names_.begin(), names_.end(), name) != names_.end();
+  }
+
+  // An Origin equal to the scheme plus the request's own Host: the agent's page.
+  static bool same_origin(std::string_view origin, const std::string* host) {
+    if (!host) return false;
+    for (std::string_view scheme : {"http://", "https://"})
+      if (origin.size() == scheme.size() + host->size() && iequals(origin.substr(0, scheme.size()), scheme) &&
+          iequals(origin.substr(scheme.size()), *host))
+        return true;
+    return false;
+  }
+
+  // `strict`: "*" does not cover it (a request that changes what others see).
+  bool origin_allowed(std::string_view origin, const std::string* host, bool strict) const {
+    if (same_origin(origin, host)) return true;
+    if (cors_origin_ == "*") return !strict;
+    return !cors_origin_.empty() && iequals(origin, cors_origin_);
+  }
+
+ private:
+  std::string cors_origin_;
+  bool any_host_ = false;
+  std::vector<std::string> names_;
+};
+
 struct LoginAttempts {
   std::int64_t window_start = 0;
   int failures = 0;
@@ -4463,7 +4560,10 @@ struct LoginAttempts {
 class AgentCore {
  public:
   explicit AgentCore(Options o)
-      : opt_(std::move(o)), server_(server_config(opt_)), collector_(opt_.disk_path) {
+      : opt_(std::move(o)),
+        policy_(opt_.listen, opt_.allowed_hosts, opt_.cors_origin),
+        server_(server_config(opt_)),
+        collector_(opt_.disk_path) {
     tick_us_ = std::int64_t(std::llround(opt_.tick_seconds * 1e6));
     for (const auto& u : opt_.users) {
       std::size_t c = u.find(':');
@@ -4477,7 +4577,7 @@ class AgentCore {
     routes();
   }
 
-  static Server::Config server_config(const Options& o) {
+  Server::Config server_config(const Options& o) {
     Server::Config c;
     c.listen = o.listen;
     c.max_clients = o.max_clients;
@@ -4488,10 +4588,12 @@ class AgentCore {
     c.max_backlog_bytes = o.max_backlog_bytes;
     c.cors_origin = o.cors_origin;
     c.logger = o.logger;
+    c.screen = [this](const HttpRequest& r) { return screen(r); };
     return c;
   }
 
   Options opt_;
+  RequestPolicy policy_;
   Server server_;
   Collector collector_;
   std::vector<std::pair<std::string, std::function<double()>>> gauge_fns_;
@@ -4839,6 +4941,41 @@ class AgentCore {
 
   // ---- HTTP ----------------------------------------------------------------
 
+  // Every request, upgrades included, before routing. A page from another
+  // site may read what --cors-origin allows; it may never broadcast, since
+  // "*" would let any page the user visits alert every dashboard.
+  std::optional<HttpResponse> screen(const HttpRequest& req) const {
+    const std::string* host = req.header("host");
+    if (host && !policy_.host_allowed(*host))
+      return HttpResponse::error(421, "Host '" + host->substr(0, 100) + "'" +
+                                          " is not a name of this agent (add it with --allowed-host)");
+    const std::string* origin = req.header("origin");
+    // The flat stream is public (SPEC §5.1): any page may read it.
+    if (origin && req.path != "/api/system/metrics" &&
+        !policy_.origin_allowed(*origin, host, req.path == "/api/ws/broadcast/alert"))
+      return HttpResponse::error(403, "requests from origin '" + origin->substr(0, 100) + "'" +
+                                          " are not allowed here (see --cors-origin)");
+    return std::nullopt;
+  }
+
+  // The JSON object in a POST body: Content-Type application/json (so a
+  // cross-site form or text/plain fetch, which skip the CORS preflight, cannot
+  // send one), UTF-8 text, an object. Empty when fine; else the answer.
+  static std::optional<HttpResponse> json_body(const HttpRequest& req, picojson::value& v, std::string_view shape) {
+    const std::string* type = req.header("content-type");
+    std::string_view media = type ? trim_ows(std::string_view(*type).substr(0, type->find(';'))) : std::string_view();
+    if (!iequals(media, "application/json")) {
+      HttpResponse r = HttpResponse::error(415, "Content-Type must be application/json");
+      r.headers.push_back({"Accept-Post", "application/json"});
+      return r;
+    }
+    if (!valid_utf8(req.body)) return HttpResponse::error(400, "the body is not valid UTF-8");
+    std::string err = parse_json(v, req.body);
+    if (!err.empty() || !v.is<picojson::object>())
+      return HttpResponse::error(400, "expected a JSON object " + std::string(shape));
+    return std::nullopt;
+  }
+
   HttpResponse health() const {
     std::string out;
     JsonWriter w(out);
@@ -4955,6 +5092,8 @@ class AgentCore {
 
   HttpResponse login(const HttpRequest& req) {
     if (opt_.jwt_secret.empty()) return HttpResponse::error(404, "authentication is not enabled on this agent");
+    picojson::value v;
+    if (auto refusal = json_body(req, v, "{\"username\":...,\"password\":...}")) return *refusal;
     std::int64_t now = wall_now_us() / 1000000;
     LoginAttempts& a = attempts_[req.remote_address];
     if (now - a.window_start >= 60) a = LoginAttempts{now, 0};
@@ -4963,10 +5102,6 @@ class AgentCore {
       r.headers.push_back({"Retry-After", std::to_string(60 - (now - a.window_start))});
       return r;
     }
-    picojson::value v;
-    std::string err = parse_json(v, req.body);
-    if (!err.empty() || !v.is<picojson::object>())
-      return HttpResponse::error(400, "expected a JSON object {\"username\":...,\"password\":...}");
     const auto& o = v.get<picojson::object>();
     auto u = o.find("username"), p = o.find("password");
     if (u == o.end() || p == o.end() || !u->second.is<std::string>() || !p->second.is<std::string>())
@@ -4998,9 +5133,7 @@ class AgentCore {
       if (!why.empty()) return HttpResponse::error(401, why);
     }
     picojson::value v;
-    std::string err = parse_json(v, req.body);
-    if (!err.empty() || !v.is<picojson::object>())
-      return HttpResponse::error(400, "expected a JSON object {\"level\":...,\"message\":...}");
+    if (auto refusal = json_body(req, v, "{\"level\":...,\"message\":...}")) return *refusal;
     const auto& o = v.get<picojson::object>();
     auto msg = o.find("message");
     if (msg == o.end() || !msg->second.is<std::string>() || msg->second.get<std::string>().empty())
@@ -5119,6 +5252,10 @@ inline bool Agent::validate(const Options& o, std::string* error) {
     std::string why;
     if (!detail::parse_alert_rule(a, r, why)) return fail("--alert: " + why);
   }
+  for (const auto& h : o.allowed_hosts)
+    if (h != "*" && detail::host_name_part(h).empty())
+      return fail("--allowed-host must be a host name or address such as dash.example.org or [fd00::1], got '" +
+                  h + "'");
   return true;
 }
 
