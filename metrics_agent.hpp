@@ -2834,6 +2834,9 @@ struct PrometheusSelf {
   double collect_seconds = 0;          // duration of the last collection
   double start_time_seconds = 0;       // process start, seconds since the epoch
   std::size_t history_points = 0;
+  bool auth = false;                          // the login families below are written
+  std::size_t login_tracked_addresses = 0;    // addresses with recent failed logins
+  std::uint64_t login_throttled = 0;          // logins answered 429 by the global rate
 };
 
 // Escapes per the text format: backslash and newline everywhere, the double
@@ -3227,6 +3230,14 @@ inline void append_prometheus(std::string& out, const Snapshot& s, const std::ve
   append_prom_sample(out, "metrics_agent_collection_duration_seconds", {}, self.collect_seconds);
   append_prom_family(out, "metrics_agent_history_points", "gauge", "Snapshots held in the history buffer.");
   append_prom_count(out, "metrics_agent_history_points", {}, self.history_points);
+  if (self.auth) {
+    append_prom_family(out, "metrics_agent_login_tracked_addresses", "gauge",
+                       "Addresses whose failed logins of the last minute are remembered.");
+    append_prom_count(out, "metrics_agent_login_tracked_addresses", {}, self.login_tracked_addresses);
+    append_prom_family(out, "metrics_agent_login_throttled_total", "counter",
+                       "Logins answered 429 because password checks across all addresses were over their rate.");
+    append_prom_count(out, "metrics_agent_login_throttled_total", {}, self.login_throttled);
+  }
   if (self.start_time_seconds > 0) {
     append_prom_family(out, "process_start_time_seconds", "gauge",
                        "When the process started, in seconds since the epoch.");
@@ -5016,6 +5027,9 @@ class AgentCore {
     self.collect_seconds = collect_seconds_;
     self.start_time_seconds = double(started_us_) / 1e6;
     self.history_points = history_.size();
+    self.auth = !opt_.jwt_secret.empty();
+    self.login_tracked_addresses = attempts_.size();
+    self.login_throttled = login_throttled_;
     HttpResponse r;
     r.content_type = std::string(kPrometheusContentType);
     append_prometheus(r.body, snap_, gauge_help_, self);
@@ -5090,22 +5104,61 @@ class AgentCore {
     return HttpResponse::json(200, out);
   }
 
+  // Each password check is 100,000 PBKDF2 rounds (tens of milliseconds) on the
+  // loop, so checks across all addresses share one token bucket: at most
+  // kLoginChecksPerSecond on average, kLoginCheckBurst at once; beyond that 429
+  // at once. That bounds the loop's share spent on logins, whatever number of
+  // source addresses send them. Failed logins are remembered per address for a
+  // minute, for at most kLoginTrackedMax addresses.
+  static constexpr double kLoginChecksPerSecond = 4, kLoginCheckBurst = 4;
+  static constexpr std::size_t kLoginTrackedMax = 10000;
+  static constexpr std::int64_t kLoginWindowSeconds = 60;
+  static constexpr int kLoginMaxFailures = 5;
+
+  static HttpResponse too_many_logins(std::string_view why, std::int64_t retry_after) {
+    HttpResponse r = HttpResponse::error(429, why);
+    r.headers.push_back({"Retry-After", std::to_string(std::max<std::int64_t>(1, retry_after))});
+    return r;
+  }
+
+  void prune_login_attempts(std::int64_t now) {
+    for (auto it = attempts_.begin(); it != attempts_.end();)
+      it = now - it->second.window_start >= kLoginWindowSeconds ? attempts_.erase(it) : std::next(it);
+    last_login_prune_ = now;
+  }
+
+  bool take_login_check() {
+    double t = mono_now();
+    login_tokens_ = std::min(kLoginCheckBurst, login_tokens_ + (t - login_tokens_at_) * kLoginChecksPerSecond);
+    login_tokens_at_ = t;
+    if (login_tokens_ < 1) return false;
+    login_tokens_ -= 1;
+    return true;
+  }
+
   HttpResponse login(const HttpRequest& req) {
     if (opt_.jwt_secret.empty()) return HttpResponse::error(404, "authentication is not enabled on this agent");
+    // Nothing is remembered about a request until it is a well-formed login.
     picojson::value v;
     if (auto refusal = json_body(req, v, "{\"username\":...,\"password\":...}")) return *refusal;
-    std::int64_t now = wall_now_us() / 1000000;
-    LoginAttempts& a = attempts_[req.remote_address];
-    if (now - a.window_start >= 60) a = LoginAttempts{now, 0};
-    if (a.failures >= 5) {
-      HttpResponse r = HttpResponse::error(429, "too many login attempts; try again later");
-      r.headers.push_back({"Retry-After", std::to_string(60 - (now - a.window_start))});
-      return r;
-    }
     const auto& o = v.get<picojson::object>();
     auto u = o.find("username"), p = o.find("password");
     if (u == o.end() || p == o.end() || !u->second.is<std::string>() || !p->second.is<std::string>())
       return HttpResponse::error(400, "username and password must be strings");
+    std::int64_t now = wall_now_us() / 1000000;
+    if (now - last_login_prune_ >= kLoginWindowSeconds) prune_login_attempts(now);
+    auto known = attempts_.find(req.remote_address);
+    if (known != attempts_.end() && now - known->second.window_start >= kLoginWindowSeconds) {
+      attempts_.erase(known);
+      known = attempts_.end();
+    }
+    if (known != attempts_.end() && known->second.failures >= kLoginMaxFailures)
+      return too_many_logins("too many login attempts; try again later",
+                             kLoginWindowSeconds - (now - known->second.window_start));
+    if (!take_login_check()) {
+      ++login_throttled_;
+      return too_many_logins("too many logins on this agent right now; try again in a second", 1);
+    }
     const std::string& name = u->second.get<std::string>();
     // An unknown name costs the same PBKDF2 work as a known one, so response
     // times do not reveal which accounts exist.
@@ -5114,7 +5167,15 @@ class AgentCore {
       if (acct.first == name) hash = &acct.second;
     bool ok = password_verify(p->second.get<std::string>(), *hash) && hash != &dummy_hash_;
     if (!ok) {
-      ++a.failures;
+      if (known == attempts_.end()) {
+        if (attempts_.size() >= kLoginTrackedMax) prune_login_attempts(now);
+        // Still full: failures from this many addresses within a minute are
+        // an attack; new addresses wait until the oldest windows expire.
+        if (attempts_.size() >= kLoginTrackedMax)
+          return too_many_logins("too many addresses are failing to log in; try again later", kLoginWindowSeconds);
+        known = attempts_.emplace(req.remote_address, LoginAttempts{now, 0}).first;
+      }
+      ++known->second.failures;
       return HttpResponse::error(401, "invalid credentials");
     }
     std::int64_t ttl = std::int64_t(opt_.token_ttl_seconds);
@@ -5205,6 +5266,9 @@ class AgentCore {
   std::vector<AlertRule> rules_;
   std::vector<std::pair<std::string, std::string>> users_;
   std::unordered_map<std::string, LoginAttempts> attempts_;
+  std::int64_t last_login_prune_ = 0;
+  double login_tokens_ = kLoginCheckBurst, login_tokens_at_ = 0;
+  std::uint64_t login_throttled_ = 0;
   std::string dummy_hash_ = "pbkdf2-sha256$100000$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
 };
 

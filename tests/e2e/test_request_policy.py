@@ -236,3 +236,73 @@ def test_invalid_utf8_broadcast_is_400_and_alerts_clients_stay(agent):
                 await ws.close()
 
     asyncio.run(go())
+
+
+# --------------------------------------------------------------------------- #
+# logins: agent-wide rate of password checks, bounded per-address state
+
+@pytest.fixture(scope="module")
+def auth(tmp_path_factory):
+    import agent_helpers as ah
+    return ah.AuthSetup(tmp_path_factory.mktemp("auth"))
+
+
+def _self_metric(port, name):
+    r = http(port, "GET", "/metrics")
+    assert r.status == 200, r
+    for line in r.body.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError("%s missing from /metrics" % name)
+
+
+def _source(i):
+    # Distinct loopback source addresses (any of 127.0.0.0/8 is local on Linux).
+    return "127.77.%d.%d" % (i // 250, i % 250 + 1)
+
+
+def test_malformed_logins_leave_no_state(spawn, auth):
+    agent = spawn.agent("--tick", TICK, *auth.args())
+    bodies = [(b"x", {}), (b"x", JSON), (b"[]", JSON), (b'{"username":1}', JSON),
+              (b'{"username":"a","password":"\xff"}', JSON)]
+    for i in range(300):
+        body, headers = bodies[i % len(bodies)]
+        r = http(agent.port, "POST", "/api/auth/login", body, headers=headers, source=_source(i))
+        assert r.status in (400, 415), r
+    assert _self_metric(agent.port, "metrics_agent_login_tracked_addresses") == 0
+    for i in range(3):
+        r = http(agent.port, "POST", "/api/auth/login", {"username": auth.user, "password": "no"},
+                 source=_source(1000 + i))
+        if r.status == 429:  # the agent-wide rate: wait it out once
+            import time
+            time.sleep(1.1)
+            r = http(agent.port, "POST", "/api/auth/login", {"username": auth.user, "password": "no"},
+                     source=_source(1000 + i))
+        assert r.status == 401, r
+    assert _self_metric(agent.port, "metrics_agent_login_tracked_addresses") == 3
+
+
+def test_logins_beyond_the_agent_wide_rate_get_429(spawn, auth):
+    from concurrent.futures import ThreadPoolExecutor
+    agent = spawn.agent("--tick", TICK, *auth.args())
+
+    def attempt(i):
+        return http(agent.port, "POST", "/api/auth/login", {"username": auth.user, "password": "guess"},
+                    source=_source(i))
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(attempt, range(40)))
+    statuses = [r.status for r in results]
+    assert set(statuses) <= {401, 429}, statuses
+    throttled = [r for r in results if r.status == 429]
+    assert throttled, "40 concurrent logins from 40 addresses were all checked: %r" % statuses
+    for r in throttled:
+        assert r.header("Retry-After") == "1", r
+        r.error_json()
+    assert _self_metric(agent.port, "metrics_agent_login_throttled_total") == len(throttled)
+    # Only checked (failed) logins are remembered.
+    assert _self_metric(agent.port, "metrics_agent_login_tracked_addresses") == statuses.count(401)
+    # The streams and the right password still work afterwards.
+    assert http(agent.port, "GET", "/health").status == 200
+    import agent_helpers as ah
+    assert ah.login(agent.port, auth.user, auth.password, source="127.78.0.1")
