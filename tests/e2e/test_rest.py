@@ -327,7 +327,8 @@ def test_head_on_the_static_page_matches_get_exactly(agent):
     ("/api/metrics/cpu", "GET", "Authorization"),
     ("/api/metrics/current", "GET", "Authorization"),
     ("/api/auth/login", "POST", "Content-Type"),
-    ("/api/ws/broadcast/alert", "POST", "Content-Type"),
+    # Broadcast takes no cross-origin requests, preflights included
+    # (test_request_policy.py).
 ])
 def test_options_preflight(agent, path, method, header):
     r = http(agent.port, "OPTIONS", path, headers={
