@@ -28,7 +28,12 @@ repeatable options take a comma-separated list there):
   --max-clients N            connections beyond this get HTTP 503 (default 10000)
   --max-clients-per-ip N     connections from one address beyond this get HTTP 503 (default 1000;
                              127.0.0.0/8 and ::1 exempt)
-  --cors-origin ORIGIN       Access-Control-Allow-Origin for the REST API (default *)
+  --cors-origin ORIGIN       Access-Control-Allow-Origin for the REST API (default *); pages from other
+                             origins may read the API and protected streams only when it covers them,
+                             and may never broadcast (only the agent's own page, or exactly ORIGIN, may)
+  --allowed-host NAME        accept requests whose Host header names NAME (repeatable; * = any). Always
+                             accepted: localhost, 127.0.0.1, [::1] and the --listen address; listening on
+                             0.0.0.0 or [::] without this option accepts any Host
   --heartbeat SECONDS        alerts-stream heartbeat period, 0 = off (default 30)
   --ws-ping SECONDS          ping clients idle this long; drop those silent for another period (default 30)
   --request-timeout SECONDS  close HTTP connections whose request stalls this long (default 10)
@@ -120,6 +125,10 @@ void apply(metrics_agent::Options& o, const std::string& flag, const std::string
     o.max_clients_per_ip = count(f, v);
   } else if (flag == "cors-origin") {
     o.cors_origin = v;
+  } else if (flag == "allowed-host") {
+    if (v != "*" && metrics_agent::detail::host_name_part(v).empty())
+      usage_error(f + ": expected a host name or address such as dash.example.org or [fd00::1], got '" + v + "'");
+    o.allowed_hosts.push_back(v);
   } else if (flag == "heartbeat") {
     o.heartbeat_seconds = seconds(f, v);
   } else if (flag == "ws-ping") {
@@ -143,10 +152,12 @@ void apply(metrics_agent::Options& o, const std::string& flag, const std::string
 }
 
 const char* const kValueFlags[] = {"listen", "tick", "disk", "history", "jwt-secret-file", "user", "alert",
-                                   "max-clients", "max-clients-per-ip", "cors-origin", "heartbeat",
+                                   "max-clients", "max-clients-per-ip", "cors-origin", "allowed-host", "heartbeat",
                                    "ws-ping", "request-timeout", "max-backlog", "gauge", "max-message"};
 
-bool repeatable(const std::string& flag) { return flag == "user" || flag == "alert" || flag == "gauge"; }
+bool repeatable(const std::string& flag) {
+  return flag == "user" || flag == "alert" || flag == "gauge" || flag == "allowed-host";
+}
 
 // Environment first, then the command line over it.
 void apply_environment(metrics_agent::Options& o) {

@@ -250,6 +250,10 @@ struct Options {
   std::size_t max_clients = 10000;
   std::size_t max_clients_per_ip = 1000;
   std::string cors_origin = "*";
+  // Host header names accepted besides the listen address and localhost,
+  // 127.0.0.1, [::1] (DNS rebinding); "*" accepts any. Listening on any address
+  // (0.0.0.0, [::]) with this list empty accepts any Host.
+  std::vector<std::string> allowed_hosts;
   double heartbeat_seconds = 30;
   double ws_ping_seconds = 30;
   double request_timeout_seconds = 10;
@@ -358,6 +362,9 @@ class Server {
     std::size_t max_backlog_bytes = METRICS_AGENT_MAX_BACKLOG_BYTES;
     std::string cors_origin;  // Access-Control-Allow-Origin on HTTP answers; empty: none
     std::function<void(const std::string&)> logger;
+    // Sees every request before it is routed, WebSocket upgrades included; an
+    // answer returned here is sent instead (e.g. a Host or Origin refused).
+    std::function<std::optional<HttpResponse>(const HttpRequest&)> screen;
   };
 
   Server();
@@ -946,6 +953,54 @@ inline bool valid_utf8(std::string_view s) {
   return v.feed(s) && v.complete();
 }
 
+// Length of the well-formed UTF-8 sequence that starts at s[i], or 0 (the
+// table of RFC 3629 section 4: no overlongs, no surrogates, nothing past U+10FFFF).
+inline std::size_t utf8_sequence_length(std::string_view s, std::size_t i) {
+  const auto byte = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
+  const unsigned char c = byte(i);
+  if (c < 0x80) return 1;
+  std::size_t need;
+  unsigned char lo = 0x80, hi = 0xbf;
+  if (c < 0xc2) {
+    return 0;
+  } else if (c < 0xe0) {
+    need = 1;
+  } else if (c < 0xf0) {
+    need = 2;
+    if (c == 0xe0) lo = 0xa0;
+    if (c == 0xed) hi = 0x9f;
+  } else if (c < 0xf5) {
+    need = 3;
+    if (c == 0xf0) lo = 0x90;
+    if (c == 0xf4) hi = 0x8f;
+  } else {
+    return 0;
+  }
+  if (s.size() - i <= need) return 0;
+  if (byte(i + 1) < lo || byte(i + 1) > hi) return 0;
+  for (std::size_t k = 2; k <= need; ++k)
+    if (byte(i + k) < 0x80 || byte(i + k) > 0xbf) return 0;
+  return need + 1;
+}
+
+// `s` with each byte that does not start a well-formed sequence replaced by
+// U+FFFD: what a WebSocket text frame may carry (RFC 6455 section 8.1).
+inline std::string utf8_substituted(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size();) {
+    const std::size_t n = utf8_sequence_length(s, i);
+    if (n == 0) {
+      out += "\xEF\xBF\xBD";
+      ++i;
+    } else {
+      out.append(s.data() + i, n);
+      i += n;
+    }
+  }
+  return out;
+}
+
 // ---- JWT HS256 (RFC 7519, RFC 7515) -----------------------------------------------------
 
 struct JwtResult {
@@ -1265,10 +1320,14 @@ inline void append_uint(std::string& out, std::uint64_t v) {
   out.append(buf, std::size_t(r.ptr - buf));
 }
 
+// JSON text must be UTF-8 (RFC 8259 section 8.1) and so must a WebSocket text
+// frame, yet mount points and interface names may hold any bytes: each byte
+// that does not start a well-formed sequence becomes U+FFFD, as in /metrics.
 inline void append_json_string(std::string& out, std::string_view s) {
   static const char hex[] = "0123456789abcdef";
   out += '"';
-  for (unsigned char c : s) {
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
     switch (c) {
       case '"': out += "\\\""; break;
       case '\\': out += "\\\\"; break;
@@ -1280,8 +1339,13 @@ inline void append_json_string(std::string& out, std::string_view s) {
           out += "\\u00";
           out += hex[c >> 4];
           out += hex[c & 15];
-        } else {
+        } else if (c < 0x80) {
           out += char(c);
+        } else if (const std::size_t n = utf8_sequence_length(s, i)) {
+          out.append(s.data() + i, n);
+          i += n - 1;
+        } else {
+          out += "\xEF\xBF\xBD";
         }
     }
   }
@@ -1576,6 +1640,8 @@ inline const char* http_reason(int status) {
     case 405: return "Method Not Allowed";
     case 408: return "Request Timeout";
     case 413: return "Content Too Large";
+    case 415: return "Unsupported Media Type";
+    case 421: return "Misdirected Request";
     case 426: return "Upgrade Required";
     case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
@@ -2535,6 +2601,12 @@ class Loop {
   void handle_request(Conn* c, HttpRequest req) {
     ++stats_.http_requests;
     c->served = true;
+    if (cfg_.screen) {
+      if (auto refusal = cfg_.screen(req)) {
+        respond(c, *refusal, req.keep_alive, req.method == "HEAD");
+        return;
+      }
+    }
     auto ws = ws_routes_.find(req.path);
     if (ws != ws_routes_.end()) {
       upgrade(c, std::move(req), ws->second);
@@ -2857,14 +2929,20 @@ inline HttpResponse HttpResponse::error(int status, std::string_view message) {
   return r;
 }
 
+// A text frame is valid UTF-8 by construction: peers fail the connection with
+// 1007 otherwise (RFC 6455 section 8.1), and would reconnect into the same frame.
 inline std::shared_ptr<const std::string> encode_text_frame(std::string_view text) {
+  if (!detail::valid_utf8(text))
+    return std::make_shared<const std::string>(detail::encode_frame(detail::WsOp::Text, detail::utf8_substituted(text)));
   return std::make_shared<const std::string>(detail::encode_frame(detail::WsOp::Text, text));
 }
 
 // RFC 6455 §5.5.1: no data frames after our close frame.
 inline void WebSocket::send_text(std::string_view text) {
   if (c_->state == detail::Conn::State::WebSocket)
-    c_->loop->send_owned(c_, detail::encode_frame(detail::WsOp::Text, text));
+    c_->loop->send_owned(c_, detail::valid_utf8(text)
+                                 ? detail::encode_frame(detail::WsOp::Text, text)
+                                 : detail::encode_frame(detail::WsOp::Text, detail::utf8_substituted(text)));
 }
 inline void WebSocket::send_binary(std::string_view data) {
   if (c_->state == detail::Conn::State::WebSocket)
@@ -2943,37 +3021,10 @@ struct PrometheusSelf {
   double collect_seconds = 0;          // duration of the last collection
   double start_time_seconds = 0;       // process start, seconds since the epoch
   std::size_t history_points = 0;
+  bool auth = false;                          // the login families below are written
+  std::size_t login_tracked_addresses = 0;    // addresses with recent failed logins
+  std::uint64_t login_throttled = 0;          // logins answered 429 by the global rate
 };
-
-// Length of the well-formed UTF-8 sequence that starts at s[i], or 0 (the
-// table of RFC 3629 section 4: no overlongs, no surrogates, nothing past U+10FFFF).
-inline std::size_t utf8_sequence_length(std::string_view s, std::size_t i) {
-  const auto byte = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
-  const unsigned char c = byte(i);
-  if (c < 0x80) return 1;
-  std::size_t need;
-  unsigned char lo = 0x80, hi = 0xbf;
-  if (c < 0xc2) {
-    return 0;
-  } else if (c < 0xe0) {
-    need = 1;
-  } else if (c < 0xf0) {
-    need = 2;
-    if (c == 0xe0) lo = 0xa0;
-    if (c == 0xed) hi = 0x9f;
-  } else if (c < 0xf5) {
-    need = 3;
-    if (c == 0xf0) lo = 0x90;
-    if (c == 0xf4) hi = 0x8f;
-  } else {
-    return 0;
-  }
-  if (s.size() - i <= need) return 0;
-  if (byte(i + 1) < lo || byte(i + 1) > hi) return 0;
-  for (std::size_t k = 2; k <= need; ++k)
-    if (byte(i + k) < 0x80 || byte(i + k) > 0xbf) return 0;
-  return need + 1;
-}
 
 // Escapes per the text format: backslash and newline everywhere, the double
 // quote in label values only. Prometheus refuses a scrape whose label values
@@ -3366,6 +3417,14 @@ inline void append_prometheus(std::string& out, const Snapshot& s, const std::ve
   append_prom_sample(out, "metrics_agent_collection_duration_seconds", {}, self.collect_seconds);
   append_prom_family(out, "metrics_agent_history_points", "gauge", "Snapshots held in the history buffer.");
   append_prom_count(out, "metrics_agent_history_points", {}, self.history_points);
+  if (self.auth) {
+    append_prom_family(out, "metrics_agent_login_tracked_addresses", "gauge",
+                       "Addresses whose failed logins of the last minute are remembered.");
+    append_prom_count(out, "metrics_agent_login_tracked_addresses", {}, self.login_tracked_addresses);
+    append_prom_family(out, "metrics_agent_login_throttled_total", "counter",
+                       "Logins answered 429 because password checks across all addresses were over their rate.");
+    append_prom_count(out, "metrics_agent_login_throttled_total", {}, self.login_throttled);
+  }
   if (self.start_time_seconds > 0) {
     append_prom_family(out, "process_start_time_seconds", "gauge",
                        "When the process started, in seconds since the epoch.");
@@ -4622,6 +4681,88 @@ class SlowSampler {
   std::thread thread_;
 };
 
+// ---- Host and Origin -------------------------------------------------------
+
+// The name in a Host header or an --allowed-host value, lower case, without
+// the port or a final dot: "LocalHost.:8080" -> "localhost", "[::1]:80" ->
+// "[::1]". Empty when it is no host name (RFC 3986 section 3.2.2).
+inline std::string host_name_part(std::string_view host) {
+  host = trim_ows(host);
+  std::string_view name = host, port;
+  if (!host.empty() && host.front() == '[') {
+    std::size_t close = host.find(']');
+    if (close == std::string_view::npos) return {};
+    name = host.substr(0, close + 1);
+    port = host.substr(close + 1);
+    if (!port.empty() && port.front() != ':') return {};
+  } else if (std::size_t colon = host.find(':'); colon != std::string_view::npos) {
+    name = host.substr(0, colon);
+    port = host.substr(colon);
+  }
+  if (!port.empty()) port.remove_prefix(1);
+  for (char c : port)
+    if (c < '0' || c > '9') return {};
+  if (name.size() > 1 && name.back() == '.') name.remove_suffix(1);
+  if (name.empty() || name.size() > 255) return {};
+  const bool bracketed = name.front() == '[';
+  std::string out;
+  for (std::size_t i = 0; i < name.size(); ++i) {
+    const char c = ascii_lower(name[i]);
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' ||
+                    (bracketed && (c == ':' || ((c == '[' || c == ']') && (i == 0 || i + 1 == name.size()))));
+    if (!ok) return {};
+    out += c;
+  }
+  return out;
+}
+
+// Which Host values reach the agent, and which cross-origin pages may use it.
+// DNS rebinding gives a hostile page the agent's address under the page's own
+// name: its requests carry that name in Host, which this refuses.
+class RequestPolicy {
+ public:
+  RequestPolicy(const std::string& listen, const std::vector<std::string>& allowed_hosts, std::string cors_origin)
+      : cors_origin_(std::move(cors_origin)) {
+    std::string listen_host = listen.substr(0, listen.rfind(':'));
+    bool any_address = listen_host.empty() || listen_host == "*" || listen_host == "0.0.0.0" || listen_host == "[::]";
+    any_host_ = any_address && allowed_hosts.empty();
+    names_ = {"localhost", "127.0.0.1", "[::1]"};
+    if (!any_address) names_.push_back(host_name_part(listen_host));
+    for (const auto& h : allowed_hosts) {
+      if (h == "*") any_host_ = true;
+      names_.push_back(host_name_part(h));
+    }
+  }
+
+  bool host_allowed(std::string_view host) const {
+    if (any_host_) return true;
+    std::string name = host_name_part(host);
+    return !name.empty() && std::find(names_.begin(), names_.end(), name) != names_.end();
+  }
+
+  // An Origin equal to the scheme plus the request's own Host: the agent's page.
+  static bool same_origin(std::string_view origin, const std::string* host) {
+    if (!host) return false;
+    for (std::string_view scheme : {"http://", "https://"})
+      if (origin.size() == scheme.size() + host->size() && iequals(origin.substr(0, scheme.size()), scheme) &&
+          iequals(origin.substr(scheme.size()), *host))
+        return true;
+    return false;
+  }
+
+  // `strict`: "*" does not cover it (a request that changes what others see).
+  bool origin_allowed(std::string_view origin, const std::string* host, bool strict) const {
+    if (same_origin(origin, host)) return true;
+    if (cors_origin_ == "*") return !strict;
+    return !cors_origin_.empty() && iequals(origin, cors_origin_);
+  }
+
+ private:
+  std::string cors_origin_;
+  bool any_host_ = false;
+  std::vector<std::string> names_;
+};
+
 struct LoginAttempts {
   std::int64_t window_start = 0;
   int failures = 0;
@@ -4630,7 +4771,10 @@ struct LoginAttempts {
 class AgentCore {
  public:
   explicit AgentCore(Options o)
-      : opt_(std::move(o)), server_(server_config(opt_)), collector_(std::make_shared<Collector>(opt_.disk_path)) {
+      : opt_(std::move(o)),
+        policy_(opt_.listen, opt_.allowed_hosts, opt_.cors_origin),
+        server_(server_config(opt_)),
+        collector_(std::make_shared<Collector>(opt_.disk_path)) {
     tick_us_ = std::int64_t(std::llround(opt_.tick_seconds * 1e6));
     for (const auto& u : opt_.users) {
       std::size_t c = u.find(':');
@@ -4644,7 +4788,7 @@ class AgentCore {
     routes();
   }
 
-  static Server::Config server_config(const Options& o) {
+  Server::Config server_config(const Options& o) {
     Server::Config c;
     c.listen = o.listen;
     c.max_clients = o.max_clients;
@@ -4655,10 +4799,12 @@ class AgentCore {
     c.max_backlog_bytes = o.max_backlog_bytes;
     c.cors_origin = o.cors_origin;
     c.logger = o.logger;
+    c.screen = [this](const HttpRequest& r) { return screen(r); };
     return c;
   }
 
   Options opt_;
+  RequestPolicy policy_;
   Server server_;
   // Shared with the slow sampler's worker, which may outlive this object.
   std::shared_ptr<Collector> collector_;
@@ -5032,6 +5178,41 @@ class AgentCore {
 
   // ---- HTTP ----------------------------------------------------------------
 
+  // Every request, upgrades included, before routing. A page from another
+  // site may read what --cors-origin allows; it may never broadcast, since
+  // "*" would let any page the user visits alert every dashboard.
+  std::optional<HttpResponse> screen(const HttpRequest& req) const {
+    const std::string* host = req.header("host");
+    if (host && !policy_.host_allowed(*host))
+      return HttpResponse::error(421, "Host '" + host->substr(0, 100) + "'" +
+                                          " is not a name of this agent (add it with --allowed-host)");
+    const std::string* origin = req.header("origin");
+    // The flat stream is public (SPEC §5.1): any page may read it.
+    if (origin && req.path != "/api/system/metrics" &&
+        !policy_.origin_allowed(*origin, host, req.path == "/api/ws/broadcast/alert"))
+      return HttpResponse::error(403, "requests from origin '" + origin->substr(0, 100) + "'" +
+                                          " are not allowed here (see --cors-origin)");
+    return std::nullopt;
+  }
+
+  // The JSON object in a POST body: Content-Type application/json (so a
+  // cross-site form or text/plain fetch, which skip the CORS preflight, cannot
+  // send one), UTF-8 text, an object. Empty when fine; else the answer.
+  static std::optional<HttpResponse> json_body(const HttpRequest& req, picojson::value& v, std::string_view shape) {
+    const std::string* type = req.header("content-type");
+    std::string_view media = type ? trim_ows(std::string_view(*type).substr(0, type->find(';'))) : std::string_view();
+    if (!iequals(media, "application/json")) {
+      HttpResponse r = HttpResponse::error(415, "Content-Type must be application/json");
+      r.headers.push_back({"Accept-Post", "application/json"});
+      return r;
+    }
+    if (!valid_utf8(req.body)) return HttpResponse::error(400, "the body is not valid UTF-8");
+    std::string err = parse_json(v, req.body);
+    if (!err.empty() || !v.is<picojson::object>())
+      return HttpResponse::error(400, "expected a JSON object " + std::string(shape));
+    return std::nullopt;
+  }
+
   HttpResponse health() const {
     std::string out;
     JsonWriter w(out);
@@ -5072,6 +5253,9 @@ class AgentCore {
     self.collect_seconds = collect_seconds_;
     self.start_time_seconds = double(started_us_) / 1e6;
     self.history_points = history_.size();
+    self.auth = !opt_.jwt_secret.empty();
+    self.login_tracked_addresses = attempts_.size();
+    self.login_throttled = login_throttled_;
     HttpResponse r;
     r.content_type = std::string(kPrometheusContentType);
     append_prometheus(r.body, snap_, gauge_help_, self);
@@ -5146,24 +5330,61 @@ class AgentCore {
     return HttpResponse::json(200, out);
   }
 
+  // Each password check is 100,000 PBKDF2 rounds (tens of milliseconds) on the
+  // loop, so checks across all addresses share one token bucket: at most
+  // kLoginChecksPerSecond on average, kLoginCheckBurst at once; beyond that 429
+  // at once. That bounds the loop's share spent on logins, whatever number of
+  // source addresses send them. Failed logins are remembered per address for a
+  // minute, for at most kLoginTrackedMax addresses.
+  static constexpr double kLoginChecksPerSecond = 4, kLoginCheckBurst = 4;
+  static constexpr std::size_t kLoginTrackedMax = 10000;
+  static constexpr std::int64_t kLoginWindowSeconds = 60;
+  static constexpr int kLoginMaxFailures = 5;
+
+  static HttpResponse too_many_logins(std::string_view why, std::int64_t retry_after) {
+    HttpResponse r = HttpResponse::error(429, why);
+    r.headers.push_back({"Retry-After", std::to_string(std::max<std::int64_t>(1, retry_after))});
+    return r;
+  }
+
+  void prune_login_attempts(std::int64_t now) {
+    for (auto it = attempts_.begin(); it != attempts_.end();)
+      it = now - it->second.window_start >= kLoginWindowSeconds ? attempts_.erase(it) : std::next(it);
+    last_login_prune_ = now;
+  }
+
+  bool take_login_check() {
+    double t = mono_now();
+    login_tokens_ = std::min(kLoginCheckBurst, login_tokens_ + (t - login_tokens_at_) * kLoginChecksPerSecond);
+    login_tokens_at_ = t;
+    if (login_tokens_ < 1) return false;
+    login_tokens_ -= 1;
+    return true;
+  }
+
   HttpResponse login(const HttpRequest& req) {
     if (opt_.jwt_secret.empty()) return HttpResponse::error(404, "authentication is not enabled on this agent");
-    std::int64_t now = wall_now_us() / 1000000;
-    LoginAttempts& a = attempts_[req.remote_address];
-    if (now - a.window_start >= 60) a = LoginAttempts{now, 0};
-    if (a.failures >= 5) {
-      HttpResponse r = HttpResponse::error(429, "too many login attempts; try again later");
-      r.headers.push_back({"Retry-After", std::to_string(60 - (now - a.window_start))});
-      return r;
-    }
+    // Nothing is remembered about a request until it is a well-formed login.
     picojson::value v;
-    std::string err = parse_json(v, req.body);
-    if (!err.empty() || !v.is<picojson::object>())
-      return HttpResponse::error(400, "expected a JSON object {\"username\":...,\"password\":...}");
+    if (auto refusal = json_body(req, v, "{\"username\":...,\"password\":...}")) return *refusal;
     const auto& o = v.get<picojson::object>();
     auto u = o.find("username"), p = o.find("password");
     if (u == o.end() || p == o.end() || !u->second.is<std::string>() || !p->second.is<std::string>())
       return HttpResponse::error(400, "username and password must be strings");
+    std::int64_t now = wall_now_us() / 1000000;
+    if (now - last_login_prune_ >= kLoginWindowSeconds) prune_login_attempts(now);
+    auto known = attempts_.find(req.remote_address);
+    if (known != attempts_.end() && now - known->second.window_start >= kLoginWindowSeconds) {
+      attempts_.erase(known);
+      known = attempts_.end();
+    }
+    if (known != attempts_.end() && known->second.failures >= kLoginMaxFailures)
+      return too_many_logins("too many login attempts; try again later",
+                             kLoginWindowSeconds - (now - known->second.window_start));
+    if (!take_login_check()) {
+      ++login_throttled_;
+      return too_many_logins("too many logins on this agent right now; try again in a second", 1);
+    }
     const std::string& name = u->second.get<std::string>();
     // An unknown name costs the same PBKDF2 work as a known one, so response
     // times do not reveal which accounts exist.
@@ -5172,7 +5393,15 @@ class AgentCore {
       if (acct.first == name) hash = &acct.second;
     bool ok = password_verify(p->second.get<std::string>(), *hash) && hash != &dummy_hash_;
     if (!ok) {
-      ++a.failures;
+      if (known == attempts_.end()) {
+        if (attempts_.size() >= kLoginTrackedMax) prune_login_attempts(now);
+        // Still full: failures from this many addresses within a minute are
+        // an attack; new addresses wait until the oldest windows expire.
+        if (attempts_.size() >= kLoginTrackedMax)
+          return too_many_logins("too many addresses are failing to log in; try again later", kLoginWindowSeconds);
+        known = attempts_.emplace(req.remote_address, LoginAttempts{now, 0}).first;
+      }
+      ++known->second.failures;
       return HttpResponse::error(401, "invalid credentials");
     }
     std::int64_t ttl = std::int64_t(opt_.token_ttl_seconds);
@@ -5191,9 +5420,7 @@ class AgentCore {
       if (!why.empty()) return HttpResponse::error(401, why);
     }
     picojson::value v;
-    std::string err = parse_json(v, req.body);
-    if (!err.empty() || !v.is<picojson::object>())
-      return HttpResponse::error(400, "expected a JSON object {\"level\":...,\"message\":...}");
+    if (auto refusal = json_body(req, v, "{\"level\":...,\"message\":...}")) return *refusal;
     const auto& o = v.get<picojson::object>();
     auto msg = o.find("message");
     if (msg == o.end() || !msg->second.is<std::string>() || msg->second.get<std::string>().empty())
@@ -5265,6 +5492,9 @@ class AgentCore {
   std::vector<AlertRule> rules_;
   std::vector<std::pair<std::string, std::string>> users_;
   std::unordered_map<std::string, LoginAttempts> attempts_;
+  std::int64_t last_login_prune_ = 0;
+  double login_tokens_ = kLoginCheckBurst, login_tokens_at_ = 0;
+  std::uint64_t login_throttled_ = 0;
   std::string dummy_hash_ = "pbkdf2-sha256$100000$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
 };
 
@@ -5318,6 +5548,10 @@ inline bool Agent::validate(const Options& o, std::string* error) {
     detail::AlertRule r;
     if (!detail::parse_alert_rule(a, r, why)) return fail("--alert: " + why);
   }
+  for (const auto& h : o.allowed_hosts)
+    if (h != "*" && detail::host_name_part(h).empty())
+      return fail("--allowed-host must be a host name or address such as dash.example.org or [fd00::1], got '" +
+                  h + "'");
   return true;
 }
 

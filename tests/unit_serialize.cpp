@@ -724,6 +724,41 @@ TEST(SerializeGolden, EscapedNames) {
   EXPECT_NE(f.get("error").get<std::string>().find("quote \" and newline \n"), std::string::npos);
 }
 
+TEST(SerializeGolden, RichInvalidUtf8Names) {
+  // A mount point and an interface name are bytes, not text: a byte that
+  // starts no well-formed sequence becomes U+FFFD, so the frame stays valid
+  // UTF-8 (browsers close a connection with 1007 otherwise). Valid multi-byte
+  // names pass through unchanged.
+  Snapshot s = sample_snapshot();
+  s.network.interfaces[0].name = "eth\xff\xfe";
+  s.disk.partitions[0].mountpoint = "/mnt/caf\xe9/\xc3\xa9t\xc3\xa9\xe2\x82";
+  s.disk.partitions[0].device = "/dev/\xed\xa0\x80sdb";  // an encoded surrogate
+  s.system.hostname = "h\xf0\x9f\x98\x80st";
+  std::string j = rich_json(s, kRichAll, 1762777845000000);
+  expect_golden("rich_invalid_utf8.json", j);
+  EXPECT_TRUE(valid_utf8(j));
+  picojson::value v = parse_json(j);
+  const picojson::value& d = v.get("data");
+  EXPECT_TRUE(d.get("network").get("interfaces").contains("eth\xEF\xBF\xBD\xEF\xBF\xBD"));
+  const std::string mount = "/mnt/caf\xEF\xBF\xBD/\xc3\xa9t\xc3\xa9\xEF\xBF\xBD\xEF\xBF\xBD";
+  ASSERT_TRUE(d.get("disk").get("partitions").contains(mount)) << j;
+  EXPECT_EQ(d.get("disk").get("partitions").get(mount).get("device").get<std::string>(),
+            "/dev/\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBDsdb");
+  EXPECT_EQ(d.get("system").get("hostname").get<std::string>(), "h\xf0\x9f\x98\x80st");
+  EXPECT_TRUE(valid_utf8(flat_json(s, kFlatAll)));
+}
+
+TEST(SerializeJson, TextFramesAreValidUtf8) {
+  // Whatever an embedder or a route hands over, a text frame carries UTF-8.
+  auto frame = encode_text_frame("bad \xff\xfe end");
+  ASSERT_GE(frame->size(), 2u);
+  std::string payload = frame->substr(2);
+  EXPECT_EQ(payload, "bad \xEF\xBF\xBD\xEF\xBF\xBD end");
+  EXPECT_EQ(encode_text_frame("ok \xc3\xa9")->substr(2), "ok \xc3\xa9");
+  EXPECT_EQ(utf8_substituted("\xc3"), "\xEF\xBF\xBD");
+  EXPECT_EQ(json_string("\x80"), "\"\xEF\xBF\xBD\"");
+}
+
 TEST(SerializeGolden, NonFiniteValuesAreNull) {
   Snapshot s = sample_snapshot();
   s.cpu.usage_percent = std::nan("");

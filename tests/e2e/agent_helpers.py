@@ -406,9 +406,19 @@ class AuthSetup:
         return ["--jwt-secret-file", self.secret_file, "--user", "%s:%s" % (self.user, self.hash)]
 
 
+def post_login(port, body, headers=None, source=None):
+    """POST /api/auth/login, waiting out the agent-wide rate of password checks
+    (429 "right now", Retry-After 1) that back-to-back tests can reach."""
+    for _ in range(20):
+        r = http(port, "POST", "/api/auth/login", body, headers=headers, source=source)
+        if r.status != 429 or b"right now" not in r.body:
+            return r
+        time.sleep(float(r.header("Retry-After") or 1))
+    return r
+
+
 def login(port, user, password, source=None):
-    r = http(port, "POST", "/api/auth/login", {"username": user, "password": password},
-             source=source)
+    r = post_login(port, {"username": user, "password": password}, source=source)
     assert r.status == 200, "login as %r failed: %r" % (user, r)
     body = r.json()
     return body["access_token"]

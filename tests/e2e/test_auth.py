@@ -50,8 +50,7 @@ def fresh_source():
 
 
 def login_req(agent, body, source=None, headers=None):
-    return http(agent.port, "POST", "/api/auth/login", body, headers=headers,
-                source=source or fresh_source())
+    return ah.post_login(agent.port, body, headers=headers, source=source or fresh_source())
 
 
 # --------------------------------------------------------------------------- #

@@ -327,7 +327,8 @@ def test_head_on_the_static_page_matches_get_exactly(agent):
     ("/api/metrics/cpu", "GET", "Authorization"),
     ("/api/metrics/current", "GET", "Authorization"),
     ("/api/auth/login", "POST", "Content-Type"),
-    ("/api/ws/broadcast/alert", "POST", "Content-Type"),
+    # Broadcast takes no cross-origin requests, preflights included
+    # (test_request_policy.py).
 ])
 def test_options_preflight(agent, path, method, header):
     r = http(agent.port, "OPTIONS", path, headers={
@@ -348,7 +349,7 @@ def test_options_preflight(agent, path, method, header):
     ("GET", "/api/metrics/cpu", None, 200),
     ("GET", "/api/metrics/bogus", None, 404),
     ("GET", "/api/metrics/cpu?seconds=x", None, 400),
-    ("POST", "/api/ws/broadcast/alert", "{", 400),
+    ("POST", "/api/ws/broadcast/alert", "{", 415),  # no Content-Type: application/json
     ("POST", "/health", "{}", 405),
 ])
 def test_cors_header_on_answers(agent, method, path, body, status):
@@ -380,7 +381,7 @@ def test_keep_alive_across_routes_and_methods(agent):
                 ("POST", "/health", "{}", 405), ("HEAD", "/health", None, 200),
                 ("OPTIONS", "/api/metrics/cpu", None, 204),
                 ("POST", "/api/ws/broadcast/alert", {"level": "info", "message": "ka"}, 200),
-                ("POST", "/api/ws/broadcast/alert", "garbage", 400),
+                ("POST", "/api/ws/broadcast/alert", "garbage", 415),
                 ("GET", "/api/metrics/cpu?seconds=-1", None, 400), ("GET", "/", None, 200),
                 ("GET", "/health", None, 200)]
         for method, path, body, status in plan:
