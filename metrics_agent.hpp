@@ -1449,8 +1449,13 @@ inline HttpParseResult parse_http_request(std::string_view buf, HttpRequest& req
     }
   }
   // Garbage is refused as soon as the request line cannot become valid,
-  // not after 8 KiB of it have been buffered.
-  if (!request_line_prefix_ok(buf.substr(start))) return fail(400, "malformed request line");
+  // not after 8 KiB of it have been buffered. Only the bytes within the head
+  // limit are judged: arriving one at a time, the stream is refused with 431
+  // when the limit is reached, so bytes past it must not turn that into 400
+  // when they arrive in the same read.
+  std::string_view window = buf.substr(0, limits.max_header_bytes);
+  if (start < window.size() && !request_line_prefix_ok(window.substr(start)))
+    return fail(400, "malformed request line");
   // The head's size counts through its blank line, so the verdict does not
   // depend on how the bytes arrived: without the blank line yet, the head
   // will be at least one byte longer than what is buffered.
@@ -1513,6 +1518,12 @@ inline HttpParseResult parse_http_request(std::string_view buf, HttpRequest& req
     for (char c : name)
       if (!is_tchar(c)) return fail(400, "malformed header field name");
     std::string_view value = trim_ows(line.substr(colon + 1));
+    // RFC 9110 §5.5: a field value is VCHAR, obs-text, SP and HTAB; a bare CR,
+    // a NUL or another control byte must not reach the handlers.
+    for (char c : value) {
+      unsigned char u = static_cast<unsigned char>(c);
+      if ((u < 0x20 && u != '\t') || u == 0x7f) return fail(400, "malformed header field value");
+    }
     if (req.headers.size() >= limits.max_headers) return fail(431, "too many header fields");
     std::string lname(name);
     for (char& c : lname) c = ascii_lower(c);
