@@ -391,6 +391,12 @@ class Server {
   std::thread thread_;
 };
 
+// Raises this process's soft limit on open files to its hard limit, so that
+// the server can hold as many connections as the system allows. A limit is
+// the host program's business: the server never changes it by itself; the
+// metrics-agent program calls this at start. False when it cannot.
+bool raise_open_file_limit();
+
 }  // namespace metrics_agent
 
 namespace metrics_agent {
@@ -1836,12 +1842,12 @@ inline long send_vec(socket_t s, const struct iovec* v, int n) {
 inline void shutdown_write(socket_t s) { ::shutdown(s, SHUT_WR); }
 
 // Raises the open-file limit to the hard limit (SPEC §2).
-inline void raise_fd_limit() {
+inline bool raise_fd_limit() {
   struct rlimit rl {};
-  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-    rl.rlim_cur = rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
-  }
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return false;
+  if (rl.rlim_cur >= rl.rlim_max) return true;
+  rl.rlim_cur = rl.rlim_max;
+  return setrlimit(RLIMIT_NOFILE, &rl) == 0;
 }
 
 inline socket_t accept_nonblocking(socket_t l, std::string& remote, bool& loopback) {
@@ -2106,7 +2112,6 @@ class Loop {
 
   bool listen(std::string* error) {
     if (listener_ != net::invalid_socket) return true;
-    net::raise_fd_limit();
     std::string err;
     listener_ = net::listen_on(cfg_.listen, err);
     if (listener_ == net::invalid_socket) {
@@ -2744,6 +2749,8 @@ inline std::size_t Server::websocket_count(std::string_view path) const {
   return it == loop_->ws_routes_.end() ? 0 : it->second.clients;
 }
 inline void Server::log(const std::string& line) const { loop_->log(line); }
+
+inline bool raise_open_file_limit() { return detail::net::raise_fd_limit(); }
 
 }  // namespace metrics_agent
 
