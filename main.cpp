@@ -305,6 +305,8 @@ int main(int argc, char** argv) {
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
   std::signal(SIGPIPE, SIG_IGN);
+  // As many clients as the system allows (SPEC §2).
+  metrics_agent::raise_open_file_limit();
   std::string err;
   if (!agent.listen(&err)) {
     std::cerr << "metrics-agent: " << err << "\n";

@@ -311,7 +311,9 @@ class WebSocket {
   // Queues a pre-built frame (see encode_text_frame); shared by many clients.
   void send_frame(const std::shared_ptr<const std::string>& frame);
   void close(std::uint16_t code = 1000, std::string_view reason = {});
-  const HttpRequest& request() const;  // the upgrade request (path, query, headers)
+  // The upgrade request: line, path, query and headers, for the connection's
+  // life (its body, if any, only during on_open).
+  const HttpRequest& request() const;
   std::uint64_t user_data() const;
   void set_user_data(std::uint64_t value);
   bool operator==(const WebSocket& o) const { return c_ == o.c_; }
@@ -327,8 +329,12 @@ std::shared_ptr<const std::string> encode_text_frame(std::string_view text);
 
 struct WebSocketRoute {
   // Called after the handshake; it may send, or close (e.g. 4001 for a bad token).
+  // An exception thrown by on_open or on_message closes that connection with
+  // 1011 (and is logged and counted); the server goes on serving the others.
   std::function<void(WebSocket&)> on_open;
   std::function<void(WebSocket&, std::string_view message, bool binary)> on_message;
+  // `code` is the status code of the peer's close frame (1005 if it had none),
+  // or 1006 when the connection ended without one (RFC 6455 §7.1.5).
   std::function<void(WebSocket&, std::uint16_t code)> on_close;
   std::size_t max_message_bytes = 0;  // 0: the server's default
 };
@@ -346,6 +352,7 @@ struct ServerStats {
   std::uint64_t dropped_timeout = 0;   // stalled requests, unanswered pings
   std::uint64_t rejected_capacity = 0; // 503 over --max-clients(-per-ip)
   std::uint64_t accept_failures = 0;   // out of descriptors
+  std::uint64_t callback_errors = 0;   // exceptions thrown by WebSocket callbacks
 };
 
 // The generic HTTP/1.1 + WebSocket server that the agent is built on: one
@@ -383,12 +390,16 @@ class Server {
   // Binds and listens; false with a reason (e.g. the port is in use).
   bool listen(std::string* error = nullptr);
   void run();    // serves until stop(); listens first if needed
-  void start();  // run() on a background thread
+  // Listens, then serves on a background thread; false with a reason (and
+  // no thread) when it cannot listen. port() is valid once it returns.
+  bool start(std::string* error = nullptr);
   // Thread-safe and async-signal-safe: WebSocket clients get close 1001.
   void stop();
   void join();
+  // These four may be called from any thread. On the loop's thread (in a
+  // handler) they are exact; elsewhere they are as of the loop's latest pass.
   int port() const;  // the bound port (useful with port 0)
-  const ServerStats& stats() const;
+  ServerStats stats() const;
   std::size_t client_count() const;  // connections open now
   std::size_t websocket_count(std::string_view path) const;
   void log(const std::string& line) const;
@@ -397,6 +408,12 @@ class Server {
   std::unique_ptr<detail::Loop> loop_;
   std::thread thread_;
 };
+
+// Raises this process's soft limit on open files to its hard limit, so that
+// the server can hold as many connections as the system allows. A limit is
+// the host program's business: the server never changes it by itself; the
+// metrics-agent program calls this at start. False when it cannot.
+bool raise_open_file_limit();
 
 }  // namespace metrics_agent
 
@@ -435,7 +452,9 @@ class Agent {
   // call it when it has not been called.
   bool listen(std::string* error = nullptr);
   int run();    // serves until stop(); 0, or 1 when it cannot listen
-  void start(); // run() on a background thread
+  // Listens, then runs on a background thread; false with a reason (and no
+  // thread) when it cannot listen. port() is valid once it returns.
+  bool start(std::string* error = nullptr);
   void stop();  // thread-safe and async-signal-safe
   void join();
   int port() const;
@@ -1536,8 +1555,13 @@ inline HttpParseResult parse_http_request(std::string_view buf, HttpRequest& req
     }
   }
   // Garbage is refused as soon as the request line cannot become valid,
-  // not after 8 KiB of it have been buffered.
-  if (!request_line_prefix_ok(buf.substr(start))) return fail(400, "malformed request line");
+  // not after 8 KiB of it have been buffered. Only the bytes within the head
+  // limit are judged: arriving one at a time, the stream is refused with 431
+  // when the limit is reached, so bytes past it must not turn that into 400
+  // when they arrive in the same read.
+  std::string_view window = buf.substr(0, limits.max_header_bytes);
+  if (start < window.size() && !request_line_prefix_ok(window.substr(start)))
+    return fail(400, "malformed request line");
   // The head's size counts through its blank line, so the verdict does not
   // depend on how the bytes arrived: without the blank line yet, the head
   // will be at least one byte longer than what is buffered.
@@ -1600,6 +1624,12 @@ inline HttpParseResult parse_http_request(std::string_view buf, HttpRequest& req
     for (char c : name)
       if (!is_tchar(c)) return fail(400, "malformed header field name");
     std::string_view value = trim_ows(line.substr(colon + 1));
+    // RFC 9110 §5.5: a field value is VCHAR, obs-text, SP and HTAB; a bare CR,
+    // a NUL or another control byte must not reach the handlers.
+    for (char c : value) {
+      unsigned char u = static_cast<unsigned char>(c);
+      if ((u < 0x20 && u != '\t') || u == 0x7f) return fail(400, "malformed header field value");
+    }
     if (req.headers.size() >= limits.max_headers) return fail(431, "too many header fields");
     std::string lname(name);
     for (char& c : lname) c = ascii_lower(c);
@@ -1914,12 +1944,12 @@ inline long send_vec(socket_t s, const struct iovec* v, int n) {
 inline void shutdown_write(socket_t s) { ::shutdown(s, SHUT_WR); }
 
 // Raises the open-file limit to the hard limit (SPEC §2).
-inline void raise_fd_limit() {
+inline bool raise_fd_limit() {
   struct rlimit rl {};
-  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-    rl.rlim_cur = rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
-  }
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return false;
+  if (rl.rlim_cur >= rl.rlim_max) return true;
+  rl.rlim_cur = rl.rlim_max;
+  return setrlimit(RLIMIT_NOFILE, &rl) == 0;
 }
 
 inline socket_t accept_nonblocking(socket_t l, std::string& remote, bool& loopback) {
@@ -2129,6 +2159,7 @@ struct Conn {
   bool ping_outstanding = false;
   bool loopback = false;
   bool served = false;             // an HTTP request was answered on it
+  std::uint16_t close_code = 1006; // the peer's close frame's code; 1006: none yet
   std::string in;
   std::vector<OutChunk> out;
   std::size_t out_bytes = 0;
@@ -2146,7 +2177,7 @@ struct Conn {
 
 struct RouteEntry {
   WebSocketRoute route;
-  std::size_t clients = 0;
+  std::atomic<std::size_t> clients{0};  // also read by Server::websocket_count
 };
 
 struct HttpRoute {
@@ -2277,7 +2308,6 @@ class Loop {
 
   bool listen(std::string* error) {
     if (listener_ != net::invalid_socket) return true;
-    net::raise_fd_limit();
     std::string err;
     listener_ = net::listen_on(cfg_.listen, err);
     if (listener_ == net::invalid_socket) {
@@ -2288,12 +2318,26 @@ class Loop {
       if (error) *error = "cannot set up the event loop";
       return false;
     }
-    port_ = net::bound_port(listener_);
+    port_.store(net::bound_port(listener_));
     return true;
   }
 
-  int port() const { return port_; }
-  std::size_t client_count() const { return conns_.size(); }
+  int port() const { return port_.load(); }
+
+  // The loop thread reads its own state; other threads read the copy that
+  // publish() leaves at the end of every pass.
+  std::atomic<std::thread::id> loop_thread_{};
+  bool on_loop_thread() const { return loop_thread_.load() == std::this_thread::get_id(); }
+  ServerStats stats() const {
+    if (on_loop_thread()) return stats_;
+    std::lock_guard<std::mutex> lock(published_mutex_);
+    return published_stats_;
+  }
+  std::size_t client_count() const {
+    if (on_loop_thread()) return conns_.size();
+    std::lock_guard<std::mutex> lock(published_mutex_);
+    return published_clients_;
+  }
 
   void request_stop() {
     stop_requested_.store(true);
@@ -2560,6 +2604,7 @@ class Loop {
         return;
       }
       if (ev.type == WsEvent::Close) {
+        c->close_code = ev.code;
         if (c->state == Conn::State::WebSocket) {
           // §5.5.1: answer with the same status code, then close TCP.
           send_owned(c, ev.code == 1005 ? encode_frame(WsOp::Close, {}) : encode_close_frame(ev.code, {}));
@@ -2589,7 +2634,7 @@ class Loop {
         c->ping_outstanding = false;
       } else if (c->route && c->route->route.on_message) {
         WebSocket ws(c);
-        c->route->route.on_message(ws, ev.payload, ev.type == WsEvent::Binary);
+        guarded(c, "on_message", [&] { c->route->route.on_message(ws, ev.payload, ev.type == WsEvent::Binary); });
       }
       if (c->dead) return;
       if (backed_up(c)) break;  // the rest waits until the output drains
@@ -2701,14 +2746,41 @@ class Loop {
     c->request = std::make_unique<HttpRequest>(std::move(req));
     if (route.route.on_open) {
       WebSocket ws(c);
-      route.route.on_open(ws);
+      guarded(c, "on_open", [&] { route.route.on_open(ws); });
     }
-    if (!c->dead && c->request) {
-      // Headers and body served on_open; keep the path and query only.
-      c->request->headers.clear();
-      c->request->headers.shrink_to_fit();
-      std::string().swap(c->request->body);
+    // WebSocket::request() keeps the line and headers (bounded by the head
+    // limit) for the connection's life; the body served on_open only.
+    std::string().swap(c->request->body);
+  }
+
+  // Runs a WebSocket callback. An exception it throws closes that connection
+  // with 1011, "an unexpected condition" (RFC 6455 §7.4.1), instead of the
+  // process; it is counted, and logged at most every 10 seconds.
+  template <class F>
+  void guarded(Conn* c, const char* which, F&& fn) {
+    const char* why = nullptr;
+    std::string what;
+    try {
+      fn();
+      return;
+    } catch (const std::exception& e) {
+      what = e.what();
+      why = what.c_str();
+    } catch (...) {
+      why = "an exception not derived from std::exception";
     }
+    ++stats_.callback_errors;
+    double now = mono_now();
+    if (now >= callback_log_next_) {
+      std::string line = "WebSocket " + std::string(which) + " callback failed for " + c->remote + ": " + why;
+      if (callback_log_skipped_) line += " (" + std::to_string(callback_log_skipped_) + " more not logged)";
+      log(line);
+      callback_log_next_ = now + 10;
+      callback_log_skipped_ = 0;
+    } else {
+      ++callback_log_skipped_;
+    }
+    close_ws(c, 1011, "internal error");
   }
 
   void respond(Conn* c, const HttpResponse& res, bool keep_alive, bool head_only) {
@@ -2880,7 +2952,7 @@ class Loop {
           --c->route->clients;
           if (c->route->route.on_close) {
             WebSocket ws(c);
-            c->route->route.on_close(ws, 1006);
+            guarded(c, "on_close", [&] { c->route->route.on_close(ws, c->close_code); });
           }
         }
         admission_.release(c->remote, c->loopback);
@@ -2892,14 +2964,27 @@ class Loop {
         conns_.pop_back();
       }
     }
+    publish();
+  }
+
+  // Called at the end of every pass (reap() is its last step).
+  void publish() {
+    std::lock_guard<std::mutex> lock(published_mutex_);
+    published_stats_ = stats_;
+    published_clients_ = conns_.size();
   }
 
   net::Poller poller_;
   net::Waker waker_;
   net::ReserveFd reserve_;
   net::socket_t listener_ = net::invalid_socket;
-  int port_ = 0;
+  std::atomic<int> port_{0};
   std::atomic<bool> stop_requested_{false};
+  mutable std::mutex published_mutex_;
+  ServerStats published_stats_;
+  std::size_t published_clients_ = 0;
+  double callback_log_next_ = 0;
+  std::uint64_t callback_log_skipped_ = 0;
   bool fd_exhausted_logged_ = false;
   std::vector<std::unique_ptr<Conn>> conns_;
   std::vector<Conn*> graveyard_;
@@ -2981,23 +3066,37 @@ inline void Server::run() {
     loop_->log(err);
     return;
   }
+  loop_->loop_thread_.store(std::this_thread::get_id());
   loop_->run();
+  loop_->loop_thread_.store(std::thread::id());
 }
-inline void Server::start() {
-  if (!thread_.joinable()) thread_ = std::thread([this] { run(); });
+inline bool Server::start(std::string* error) {
+  if (thread_.joinable()) return true;
+  std::string err;
+  if (!loop_->listen(&err)) {
+    if (error)
+      *error = err;
+    else
+      loop_->log(err);
+    return false;
+  }
+  thread_ = std::thread([this] { run(); });
+  return true;
 }
 inline void Server::stop() { loop_->request_stop(); }
 inline void Server::join() {
   if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
 }
 inline int Server::port() const { return loop_->port(); }
-inline const ServerStats& Server::stats() const { return loop_->stats_; }
+inline ServerStats Server::stats() const { return loop_->stats(); }
 inline std::size_t Server::client_count() const { return loop_->client_count(); }
 inline std::size_t Server::websocket_count(std::string_view path) const {
   auto it = loop_->ws_routes_.find(path);
-  return it == loop_->ws_routes_.end() ? 0 : it->second.clients;
+  return it == loop_->ws_routes_.end() ? 0 : it->second.clients.load();
 }
 inline void Server::log(const std::string& line) const { loop_->log(line); }
+
+inline bool raise_open_file_limit() { return detail::net::raise_fd_limit(); }
 
 }  // namespace metrics_agent
 
@@ -3412,6 +3511,9 @@ inline void append_prometheus(std::string& out, const Snapshot& s, const std::ve
     append_prom_family(out, "metrics_agent_accept_failures_total", "counter",
                        "Connections that could not be accepted for lack of file descriptors.");
     append_prom_count(out, "metrics_agent_accept_failures_total", {}, st->accept_failures);
+    append_prom_family(out, "metrics_agent_callback_errors_total", "counter",
+                       "Exceptions thrown by WebSocket callbacks; each closed its connection with 1011.");
+    append_prom_count(out, "metrics_agent_callback_errors_total", {}, st->callback_errors);
   }
   append_prom_family(out, "metrics_agent_collection_duration_seconds", "gauge", "Seconds the last collection took.");
   append_prom_sample(out, "metrics_agent_collection_duration_seconds", {}, self.collect_seconds);
@@ -5249,7 +5351,8 @@ class AgentCore {
     const std::size_t ws = self.clients_flat + self.clients_rich + self.clients_dashboard + self.clients_alerts;
     const std::size_t all = server_.client_count();
     self.http_connections = all > ws ? all - ws : 0;
-    self.stats = &server_.stats();
+    const ServerStats stats = server_.stats();
+    self.stats = &stats;
     self.collect_seconds = collect_seconds_;
     self.start_time_seconds = double(started_us_) / 1e6;
     self.history_points = history_.size();
@@ -5577,8 +5680,18 @@ inline int Agent::run() {
   return 0;
 }
 
-inline void Agent::start() {
-  if (!thread_.joinable()) thread_ = std::thread([this] { run(); });
+inline bool Agent::start(std::string* error) {
+  if (thread_.joinable()) return true;
+  std::string err;
+  if (!listen(&err)) {
+    if (error)
+      *error = err;
+    else
+      core_->server_.log(err);
+    return false;
+  }
+  thread_ = std::thread([this] { run(); });
+  return true;
 }
 
 inline void Agent::stop() { core_->server_.stop(); }

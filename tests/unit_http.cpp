@@ -432,6 +432,66 @@ TEST(HttpLimit, HeadLimitSameWhateverTheChunking) {
   }
 }
 
+// The loop hands the parser whatever has arrived, so a stream must get the
+// same answer however it is cut: every prefix is either still incomplete or
+// already answered exactly as the whole stream is.
+void expect_verdict_independent_of_chunking(const std::string& raw, const HttpLimits& limits) {
+  SCOPED_TRACE(testing::Message() << "stream: " << testing::PrintToString(raw));
+  HttpRequest req;
+  HttpParseResult whole = parse(raw, req, limits);
+  ASSERT_NE(whole.status, HttpParseResult::Incomplete);
+  for (std::size_t k = 0; k < raw.size(); ++k) {
+    HttpParseResult p = parse(std::string_view(raw).substr(0, k), req, limits);
+    if (p.status == HttpParseResult::Incomplete) continue;
+    ASSERT_EQ(p.status, whole.status) << "first " << k << " bytes";
+    ASSERT_EQ(p.error_status, whole.error_status)
+        << "the first " << k << " bytes are answered " << p.error_status << " (" << p.error
+        << "), the whole stream " << whole.error_status << " (" << whole.error << ")";
+  }
+}
+
+TEST(HttpLimit, VerdictIndependentOfChunking) {
+  HttpLimits small;
+  small.max_header_bytes = 64;
+  const std::size_t limit = small.max_header_bytes;
+  std::vector<std::string> streams;
+  // A bad byte at every position around the limit, in the target, in the
+  // version, in a header name and in a header value, with and without an end
+  // of the head after it.
+  const std::string bad_bytes[] = {std::string(1, '\x01'), std::string(1, '\0'), "\r", " ", "\x7f"};
+  for (const auto& b : bad_bytes) {
+    for (std::size_t at = 1; at <= limit + 8; ++at) {
+      std::string target = "GET /" + std::string(limit + 16, 'a');
+      target[std::min(at + 4, target.size() - 1)] = b[0];
+      streams.push_back(target);
+      streams.push_back(target + " HTTP/1.1\r\nHost: x\r\n\r\n");
+      std::string value = "GET / HTTP/1.1\r\nHost: x\r\nX-V: " + std::string(limit + 16, 'v');
+      std::size_t pos = std::min<std::size_t>(at, value.size() - 1);
+      if (pos > 16) value[pos] = b[0];
+      streams.push_back(value + "\r\n\r\n");
+      std::string head = "GET / HTTP/1.1\r\nHost: x\r\n" + std::string(limit + 16, 'N') + ": v\r\n\r\n";
+      pos = std::min<std::size_t>(at + 24, head.size() - 1);
+      head[pos] = b[0];
+      streams.push_back(head);
+    }
+  }
+  // Malformed early, then long; long, then a bad version after the limit.
+  streams.push_back("G\x01T /" + std::string(limit * 2, 'a'));
+  streams.push_back("GET /" + std::string(limit * 2, 'a') + " HTTX/1.1\r\nHost: x\r\n\r\n");
+  streams.push_back("GET /" + std::string(limit - 10, 'a') + " HTTP/1.1 junk" + std::string(limit, 'j'));
+  streams.push_back(std::string(70, '\n') + "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+  streams.push_back(std::string(limit + 4, '\r'));
+  streams.push_back("GET / HTTP/1.1\r\nHost: x\r\nX-A: b\rc\r\n" + std::string(limit, 'z') + "\r\n\r\n");
+  for (const auto& raw : streams) expect_verdict_independent_of_chunking(raw, small);
+  // The same at the default limit, where the request line is the long part.
+  const std::size_t big = METRICS_AGENT_MAX_HEADER_BYTES;
+  for (std::size_t at : {big - 8, big - 1, big, big + 1, big + 100}) {
+    std::string raw = "GET /" + std::string(big + 200, 'u');
+    raw[at] = '\x01';
+    expect_verdict_independent_of_chunking(raw, HttpLimits());
+  }
+}
+
 TEST(HttpLimit, CustomHeaderLimit) {
   HttpLimits small;
   small.max_header_bytes = 64;
@@ -526,6 +586,26 @@ TEST(HttpMalformed, HeaderFields) {
       "GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n\tfolded\r\n\r\n",
   };
   for (const auto& raw : bad) expect_error(raw, 400);
+}
+
+// RFC 9110 section 5.5: field values are visible characters, obs-text, SP and
+// HTAB. A bare CR, a NUL or another control byte is refused.
+TEST(HttpMalformed, ControlBytesInHeaderValues) {
+  for (int c = 0; c < 0x20; ++c) {
+    if (c == '\t' || c == '\n') continue;
+    std::string raw = "GET / HTTP/1.1\r\nHost: x\r\nX-A: a" + std::string(1, char(c)) + "b\r\n\r\n";
+    expect_error(raw, 400);
+  }
+  expect_error("GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x7f" "b\r\n\r\n", 400);
+  expect_error("GET / HTTP/1.1\r\nHost: x\r\nX-A: ab\r\r\n\r\n", 400);  // CR before CR LF
+  expect_error("GET / HTTP/1.1\r\nHost: x" + std::string(1, '\0') + "y\r\n\r\n", 400);
+  expect_error("GET / HTTP/1.1\r\nHost: x\r\nX-A: \rb\r\n\r\n", 400);
+  // Tabs, spaces and obs-text remain acceptable.
+  HttpRequest req;
+  HttpParseResult r = parse("GET / HTTP/1.1\r\nHost: x\r\nX-A: a\tb c\xe9\x80\xff\r\n\r\n", req);
+  ASSERT_EQ(r.status, HttpParseResult::Complete) << r.error;
+  ASSERT_NE(req.header("x-a"), nullptr);
+  EXPECT_EQ(*req.header("x-a"), "a\tb c\xe9\x80\xff");
 }
 
 TEST(HttpMalformed, ContentLength) {

@@ -300,6 +300,7 @@ ServerStats golden_stats() {
   st.dropped_timeout = 4;
   st.rejected_capacity = 5;
   st.accept_failures = 6;
+  st.callback_errors = 8;
   return st;
 }
 
