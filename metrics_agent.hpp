@@ -4871,7 +4871,7 @@ class AgentCore {
         std::uint32_t bit = x.is<std::string>() ? rich_field(x.get<std::string>()) : 0;
         if (!bit) {
           ws.send_text(error_message("unknown metric " + x.serialize() +
-                                     " (cpu, memory, network, disk, system, custom)"));
+                                     " (cpu, memory, network, disk, system, container, custom)"));
           return;
         }
         fields |= bit;
@@ -4890,7 +4890,7 @@ class AgentCore {
     s->every_ticks = every;
     std::string ack = "{\"type\":\"subscribed\",\"metrics\":[";
     bool first = true;
-    for (const char* n : {"cpu", "memory", "network", "disk", "system", "custom"}) {
+    for (const char* n : {"cpu", "memory", "network", "disk", "system", "container", "custom"}) {
       if (!(fields & rich_field(n))) continue;
       if (!first) ack += ',';
       first = false;
@@ -6019,7 +6019,7 @@ class Stream {
   }
 }
 
-const metrics = new Stream('/api/ws/ws?interval=1&metrics=cpu,memory,disk,network,system,custom', {
+const metrics = new Stream('/api/ws/ws?interval=1&metrics=cpu,memory,disk,network,system,container,custom', {
   connecting: () => setConn(everLive ? 'reconnecting' : 'connecting'),
   wait: d => setConn('reconnecting', Date.now() + d),
   msg(m, prev) {
