@@ -3975,7 +3975,7 @@ enum RichField : std::uint32_t {
   kRichCustom = 32,
   kRichContainer = 64,
   kRichAll = 127,
-  kRichDashboard = kRichCpu | kRichMemory | kRichNetwork | kRichDisk | kRichContainer,
+  kRichDashboard = kRichCpu | kRichMemory | kRichNetwork | kRichDisk,
 };
 
 inline std::uint32_t flat_field(std::string_view name) {

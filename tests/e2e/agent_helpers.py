@@ -28,7 +28,7 @@ FLAT = "/api/system/metrics"
 PROTECTED_STREAMS = (RICH, DASHBOARD, ALERTS)
 
 RICH_GROUPS = {"cpu", "memory", "network", "disk", "system", "container", "custom"}
-DASHBOARD_GROUPS = {"cpu", "memory", "disk", "network", "container"}
+DASHBOARD_GROUPS = {"cpu", "memory", "disk", "network"}
 
 # Filesystem types that SPEC §5.2 calls pseudo: none may appear as a partition.
 PSEUDO_FSTYPES = {
