@@ -310,3 +310,8 @@ def test_host_root_must_hold_proc():
         assert r.returncode == 2 and "--host-root" in r.stderr, (r.returncode, r.stderr)
     finally:
         os.rmdir(d)
+
+
+def test_scope_must_be_host_or_container():
+    r = e2e_util.run_cli(["--scope", "pod", "--once"])
+    assert r.returncode == 2 and "--scope" in r.stderr and "container" in r.stderr, (r.returncode, r.stderr)
