@@ -20,6 +20,10 @@ repeatable options take a comma-separated list there):
   --listen ADDR:PORT         where to listen (default 127.0.0.1:54112; [::1]:PORT and 0.0.0.0:PORT work)
   --tick SECONDS             base tick, 0.1 to 60 (default 1)
   --disk PATH                filesystem whose usage is the flat stream's `disk` (default /)
+  --scope host|container     what the flat stream's cpu and memory measure: the whole host (default),
+                             or the agent's cgroup against its limits
+  --host-root PATH           read /proc, /sys and filesystems under PATH, where the host's / is mounted
+                             (e.g. /host in a container started with -v /:/host:ro --pid=host)
   --history SECONDS          history kept for /api/metrics/{name}, 0 to 604800 (default 3600)
   --jwt-secret-file FILE     enable authentication with the secret in FILE (env METRICS_AGENT_JWT_SECRET also works)
   --user NAME:HASH           a login account, HASH from `metrics-agent hash-password` (repeatable)
@@ -108,6 +112,10 @@ void apply(metrics_agent::Options& o, const std::string& flag, const std::string
     o.tick_seconds = seconds(f, v);
   } else if (flag == "disk") {
     o.disk_path = v;
+  } else if (flag == "scope") {
+    o.scope = v;
+  } else if (flag == "host-root") {
+    o.host_root = v;
   } else if (flag == "history") {
     o.history_seconds = seconds(f, v);
   } else if (flag == "jwt-secret-file") {
@@ -153,7 +161,8 @@ void apply(metrics_agent::Options& o, const std::string& flag, const std::string
 
 const char* const kValueFlags[] = {"listen", "tick", "disk", "history", "jwt-secret-file", "user", "alert",
                                    "max-clients", "max-clients-per-ip", "cors-origin", "allowed-host", "heartbeat",
-                                   "ws-ping", "request-timeout", "max-backlog", "gauge", "max-message"};
+                                   "ws-ping", "request-timeout", "max-backlog", "gauge", "max-message", "scope",
+                                   "host-root"};
 
 bool repeatable(const std::string& flag) {
   return flag == "user" || flag == "alert" || flag == "gauge" || flag == "allowed-host";

@@ -213,6 +213,31 @@ struct SystemInfo {
   double boot_time = 0;  // seconds since the epoch
 };
 
+// The agent's own cgroup measured against its limits (cgroup v2 or v1).
+// Numbers are NaN where the kernel does not provide them, and limits are NaN
+// where none is set; both are `null` in JSON. `present` is false outside any
+// cgroup with a CPU, memory or pids limit: the group is then `null`, and that
+// is not an error.
+struct ContainerStats {
+  bool present = false;
+  bool ok = false;
+  std::string error;
+  int cgroup_version = 0;  // 1 or 2 (of the memory controller, else cpu's)
+  std::string cgroup;      // the cgroup's path, as /proc/self/cgroup names it
+  // CPU: the share of the quota (or of all host cores without one) used over
+  // the last interval; cumulative usage and throttling since the cgroup began.
+  double cpu_usage_percent = std::nan(""), cpu_limit_cores = std::nan("");
+  double cpu_usage_seconds = std::nan(""), cpu_throttled_seconds = std::nan("");
+  double cpu_quota_us = std::nan(""), cpu_period_us = std::nan("");
+  double cpu_periods = std::nan(""), cpu_throttled_periods = std::nan("");
+  // Memory: the working set (usage minus inactive page cache, as docker stats
+  // and the kubelet count it), the kernel's usage, the limit, and the working
+  // set's share of the limit (of host memory without one).
+  double memory_used_bytes = std::nan(""), memory_usage_bytes = std::nan("");
+  double memory_limit_bytes = std::nan(""), memory_usage_percent = std::nan("");
+  double pids = std::nan(""), pids_limit = std::nan("");
+};
+
 struct Gauge {
   std::string name, help;
   double value = 0;
@@ -227,6 +252,7 @@ struct Snapshot {
   NetworkStats network;
   DiskStats disk;
   SystemInfo system;
+  ContainerStats container;
   std::vector<Gauge> custom;
 };
 
@@ -243,6 +269,12 @@ struct Options {
   std::string listen = "127.0.0.1:54112";
   double tick_seconds = 1.0;         // 0.1 .. 60
   std::string disk_path = "/";       // the flat stream's `disk`
+  // "host" or "container": whether the flat stream's cpu and memory are
+  // host-wide or the agent's cgroup's share of its limits.
+  std::string scope = "host";
+  // Where the host's / is mounted (e.g. "/host" in a container): /proc, /sys
+  // and filesystems are read under it. Empty: this system's own.
+  std::string host_root;
   double history_seconds = 3600;     // history kept for /api/metrics/{name}
   std::string jwt_secret;            // empty: authentication off
   std::vector<std::string> users;    // "name:hash" from `hash-password`
@@ -3477,6 +3509,37 @@ inline void append_prometheus(std::string& out, const Snapshot& s, const std::ve
       append_prom_sample(out, "node_scrape_collector_success", {{"collector", c.first}}, c.second ? 1 : 0);
   }
 
+  // --- the agent's cgroup, with cAdvisor's names and its `id` label --------------
+  if (s.container.present && s.container.ok) {
+    const ContainerStats& c = s.container;
+    auto family = [&](std::string_view name, std::string_view type, std::string_view help, double v) {
+      if (!std::isfinite(v)) return;
+      append_prom_family(out, name, type, help);
+      append_prom_sample(out, name, {{"id", c.cgroup}}, v);
+    };
+    family("container_cpu_usage_seconds_total", "counter", "Cumulative CPU time consumed, in seconds.",
+           c.cpu_usage_seconds);
+    family("container_cpu_cfs_periods_total", "counter", "Number of elapsed enforcement periods.", c.cpu_periods);
+    family("container_cpu_cfs_throttled_periods_total", "counter", "Number of throttled period intervals.",
+           c.cpu_throttled_periods);
+    family("container_cpu_cfs_throttled_seconds_total", "counter",
+           "Total time duration the container has been throttled, in seconds.", c.cpu_throttled_seconds);
+    family("container_spec_cpu_quota", "gauge", "CPU quota of the container, in microseconds per period.",
+           c.cpu_quota_us);
+    if (std::isfinite(c.cpu_quota_us))
+      family("container_spec_cpu_period", "gauge", "CPU period of the container, in microseconds.", c.cpu_period_us);
+    // cAdvisor writes 0 for "no limit".
+    family("container_spec_memory_limit_bytes", "gauge", "Memory limit for the container, 0 when unlimited.",
+           std::isfinite(c.memory_limit_bytes) ? c.memory_limit_bytes : 0.0);
+    family("container_memory_usage_bytes", "gauge",
+           "Current memory usage in bytes, including all memory regardless of when it was accessed.",
+           c.memory_usage_bytes);
+    family("container_memory_working_set_bytes", "gauge", "Current working set in bytes.", c.memory_used_bytes);
+    family("container_threads", "gauge", "Number of threads (tasks) running inside the container.", c.pids);
+    family("container_threads_max", "gauge", "Maximum number of threads allowed inside the container, 0 when unlimited.",
+           std::isfinite(c.pids_limit) ? c.pids_limit : 0.0);
+  }
+
   // --- the agent itself ----------------------------------------------------------
   append_prom_family(out, "metrics_agent_build_info", "gauge", "Constant 1 labeled with the metrics-agent version.");
   append_prom_sample(out, "metrics_agent_build_info", {{"version", METRICS_AGENT_VERSION}}, 1);
@@ -4261,7 +4324,8 @@ enum RichField : std::uint32_t {
   kRichDisk = 8,
   kRichSystem = 16,
   kRichCustom = 32,
-  kRichAll = 63,
+  kRichContainer = 64,
+  kRichAll = 127,
   kRichDashboard = kRichCpu | kRichMemory | kRichNetwork | kRichDisk,
 };
 
@@ -4279,12 +4343,15 @@ inline std::uint32_t rich_field(std::string_view name) {
   if (name == "disk") return kRichDisk;
   if (name == "system") return kRichSystem;
   if (name == "custom") return kRichCustom;
+  if (name == "container") return kRichContainer;
   return 0;
 }
 
 // {"cpu": 25.5, "memory": 60.2, "disk": 45.3, "timestamp": "..."}: spacing
 // as existing clients of this endpoint receive it from Python's json.dumps.
-inline std::string flat_json(const Snapshot& s, std::uint32_t fields) {
+// With `container_scope`, cpu and memory are the agent's cgroup's shares of
+// its limits (when it has any; host-wide otherwise).
+inline std::string flat_json(const Snapshot& s, std::uint32_t fields, bool container_scope = false) {
   std::string out = "{";
   std::string errors;
   bool any_ok = false, any = false;
@@ -4306,8 +4373,15 @@ inline std::string flat_json(const Snapshot& s, std::uint32_t fields) {
       errors += err.empty() ? "unavailable" : err;
     }
   };
-  field(kFlatCpu, "cpu", s.cpu.ok, s.cpu.usage_percent, s.cpu.error);
-  field(kFlatMemory, "memory", s.memory.ok, s.memory.usage_percent, s.memory.error);
+  const ContainerStats& c = s.container;
+  if (container_scope && c.present) {
+    const std::string why = "the cgroup does not report it";
+    field(kFlatCpu, "cpu", std::isfinite(c.cpu_usage_percent), c.cpu_usage_percent, c.ok ? why : c.error);
+    field(kFlatMemory, "memory", std::isfinite(c.memory_usage_percent), c.memory_usage_percent, c.ok ? why : c.error);
+  } else {
+    field(kFlatCpu, "cpu", s.cpu.ok, s.cpu.usage_percent, s.cpu.error);
+    field(kFlatMemory, "memory", s.memory.ok, s.memory.usage_percent, s.memory.error);
+  }
   field(kFlatDisk, "disk", s.disk.path.ok, s.disk.path.usage_percent, s.disk.path.error);
   if (!errors.empty()) {
     if (!any_ok && any) out = "{";
@@ -4441,6 +4515,21 @@ inline void write_rich_data(std::string& out, const Snapshot& s, std::uint32_t f
       w.key("uptime_seconds").num(s.system.uptime_seconds, 0).end_object();
     }
   }
+  if (fields & kRichContainer) {
+    w.key("container");
+    const ContainerStats& c = s.container;
+    if (!c.present || !c.ok) {
+      w.null();
+    } else {
+      w.begin_object().key("cgroup").str(c.cgroup).key("cgroup_version").uint(unsigned(c.cgroup_version));
+      w.key("cpu_usage_percent").num(c.cpu_usage_percent).key("cpu_limit_cores").num(c.cpu_limit_cores, 3);
+      w.key("cpu_throttled_seconds").num(c.cpu_throttled_seconds, 3);
+      w.key("memory_used_bytes").num(c.memory_used_bytes, 0).key("memory_limit_bytes").num(c.memory_limit_bytes, 0);
+      w.key("memory_usage_percent").num(c.memory_usage_percent);
+      w.key("pids").num(c.pids, 0).key("pids_limit").num(c.pids_limit, 0);
+      w.end_object();
+    }
+  }
   if (fields & kRichCustom) {
     w.key("custom").begin_object();
     for (const auto& g : s.custom) {
@@ -4469,6 +4558,7 @@ inline std::string rich_errors(const Snapshot& s, std::uint32_t fields) {
     add(!s.disk.io_ok, "disk io", s.disk.io_error);
   }
   if (fields & kRichSystem) add(!s.system.ok, "system", s.system.error);
+  if (fields & kRichContainer) add(s.container.present && !s.container.ok, "container", s.container.error);
   return e;
 }
 
@@ -4876,7 +4966,8 @@ class AgentCore {
       : opt_(std::move(o)),
         policy_(opt_.listen, opt_.allowed_hosts, opt_.cors_origin),
         server_(server_config(opt_)),
-        collector_(std::make_shared<Collector>(opt_.disk_path)) {
+        collector_(std::make_shared<Collector>(opt_.disk_path, host_path(opt_.host_root, "/proc"),
+                                               host_path(opt_.host_root, "/sys"), host_path(opt_.host_root, ""))) {
     tick_us_ = std::int64_t(std::llround(opt_.tick_seconds * 1e6));
     for (const auto& u : opt_.users) {
       std::size_t c = u.find(':');
@@ -4888,6 +4979,13 @@ class AgentCore {
       if (parse_alert_rule(text, r, err)) rules_.push_back(r);
     }
     routes();
+  }
+
+  // `path` under the host root ("/host" + "/proc"); the root without a
+  // trailing slash, so that "/" and "" both mean this system's own.
+  static std::string host_path(std::string root, const char* path) {
+    while (!root.empty() && root.back() == '/') root.pop_back();
+    return root + path;
   }
 
   Server::Config server_config(const Options& o) {
@@ -5016,7 +5114,7 @@ class AgentCore {
     std::uint32_t key = (s.stream == Stream::Flat ? 0x10000u : 0x20000u) | s.fields;
     for (auto& f : frames_)
       if (f.first == key) return f.second;
-    std::string json = s.stream == Stream::Flat ? flat_json(snap_, s.fields) : rich_json(snap_, s.fields, last_tick_us_);
+    std::string json = s.stream == Stream::Flat ? flat_json(snap_, s.fields, opt_.scope == "container") : rich_json(snap_, s.fields, last_tick_us_);
     frames_.emplace_back(key, encode_text_frame(json));
     return frames_.back().second;
   }
@@ -5245,7 +5343,7 @@ class AgentCore {
         std::uint32_t bit = x.is<std::string>() ? rich_field(x.get<std::string>()) : 0;
         if (!bit) {
           ws.send_text(error_message("unknown metric " + x.serialize() +
-                                     " (cpu, memory, network, disk, system, custom)"));
+                                     " (cpu, memory, network, disk, system, container, custom)"));
           return;
         }
         fields |= bit;
@@ -5264,7 +5362,7 @@ class AgentCore {
     s->every_ticks = every;
     std::string ack = "{\"type\":\"subscribed\",\"metrics\":[";
     bool first = true;
-    for (const char* n : {"cpu", "memory", "network", "disk", "system", "custom"}) {
+    for (const char* n : {"cpu", "memory", "network", "disk", "system", "container", "custom"}) {
       if (!(fields & rich_field(n))) continue;
       if (!first) ack += ',';
       first = false;
@@ -5623,6 +5721,9 @@ inline bool Agent::validate(const Options& o, std::string* error) {
   if (!detail::net::valid_listen_address(o.listen, why)) return fail("--listen: " + why);
   if (!(o.tick_seconds >= 0.1 && o.tick_seconds <= 60)) return fail("--tick must be between 0.1 and 60 seconds");
   if (o.disk_path.empty()) return fail("--disk must name a path");
+  if (o.scope != "host" && o.scope != "container") return fail("--scope must be host or container, got '" + o.scope + "'");
+  if (!o.host_root.empty() && !detail::is_directory((o.host_root + "/proc").c_str()))
+    return fail("--host-root: '" + o.host_root + "/proc' is not a directory (mount the host's / there)");
   if (!(o.history_seconds >= 0 && o.history_seconds <= 7 * 86400))
     return fail("--history must be between 0 and 604800 seconds");
   if (o.max_clients < 1 || o.max_clients > 1000000) return fail("--max-clients must be between 1 and 1000000");
@@ -5743,6 +5844,7 @@ inline std::string AgentCore::dashboard_html() {
     #last-update         time of the last message (datetime attribute: ISO UTC)
     #hostname #uptime #version
     #cpu-value #mem-value #disk-value #net-value #load-value  tile values (#cpu-sub etc.: the line below)
+    #tile-ccpu #tile-cmem (#ccpu-value #cmem-value)  the agent's cgroup against its limits; hidden without one
     .tile.custom[data-gauge=NAME] .t-value                    application gauges (data.custom)
     #cpu-chart #mem-chart #net-chart #io-chart  canvases, data-points = points in view
     #cores-chart[data-cores]  #disk-list > .part[data-mount]  #net-ifs > .if[data-iface]
@@ -5881,6 +5983,8 @@ li.alert[data-state=resolved]{opacity:.55}
     <div class="tile" id="tile-disk"><div class="t-label ell" id="disk-label">Disk</div><div class="t-value" id="disk-value">&ndash;</div><div class="t-sub ell mut" id="disk-sub">&nbsp;</div><div class="meter"><i id="disk-meter"></i></div></div>
     <div class="tile" id="tile-net"><div class="t-label ell">Network</div><div class="t-value two" id="net-value"><span class="rx"><b>&darr;</b><span id="net-rx">&ndash;</span></span> <span class="tx"><b>&uarr;</b><span id="net-tx">&ndash;</span></span></div><div class="t-sub ell mut" id="net-sub">&nbsp;</div></div>
     <div class="tile" id="tile-load"><div class="t-label ell">Load average</div><div class="t-value" id="load-value">&ndash;</div><div class="t-sub ell mut" id="load-sub">&nbsp;</div><div class="meter"><i id="load-meter"></i></div></div>
+    <div class="tile" id="tile-ccpu" hidden><div class="t-label ell">Container CPU</div><div class="t-value" id="ccpu-value">&ndash;</div><div class="t-sub ell mut" id="ccpu-sub">&nbsp;</div><div class="meter"><i id="ccpu-meter"></i></div></div>
+    <div class="tile" id="tile-cmem" hidden><div class="t-label ell">Container memory</div><div class="t-value" id="cmem-value">&ndash;</div><div class="t-sub ell mut" id="cmem-sub">&nbsp;</div><div class="meter"><i id="cmem-meter"></i></div></div>
   </section>
   <section class="grid">
     <article class="card" id="card-cpu">
@@ -6299,6 +6403,18 @@ function onMetrics(m) {
     if (fin(sy.uptime_seconds)) setText('uptime', 'up ' + fmtDur(sy.uptime_seconds));
   }
 
+  // The container beside the host: shown only inside a cgroup with limits.
+  if (d.container !== undefined) {
+    const ct = d.container;
+    $('tile-ccpu').hidden = $('tile-cmem').hidden = !ct;
+    if (ct) {
+      const cores = fin(ct.cpu_limit_cores) ? `of ${ct.cpu_limit_cores} cores` : 'no quota: of all cores';
+      tile('ccpu', fmtPct(ct.cpu_usage_percent), cores + (ct.cpu_throttled_seconds > 0 ? `${DOT}throttled ${f1(ct.cpu_throttled_seconds)} s` : ''), ct.cpu_usage_percent);
+      tile('cmem', fmtPct(ct.memory_usage_percent), fin(ct.memory_limit_bytes) ? fmtPair(ct.memory_used_bytes, ct.memory_limit_bytes) : fmtBytes(ct.memory_used_bytes) + ' (no limit)', ct.memory_usage_percent);
+      $('cmem-sub').title = `cgroup v${ct.cgroup_version} ${ct.cgroup}` + (fin(ct.pids_limit) ? `; ${ct.pids} of ${ct.pids_limit} tasks` : '');
+    }
+  }
+
   const cu = d.custom;
   if (cu && typeof cu === 'object') {
     const gs = keyed($('tiles'), 'custom', 'gauge', Object.keys(cu), mkGauge);
@@ -6475,7 +6591,7 @@ class Stream {
   }
 }
 
-const metrics = new Stream('/api/ws/ws?interval=1&metrics=cpu,memory,disk,network,system,custom', {
+const metrics = new Stream('/api/ws/ws?interval=1&metrics=cpu,memory,disk,network,system,container,custom', {
   connecting: () => setConn(everLive ? 'reconnecting' : 'connecting'),
   wait: d => setConn('reconnecting', Date.now() + d),
   msg(m, prev) {

@@ -24,6 +24,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
@@ -128,6 +129,11 @@ class KeptFile {
   std::string path_;
   int fd_ = -1;
 };
+
+inline bool is_directory(const char* path) {
+  struct stat st;
+  return ::stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
 
 inline std::string read_error(const std::string& path, int err) {
   return "cannot read " + path + ": " + std::strerror(err);
@@ -693,11 +699,23 @@ inline bool has_mount_option(std::string_view options, std::string_view name) {
 // type (see parse_filesystems; with no list, a source that is a path), never
 // squashfs (read-only images such as snaps, always full), and only the first
 // mount of each device, so bind mounts and btrfs subvolumes appear once.
+//
+// The mount at index `watched` (the --disk filesystem) is always kept, whatever
+// its type (overlay, tmpfs, NFS, ...), unless a kept mount has its mount point.
 inline std::vector<std::size_t> select_partitions(const std::vector<MountEntry>& mounts,
-                                                  const std::vector<std::string>& block_fstypes) {
+                                                  const std::vector<std::string>& block_fstypes,
+                                                  std::size_t watched = std::size_t(-1)) {
   std::vector<std::size_t> keep;
   for (std::size_t i = 0; i < mounts.size(); ++i) {
     const MountEntry& m = mounts[i];
+    if (i == watched) {
+      bool shown = false;
+      for (std::size_t k : keep)
+        if (mounts[k].mountpoint == m.mountpoint) shown = true;
+      if (!shown) keep.push_back(i);
+      continue;
+    }
+    if (watched < mounts.size() && m.mountpoint == mounts[watched].mountpoint) continue;
     if (m.source.empty() || m.source == "none" || m.fstype == "squashfs") continue;
     bool block_backed = false;
     if (block_fstypes.empty()) {
@@ -821,17 +839,194 @@ inline void parse_cpuinfo_mhz(std::string_view text, std::vector<double>& out) {
 }
 
 // ============================================================================
+// cgroups: the agent's own container (Documentation/admin-guide/cgroup-v2.rst;
+// cgroup-v1/{cpuacct,memory,pids}.rst; scheduler/sched-bwc.rst)
+// ============================================================================
+
+// One line of /proc/self/cgroup: "hierarchy-ID:controller-list:cgroup-path".
+// cgroup v2's line is "0::path"; a v1 hierarchy lists its controllers.
+struct CgroupLine {
+  bool unified = false;
+  std::string controllers, path;
+};
+
+inline void parse_proc_cgroup(std::string_view text, std::vector<CgroupLine>& out) {
+  out.clear();
+  LineReader lines(text);
+  std::string_view line;
+  while (lines.next(line)) {
+    const std::size_t c1 = line.find(':');
+    const std::size_t c2 = c1 == std::string_view::npos ? c1 : line.find(':', c1 + 1);
+    if (c2 == std::string_view::npos) continue;
+    CgroupLine l;
+    const std::string_view id = line.substr(0, c1), controllers = line.substr(c1 + 1, c2 - c1 - 1);
+    l.unified = id == "0" && controllers.empty();
+    l.controllers.assign(controllers.data(), controllers.size());
+    const std::string_view path = trim(line.substr(c2 + 1));
+    l.path.assign(path.data(), path.size());
+    if (!l.path.empty() && l.path.front() == '/') out.push_back(std::move(l));
+  }
+}
+
+// Where each controller's files are for this process; an empty directory
+// means the controller was not found. v1 hierarchies win over v2 for the
+// same controller (a hybrid host mounts both, and the v2 one is then empty).
+struct CgroupDirs {
+  struct Dir {
+    int version = 0;  // 0: not found
+    std::string dir, path;
+  };
+  Dir cpu, cpuacct, memory, pids;
+};
+
+// The directory of `path` in a hierarchy mounted at `m`. The mount shows the
+// hierarchy from m.root down (a container sees its own cgroup as the root).
+inline std::string cgroup_dir(const MountEntry& m, std::string_view path) {
+  std::string_view rel = path;
+  if (m.root != "/") {
+    const bool under = starts_with(rel, m.root) && (rel.size() == m.root.size() || rel[m.root.size()] == '/');
+    rel = under ? rel.substr(m.root.size()) : std::string_view();
+  }
+  if (rel == "/") rel = std::string_view();
+  return m.mountpoint + std::string(rel);
+}
+
+inline bool list_has(std::string_view list, std::string_view name) {
+  while (!list.empty()) {
+    const std::size_t comma = list.find(',');
+    if (list.substr(0, comma) == name) return true;
+    if (comma == std::string_view::npos) break;
+    list.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+inline CgroupDirs find_cgroup_dirs(const std::vector<CgroupLine>& lines, const std::vector<MountEntry>& mounts) {
+  CgroupDirs d;
+  auto locate = [&](std::string_view controller, CgroupDirs::Dir& out) {
+    for (const CgroupLine& l : lines) {
+      if (l.unified || !list_has(l.controllers, controller)) continue;
+      for (const MountEntry& m : mounts)
+        if (m.fstype == "cgroup" && list_has(m.super_options, controller)) {
+          out = {1, cgroup_dir(m, l.path), l.path};
+          return;
+        }
+    }
+    for (const CgroupLine& l : lines) {
+      if (!l.unified) continue;
+      for (const MountEntry& m : mounts)
+        if (m.fstype == "cgroup2") {
+          out = {2, cgroup_dir(m, l.path), l.path};
+          return;
+        }
+    }
+  };
+  locate("cpu", d.cpu);
+  locate("cpuacct", d.cpuacct);
+  locate("memory", d.memory);
+  locate("pids", d.pids);
+  return d;
+}
+
+// The value of `key` in a flat-keyed file ("key value" lines: cpu.stat,
+// memory.stat).
+inline bool keyed_value(std::string_view text, std::string_view key, std::uint64_t& v) {
+  LineReader lines(text);
+  std::string_view line;
+  while (lines.next(line)) {
+    std::string_view rest = line;
+    if (next_token(rest) == key) return parse_u64(rest, v);
+  }
+  return false;
+}
+
+// A limit file: a number, or "max" (v2) / -1 (v1 quota) for none. v1 writes
+// "no memory limit" as PAGE_COUNTER_MAX pages, about 2^63 bytes: anything
+// from 2^62 up is no limit. Returns false on unreadable text; `v` is NaN for
+// no limit.
+inline bool parse_cgroup_limit(std::string_view text, double& v) {
+  text = trim(text);
+  if (text == "max" || text == "-1") {
+    v = std::nan("");
+    return true;
+  }
+  std::uint64_t n = 0;
+  std::string_view rest = text;
+  if (!parse_u64(rest, n) || !trim(rest).empty()) return false;
+  v = n >= (std::uint64_t(1) << 62) ? std::nan("") : static_cast<double>(n);
+  return true;
+}
+
+// cgroup v2 cpu.max: "$QUOTA $PERIOD", QUOTA "max" for none.
+inline bool parse_cpu_max(std::string_view text, double& quota_us, double& period_us) {
+  const std::string_view quota = next_token(text);
+  std::uint64_t period = 0;
+  if (quota.empty() || !parse_u64(text, period) || period == 0) return false;
+  period_us = static_cast<double>(period);
+  return parse_cgroup_limit(quota, quota_us);
+}
+
+// Raw readings of one sample; NaN where a file was missing.
+struct CgroupReading {
+  double usage_seconds = std::nan(""), throttled_seconds = std::nan("");
+  double periods = std::nan(""), throttled_periods = std::nan("");
+  double quota_us = std::nan(""), period_us = std::nan("");
+  double mem_usage = std::nan(""), mem_inactive_file = std::nan(""), mem_limit = std::nan("");
+  double pids = std::nan(""), pids_limit = std::nan("");
+  bool any_file = false;  // at least one controller file could be read
+};
+
+// Fills the group from two readings `elapsed` seconds apart (`prev_usage` NaN
+// for no previous reading). `host_cores` and `host_memory` are what a missing
+// limit is measured against.
+inline void container_stats(const CgroupReading& r, double prev_usage, double elapsed, double host_cores,
+                            double host_memory, ContainerStats& c) {
+  c.cpu_quota_us = r.quota_us;
+  c.cpu_period_us = r.period_us;
+  c.cpu_limit_cores = r.quota_us > 0 && r.period_us > 0 ? r.quota_us / r.period_us : std::nan("");
+  c.cpu_usage_seconds = r.usage_seconds;
+  c.cpu_throttled_seconds = r.throttled_seconds;
+  c.cpu_periods = r.periods;
+  c.cpu_throttled_periods = r.throttled_periods;
+  const double cores = c.cpu_limit_cores > 0 ? c.cpu_limit_cores : host_cores;
+  c.cpu_usage_percent = std::nan("");
+  if (prev_usage >= 0 && r.usage_seconds >= prev_usage && elapsed > 0 && cores > 0)
+    c.cpu_usage_percent = std::min(100.0, (r.usage_seconds - prev_usage) / elapsed / cores * 100.0);
+  c.memory_usage_bytes = r.mem_usage;
+  c.memory_used_bytes = r.mem_usage;
+  if (r.mem_usage >= 0 && r.mem_inactive_file >= 0)
+    c.memory_used_bytes = r.mem_usage > r.mem_inactive_file ? r.mem_usage - r.mem_inactive_file : 0;
+  c.memory_limit_bytes = r.mem_limit;
+  const double against = r.mem_limit > 0 ? r.mem_limit : host_memory;
+  c.memory_usage_percent = c.memory_used_bytes >= 0 && against > 0
+                               ? percent_of(c.memory_used_bytes, against)
+                               : std::nan("");
+  c.pids = r.pids;
+  c.pids_limit = r.pids_limit;
+  c.present = r.quota_us > 0 || r.mem_limit > 0 || r.pids_limit > 0;
+}
+
+// ============================================================================
 // Collector
 // ============================================================================
 
 class Collector {
  public:
+  // `rootfs` (empty, or e.g. "/host") is where the host's filesystems are
+  // seen: mount points are reported as the host names them and measured
+  // under rootfs, and the host's mount table is read from proc/1 (with
+  // --pid=host), falling back to proc/self. `cgroupfs` prefixes the cgroup
+  // directories found in the agent's own mount table (fixture trees only).
   explicit Collector(std::string disk_path = "/", std::string proc_root = "/proc",
-                     std::string sys_root = "/sys")
+                     std::string sys_root = "/sys", std::string rootfs = {}, std::string cgroupfs = {})
       : disk_path_(std::move(disk_path)),
         proc_(std::move(proc_root)),
         sys_(std::move(sys_root)),
-        mountinfo_path_(proc_ + "/self/mountinfo"),
+        rootfs_(std::move(rootfs)),
+        cgroupfs_(std::move(cgroupfs)),
+        mountinfo_path_(proc_ + (rootfs_.empty() ? "/self/mountinfo" : "/1/mountinfo")),
+        self_mountinfo_path_(proc_ + "/self/mountinfo"),
+        self_cgroup_path_(proc_ + "/self/cgroup"),
         filesystems_path_(proc_ + "/filesystems"),
         cpuinfo_path_(proc_ + "/cpuinfo"),
         cpu_online_path_(sys_ + "/devices/system/cpu/online"),
@@ -872,10 +1067,24 @@ class Collector {
     collect_frequency(out.cpu.frequency_mhz);
     std::vector<MountEntry> mounts;
     std::string_view text;
-    const int err = slow_reader_.read(mountinfo_path_.c_str(), text);
-    if (err == 0) parse_mountinfo(text, mounts);
-    collect_partitions(out.disk, mounts, err);
-    collect_disk_path(out.disk.path, mounts);
+    int err = slow_reader_.read(mountinfo_path_.c_str(), text);
+    if (err != 0 && !rootfs_.empty()) err = slow_reader_.read(self_mountinfo_path_.c_str(), text);  // hidepid
+    if (err == 0) {
+      parse_mountinfo(text, mounts);
+      if (!rootfs_.empty()) strip_rootfs(mounts);
+    }
+    const MountEntry* watched = nullptr;
+    const std::string disk_path = rootfs_ + disk_path_;
+    char resolved[PATH_MAX], root[PATH_MAX];
+    if (::realpath(disk_path.c_str(), resolved) != nullptr) {
+      std::string_view host_path = resolved;
+      if (!rootfs_.empty() && ::realpath(rootfs_.c_str(), root) != nullptr && path_is_under(host_path, root) &&
+          std::string_view(root) != "/")
+        host_path.remove_prefix(std::strlen(root));
+      watched = find_mount_for(mounts, host_path.empty() ? std::string_view("/") : host_path);
+    }
+    collect_partitions(out.disk, mounts, err, watched);
+    collect_disk_path(out.disk.path, watched);
   }
 
  private:
@@ -909,6 +1118,123 @@ class Collector {
     collect_network(out.network, elapsed);
     collect_disk_io(out.disk, elapsed);
     collect_system(out.system);
+    collect_container(out, elapsed, baseline);
+  }
+
+  // ---- the container view --------------------------------------------------
+
+  struct CgroupFiles {
+    int version = 0, memory_version = 0;
+    std::string path;
+    std::string cpu_stat, cpu_max, cfs_quota, cfs_period, cpuacct_usage;
+    std::string memory_usage, memory_stat, memory_limit;
+    std::string pids_current, pids_max;
+  };
+
+  // Where the agent's cgroup files are: found once, and again after a read
+  // fails (the process was moved, or the cgroup removed).
+  void discover_cgroups() {
+    cgroups_known_ = true;
+    cgroup_files_ = CgroupFiles{};
+    std::vector<CgroupLine> lines;
+    std::vector<MountEntry> mounts;
+    std::string_view text;
+    if (reader_.read(self_cgroup_path_.c_str(), text) == 0) parse_proc_cgroup(text, lines);
+    if (lines.empty()) return;
+    if (reader_.read(self_mountinfo_path_.c_str(), text) == 0) parse_mountinfo(text, mounts);
+    const CgroupDirs d = find_cgroup_dirs(lines, mounts);
+    CgroupFiles& f = cgroup_files_;
+    auto at = [&](const CgroupDirs::Dir& dir, const char* name) {
+      return dir.version == 0 ? std::string() : cgroupfs_ + dir.dir + "/" + name;
+    };
+    if (d.cpu.version == 2) {
+      f.cpu_stat = at(d.cpu, "cpu.stat");
+      f.cpu_max = at(d.cpu, "cpu.max");
+    } else if (d.cpu.version == 1) {
+      f.cpu_stat = at(d.cpu, "cpu.stat");
+      f.cfs_quota = at(d.cpu, "cpu.cfs_quota_us");
+      f.cfs_period = at(d.cpu, "cpu.cfs_period_us");
+      f.cpuacct_usage = at(d.cpuacct, "cpuacct.usage");
+    }
+    f.memory_version = d.memory.version;
+    f.memory_usage = at(d.memory, d.memory.version == 2 ? "memory.current" : "memory.usage_in_bytes");
+    f.memory_stat = at(d.memory, "memory.stat");
+    f.memory_limit = at(d.memory, d.memory.version == 2 ? "memory.max" : "memory.limit_in_bytes");
+    f.pids_current = at(d.pids, "pids.current");
+    f.pids_max = at(d.pids, "pids.max");
+    f.version = d.memory.version ? d.memory.version : d.cpu.version;
+    f.path = d.memory.version ? d.memory.path : d.cpu.version ? d.cpu.path : d.pids.path;
+  }
+
+  // False when the file exists no more (time to look for the cgroup again).
+  bool read_cgroup_file(const std::string& path, std::string_view& text, CgroupReading& r) {
+    if (path.empty()) return true;
+    const int err = reader_.read(path.c_str(), text);
+    if (err == 0) {
+      r.any_file = true;
+      return true;
+    }
+    text = std::string_view();
+    return err != ENOENT;
+  }
+
+  void read_cgroups(CgroupReading& r, bool& vanished) {
+    const CgroupFiles& f = cgroup_files_;
+    std::string_view text;
+    std::uint64_t v = 0;
+    double d = 0;
+    auto file = [&](const std::string& path) {
+      text = std::string_view();
+      if (!read_cgroup_file(path, text, r)) vanished = true;
+      return !text.empty();
+    };
+    if (!f.cpu_max.empty()) {  // v2: cpu.stat counts microseconds
+      if (file(f.cpu_stat)) {
+        if (keyed_value(text, "usage_usec", v)) r.usage_seconds = double(v) / 1e6;
+        if (keyed_value(text, "throttled_usec", v)) r.throttled_seconds = double(v) / 1e6;
+        if (keyed_value(text, "nr_periods", v)) r.periods = double(v);
+        if (keyed_value(text, "nr_throttled", v)) r.throttled_periods = double(v);
+      }
+      if (file(f.cpu_max)) parse_cpu_max(text, r.quota_us, r.period_us);
+    } else {  // v1: nanoseconds
+      if (file(f.cpu_stat)) {
+        if (keyed_value(text, "throttled_time", v)) r.throttled_seconds = double(v) / 1e9;
+        if (keyed_value(text, "nr_periods", v)) r.periods = double(v);
+        if (keyed_value(text, "nr_throttled", v)) r.throttled_periods = double(v);
+      }
+      if (file(f.cpuacct_usage) && parse_cgroup_limit(text, d)) r.usage_seconds = d / 1e9;
+      if (file(f.cfs_period) && parse_cgroup_limit(text, d)) r.period_us = d;
+      if (file(f.cfs_quota) && parse_cgroup_limit(text, d)) r.quota_us = d;
+    }
+    if (file(f.memory_usage) && parse_cgroup_limit(text, d)) r.mem_usage = d;
+    if (file(f.memory_limit) && parse_cgroup_limit(text, d)) r.mem_limit = d;
+    if (file(f.memory_stat)) {
+      if (keyed_value(text, f.memory_version == 2 ? "inactive_file" : "total_inactive_file", v))
+        r.mem_inactive_file = double(v);
+      // v1: a limit set on an ancestor binds as well.
+      if (f.memory_version == 1 && keyed_value(text, "hierarchical_memory_limit", v) &&
+          v < (std::uint64_t(1) << 62) && !(r.mem_limit <= double(v)))
+        r.mem_limit = double(v);
+    }
+    if (file(f.pids_current) && parse_cgroup_limit(text, d)) r.pids = d;
+    if (file(f.pids_max) && parse_cgroup_limit(text, d)) r.pids_limit = d;
+  }
+
+  void collect_container(Snapshot& out, double elapsed, bool baseline) {
+    ContainerStats& c = out.container;
+    if (!cgroups_known_) discover_cgroups();
+    CgroupReading r;
+    bool vanished = false;
+    if (cgroup_files_.version != 0) read_cgroups(r, vanished);
+    if (vanished) cgroups_known_ = false;
+    const double cores = out.cpu.ok && !out.cpu.per_core.empty() ? double(out.cpu.per_core.size()) : 0;
+    const double memory = out.memory.ok ? double(out.memory.total_bytes) : 0;
+    container_stats(r, baseline ? std::nan("") : prev_cgroup_usage_, elapsed, cores, memory, c);
+    prev_cgroup_usage_ = r.usage_seconds;
+    c.cgroup_version = cgroup_files_.version;
+    c.cgroup = cgroup_files_.path;
+    c.ok = r.any_file;
+    c.error = c.present && !c.ok ? "cannot read the cgroup's files under " + cgroup_files_.path : std::string();
   }
 
   void collect_cpu(CpuStats& c, bool baseline) {
@@ -1272,7 +1598,19 @@ class Collector {
     p.error.clear();
   }
 
-  void collect_partitions(DiskStats& d, const std::vector<MountEntry>& mounts, int mountinfo_err) {
+  // With a host root, the host's mount table may also list mounts under the
+  // root itself (the container's view of it): those are reported as the host
+  // names them.
+  void strip_rootfs(std::vector<MountEntry>& mounts) const {
+    for (MountEntry& m : mounts)
+      if (path_is_under(m.mountpoint, rootfs_) && rootfs_ != "/") {
+        m.mountpoint.erase(0, rootfs_.size());
+        if (m.mountpoint.empty()) m.mountpoint = "/";
+      }
+  }
+
+  void collect_partitions(DiskStats& d, const std::vector<MountEntry>& mounts, int mountinfo_err,
+                          const MountEntry* watched) {
     d.partitions.clear();
     if (mountinfo_err != 0) {
       d.partitions_ok = false;
@@ -1282,28 +1620,27 @@ class Collector {
     std::vector<std::string> fstypes;
     std::string_view text;
     if (slow_reader_.read(filesystems_path_.c_str(), text) == 0) parse_filesystems(text, fstypes);
-    for (std::size_t i : select_partitions(mounts, fstypes)) {
+    const std::size_t watched_index = watched ? std::size_t(watched - mounts.data()) : mounts.size();
+    for (std::size_t i : select_partitions(mounts, fstypes, watched_index)) {
       PartitionStats p;
       describe_mount(mounts[i], p);
-      fill_usage(p.mountpoint, p);
+      fill_usage(rootfs_ + p.mountpoint, p);
       d.partitions.push_back(std::move(p));
     }
     d.partitions_ok = true;
     d.partitions_error.clear();
   }
 
-  void collect_disk_path(PartitionStats& p, const std::vector<MountEntry>& mounts) {
+  void collect_disk_path(PartitionStats& p, const MountEntry* watched) {
     p = PartitionStats{};
     p.mountpoint = disk_path_;
-    char resolved[PATH_MAX];
-    if (::realpath(disk_path_.c_str(), resolved) != nullptr) {
-      if (const MountEntry* m = find_mount_for(mounts, resolved)) describe_mount(*m, p);
-    }
-    fill_usage(disk_path_, p);
+    if (watched) describe_mount(*watched, p);
+    fill_usage(rootfs_ + disk_path_, p);
   }
 
-  const std::string disk_path_, proc_, sys_;
-  const std::string mountinfo_path_, filesystems_path_, cpuinfo_path_, cpu_online_path_;
+  const std::string disk_path_, proc_, sys_, rootfs_, cgroupfs_;
+  const std::string mountinfo_path_, self_mountinfo_path_, self_cgroup_path_, filesystems_path_, cpuinfo_path_,
+      cpu_online_path_;
   double ticks_per_second_ = 100.0;
 
   // sample_fast only.
@@ -1322,6 +1659,9 @@ class Collector {
   std::vector<NetState> net_;
   std::vector<DiskstatsEntry> disk_rows_;
   std::vector<DiskState> disks_;
+  bool cgroups_known_ = false;
+  CgroupFiles cgroup_files_;
+  double prev_cgroup_usage_ = std::nan("");
 
   // sample_slow only.
   FileReader slow_reader_{4096};

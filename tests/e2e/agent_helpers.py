@@ -27,7 +27,7 @@ ALERTS = "/api/ws/ws/alerts"
 FLAT = "/api/system/metrics"
 PROTECTED_STREAMS = (RICH, DASHBOARD, ALERTS)
 
-RICH_GROUPS = {"cpu", "memory", "network", "disk", "system", "custom"}
+RICH_GROUPS = {"cpu", "memory", "network", "disk", "system", "container", "custom"}
 DASHBOARD_GROUPS = {"cpu", "memory", "disk", "network"}
 
 # Filesystem types that SPEC §5.2 calls pseudo: none may appear as a partition.
@@ -515,17 +515,30 @@ def proc_net_dev_names():
         return {line.split(":", 1)[0].strip() for line in f if ":" in line}
 
 
-def check_disk(d):
+def mount_point_of(path):
+    """The mount point that holds `path` (os.path.ismount walking up)."""
+    path = os.path.realpath(path)
+    while not os.path.ismount(path):
+        path = os.path.dirname(path)
+    return path
+
+
+def check_disk(d, watched="/"):
+    """Partitions are real filesystems, except the one holding `watched` (the
+    --disk path), which is always listed whatever its type."""
     assert isinstance(d, dict), "disk is %r" % (d,)
     parts = d.get("partitions")
     assert isinstance(parts, dict), "disk.partitions: %r" % (parts,)
+    watched_mp = mount_point_of(watched)
+    assert watched_mp in parts, "the --disk filesystem %s is not listed: %s" % (watched_mp, sorted(parts))
     devices = []
     for mp, p in parts.items():
         assert mp.startswith("/"), "partition key %r is not a mountpoint" % mp
         assert isinstance(p, dict), p
         assert isinstance(p.get("device"), str) and p["device"], "partition %s: %r" % (mp, p)
         assert isinstance(p.get("fstype"), str) and p["fstype"], "partition %s: %r" % (mp, p)
-        assert p["fstype"] not in PSEUDO_FSTYPES, "pseudo filesystem listed: %s %r" % (mp, p)
+        assert p["fstype"] not in PSEUDO_FSTYPES or mp == watched_mp, \
+            "pseudo filesystem listed: %s %r" % (mp, p)
         for k in ("total_bytes", "used_bytes", "free_bytes"):
             assert is_uint(p.get(k)), "partitions[%s].%s = %r" % (mp, k, p.get(k))
         check_percent(p.get("usage_percent"), "partitions[%s].usage_percent" % mp)
@@ -566,8 +579,29 @@ def check_custom(c):
         assert v is None or is_num(v), "custom.%s = %r" % (k, v)
 
 
+CONTAINER_FIELDS = ("cpu_usage_percent", "cpu_limit_cores", "cpu_throttled_seconds", "memory_used_bytes",
+                    "memory_limit_bytes", "memory_usage_percent", "pids", "pids_limit")
+
+
+def check_container(c):
+    """null outside a cgroup with limits; else every field, a number or null."""
+    if c is None:
+        return
+    assert isinstance(c, dict), "container is %r" % (c,)
+    assert set(c) == {"cgroup", "cgroup_version"} | set(CONTAINER_FIELDS), "container fields: %s" % sorted(c)
+    assert c["cgroup_version"] in (1, 2) and c["cgroup"].startswith("/"), c
+    for k in CONTAINER_FIELDS:
+        assert c[k] is None or (is_num(c[k]) and c[k] >= 0), "container.%s = %r" % (k, c[k])
+    for k in ("cpu_usage_percent", "memory_usage_percent"):
+        if c[k] is not None:
+            check_percent(c[k], "container." + k)
+    assert any(c[k] is not None for k in ("cpu_limit_cores", "memory_limit_bytes", "pids_limit")), \
+        "a container group without any limit: %r" % c
+
+
 CHECKS = {"cpu": check_cpu, "memory": check_memory, "network": check_network,
-          "disk": check_disk, "system": check_system, "custom": check_custom}
+          "disk": check_disk, "system": check_system, "container": check_container,
+          "custom": check_custom}
 
 
 def check_data(data, groups):

@@ -33,6 +33,10 @@ NETWORK_NOISE = (
 )
 
 
+def browser_available():
+    return all(os.access(p, os.X_OK) for p in (CHROMIUM, CHROMEDRIVER))
+
+
 def require_browser():
     """Skip when the browser or its driver is not installed (and only then)."""
     missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not os.access(p, os.X_OK)]

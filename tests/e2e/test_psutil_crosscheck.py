@@ -210,6 +210,12 @@ def _real_partitions():
             continue
         seen.add(p.device)
         out[p.mountpoint] = p
+    # The --disk filesystem (/ here) is listed whatever its type: an overlay
+    # root in a container, for one.
+    if "/" not in out:
+        for p in psutil.disk_partitions(all=True):
+            if p.mountpoint == "/":
+                out["/"] = p  # the last mount on / is the visible one
     return out
 
 

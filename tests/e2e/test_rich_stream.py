@@ -76,10 +76,11 @@ def test_every_field_of_5_2_present_typed_and_consistent(agent):
         assert d["system"]["hostname"] == socket.gethostname(), d["system"]
         assert abs(d["system"]["uptime_seconds"] - uptime) < 10, (d["system"], uptime)
         assert d["custom"] == {}, "no gauges were added, custom is %r" % d["custom"]
+        # The --disk filesystem (/) is listed whatever its type, overlay included.
         root_fs = root_fstype()
-        if root_fs not in ah.PSEUDO_FSTYPES:
-            assert "/" in d["disk"]["partitions"], "the root filesystem (%s) is missing: %s" % (
-                root_fs, sorted(d["disk"]["partitions"]))
+        assert "/" in d["disk"]["partitions"], "the root filesystem (%s) is missing: %s" % (
+            root_fs, sorted(d["disk"]["partitions"]))
+        assert d["disk"]["partitions"]["/"]["fstype"] == root_fs, d["disk"]["partitions"]["/"]
     stamps = [parse_rich_ts(m["timestamp"]) for _, _, m in msgs]
     assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps), stamps
 
