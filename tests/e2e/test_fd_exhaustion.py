@@ -25,7 +25,7 @@ def cpu_seconds(pid):
 
 def http_get(port, path):
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        s.sendall(("GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % path).encode())
+        s.sendall(("GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n" % path).encode())
         data = b""
         while True:
             chunk = s.recv(65536)
