@@ -2425,7 +2425,7 @@ class Loop {
       mono_us = mono_now_us();
       for (auto& t : tickers_) {
         std::int64_t tick_us = 0;
-        if (t.schedule.due(wall_us, mono_us, tick_us) && shutdown_deadline == 0) t.fn(tick_us);
+        if (t.schedule.due(wall_us, mono_us, tick_us) && shutdown_deadline == 0) run_ticker(t, tick_us);
       }
       double mono = mono_now();
       if (mono >= next_housekeeping) {
@@ -2716,6 +2716,9 @@ class Loop {
       } catch (const std::exception& e) {
         log(std::string("handler for ") + req.path + " failed: " + e.what());
         res = HttpResponse::error(500, "internal error");
+      } catch (...) {
+        log(std::string("handler for ") + req.path + " failed: an exception not derived from std::exception");
+        res = HttpResponse::error(500, "internal error");
       }
     } else if (!allow.empty() && req.method == "OPTIONS") {
       // CORS preflight (Fetch standard): say what the path accepts.
@@ -2801,10 +2804,26 @@ class Loop {
     } catch (...) {
       why = "an exception not derived from std::exception";
     }
+    callback_failed("WebSocket " + std::string(which) + " callback failed for " + c->remote + ": " + why);
+    close_ws(c, 1011, "internal error");
+  }
+
+  // A timer callback (Server::every) that throws: counted and logged like a
+  // WebSocket callback; the timer keeps its schedule.
+  void run_ticker(Ticker& t, std::int64_t tick_us) {
+    try {
+      t.fn(tick_us);
+    } catch (const std::exception& e) {
+      callback_failed(std::string("timer callback failed: ") + e.what());
+    } catch (...) {
+      callback_failed("timer callback failed: an exception not derived from std::exception");
+    }
+  }
+
+  void callback_failed(std::string line) {
     ++stats_.callback_errors;
     double now = mono_now();
     if (now >= callback_log_next_) {
-      std::string line = "WebSocket " + std::string(which) + " callback failed for " + c->remote + ": " + why;
       if (callback_log_skipped_) line += " (" + std::to_string(callback_log_skipped_) + " more not logged)";
       log(line);
       callback_log_next_ = now + 10;
@@ -2812,7 +2831,6 @@ class Loop {
     } else {
       ++callback_log_skipped_;
     }
-    close_ws(c, 1011, "internal error");
   }
 
   void respond(Conn* c, const HttpResponse& res, bool keep_alive, bool head_only) {

@@ -249,3 +249,32 @@ TEST(ServerApi, OpenFileLimitLeftAlone) {
   EXPECT_EQ(raised.rlim_cur, saved.rlim_max);
   ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
 }
+
+TEST(ServerApi, AHandlerThrowingAnythingIsA500AndServingGoesOn) {
+  Server server(loopback_any_port());
+  server.http("GET", "/int", [](const HttpRequest&) -> HttpResponse { throw 42; });
+  server.http("GET", "/ok", [](const HttpRequest&) { return HttpResponse::json(200, "{}"); });
+  ASSERT_TRUE(server.start());
+  int fd = connect_to(server.port());
+  ASSERT_GE(fd, 0);
+  EXPECT_EQ(exchange(fd, "GET /int HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").rfind("HTTP/1.1 500", 0), 0u);
+  EXPECT_EQ(exchange(fd, "GET /ok HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").rfind("HTTP/1.1 200", 0), 0u);
+  ::close(fd);
+  server.stop();
+  server.join();
+}
+
+TEST(ServerApi, ATimerThatThrowsIsCountedAndKeepsTicking) {
+  Server server(loopback_any_port());
+  std::atomic<int> calls{0};
+  server.every(0.05, [&](std::int64_t) {
+    ++calls;
+    if (calls % 2) throw std::runtime_error("boom");
+    throw 7;
+  });
+  ASSERT_TRUE(server.start());
+  EXPECT_TRUE(eventually([&] { return calls.load() >= 4; }));
+  EXPECT_TRUE(eventually([&] { return server.stats().callback_errors >= 4; }));
+  server.stop();
+  server.join();
+}
