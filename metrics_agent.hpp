@@ -574,7 +574,8 @@ class Agent {
 }  // namespace metrics_agent
 
 // ============================================================================
-// Collector (one file per OS; each fills the Snapshot above)
+// Collector (one file per OS; each fills the Snapshot above and keeps the
+// collector contract written beside it, checked here)
 // ============================================================================
 
 #if defined(METRICS_AGENT_PLATFORM_LINUX)
@@ -2302,6 +2303,16 @@ class Poller {
   int ep_;
 };
 #endif  // METRICS_AGENT_HAS_EPOLL
+
+// The interface above, checked for whichever backend was built.
+static_assert(std::is_same<decltype(std::declval<Poller&>().add(socket_t(), nullptr, false)), bool>::value &&
+                  std::is_same<decltype(std::declval<Poller&>().modify(socket_t(), nullptr, false, true)),
+                               bool>::value &&
+                  std::is_same<decltype(std::declval<Poller&>().remove(socket_t())), void>::value &&
+                  std::is_same<decltype(std::declval<Poller&>().wait(std::declval<std::vector<PollEvent>&>(), 0)),
+                               int>::value &&
+                  std::is_same<Poller::Event, PollEvent>::value,
+              "the Poller interface: add, modify, remove, wait and Event = PollEvent");
 
 }  // namespace net
 

@@ -147,4 +147,44 @@ TEST(SlowSampler, AWorkerLeftInAHungSampleOutlivesTheSampler) {
   EXPECT_TRUE(watch.expired()) << "the worker did not finish after its sample returned";
 }
 
+// The sampler knows a collector's slow part only through the collector
+// contract (SlowPart, merge, merge_failed), so any collector fits.
+struct TestCollector {
+  struct SlowPart {
+    double mhz = 0;
+  };
+  void sample_fast(Snapshot&, double) {}
+  void sample_slow(SlowPart& p) { p.mhz = 1234.0; }
+  static void merge(const SlowPart& p, Snapshot& s) { s.cpu.frequency_mhz = {p.mhz}; }
+  static void merge_failed(const SlowPart&, const std::string& why, Snapshot& s) {
+    s.cpu.frequency_mhz.clear();
+    s.cpu.error = why;
+  }
+};
+struct NotACollector {};
+
+namespace contract = metrics_agent::detail::contract;
+static_assert(contract::samples_fast<TestCollector>::value && contract::samples_slow<TestCollector>::value &&
+                  contract::merges<TestCollector>::value,
+              "a collector that keeps the contract passes its checks");
+static_assert(!contract::samples_fast<NotACollector>::value && !contract::samples_slow<NotACollector>::value &&
+                  !contract::merges<NotACollector>::value,
+              "a class without the entry points fails them");
+
+TEST(SlowSampler, AnyCollectorsSlowPartGoesThroughItsMerge) {
+  metrics_agent::detail::BasicSlowSampler<TestCollector> sampler(
+      [](TestCollector::SlowPart& p) { TestCollector().sample_slow(p); });
+  Snapshot before;
+  sampler.merge_into(before, mono_now(), 3.0);
+  EXPECT_TRUE(before.cpu.frequency_mhz.empty());
+  EXPECT_NE(before.cpu.error.find("not collected yet"), std::string::npos) << before.cpu.error;
+
+  sampler.kick();
+  sampler.wait_first(5.0);
+  Snapshot after;
+  sampler.merge_into(after, mono_now(), 3.0);
+  ASSERT_EQ(after.cpu.frequency_mhz.size(), 1u);
+  EXPECT_EQ(after.cpu.frequency_mhz[0], 1234.0);
+}
+
 }  // namespace
