@@ -20,6 +20,18 @@
 //     METRICS_AGENT_MAX_BACKLOG_BYTES  output queued for one client before it is dropped
 //     METRICS_AGENT_MAX_MESSAGE_BYTES  default largest inbound WebSocket message (else 1009)
 //     METRICS_AGENT_MAX_FRAGMENTS      most fragments accepted in one message
+//
+// Platform macros (defined by the header in "Platform detection", from the
+// compiler's own; later code tests only these):
+//     METRICS_AGENT_PLATFORM_WINDOWS   Windows
+//     METRICS_AGENT_PLATFORM_POSIX     Linux and other Unix (the BSDs, macOS): POSIX sockets
+//     METRICS_AGENT_PLATFORM_LINUX     Linux: the collector of platform/linux.hpp
+//     METRICS_AGENT_HAS_EPOLL          the event loop's Poller uses epoll (Linux)
+//     METRICS_AGENT_HAS_KQUEUE         kqueue exists (BSD, macOS); no backend uses it yet
+//     METRICS_AGENT_HAS_GETRANDOM      getrandom(2) feeds random_bytes (else /dev/urandom)
+//     METRICS_AGENT_HAS_STATVFS64      statvfs64 keeps 64-bit counts on 32-bit glibc targets
+// Include guards: METRICS_AGENT_HPP, METRICS_AGENT_PLATFORM_<OS>_HPP. The
+// header defines no other macro.
 
 #ifndef METRICS_AGENT_HPP
 #define METRICS_AGENT_HPP
@@ -56,14 +68,30 @@
 // Platform detection (the only place that looks at compiler/OS macros)
 // ============================================================================
 
+// <climits> is the first header: through <features.h> it tells a glibc build
+// (__GLIBC__) before anything else is included.
+#include <climits>
+
 #if defined(_WIN32)
 #define METRICS_AGENT_PLATFORM_WINDOWS 1
-#elif defined(__linux__)
+#elif defined(__unix__) || defined(__unix) || (defined(__APPLE__) && defined(__MACH__))
+#define METRICS_AGENT_PLATFORM_POSIX 1
+#if defined(__linux__)
 #define METRICS_AGENT_PLATFORM_LINUX 1
 #define METRICS_AGENT_HAS_EPOLL 1
-#else
-#error "metrics-agent: this platform has no collector yet (see platform/)"
-#endif  // _WIN32 / __linux__
+#define METRICS_AGENT_HAS_GETRANDOM 1
+#elif defined(__APPLE__) || defined(__FreeBSD__) || defined(__NetBSD__) || defined(__OpenBSD__) || \
+    defined(__DragonFly__)
+#define METRICS_AGENT_HAS_KQUEUE 1
+#endif  // __linux__ / BSD and macOS
+#if defined(__GLIBC__)
+#define METRICS_AGENT_HAS_STATVFS64 1
+#endif  // __GLIBC__
+#endif  // _WIN32 / POSIX
+
+#if !defined(METRICS_AGENT_PLATFORM_LINUX) && !defined(METRICS_AGENT_PLATFORM_WINDOWS)
+#error "metrics-agent: this platform has no collector and no event-loop backend yet (see platform/)"
+#endif  // !METRICS_AGENT_PLATFORM_LINUX && !METRICS_AGENT_PLATFORM_WINDOWS
 
 // ============================================================================
 // Includes
@@ -88,6 +116,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <type_traits>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -96,21 +125,25 @@
 #include <cstddef>
 #include <exception>
 
-#if defined(METRICS_AGENT_PLATFORM_LINUX)
+#if defined(METRICS_AGENT_PLATFORM_POSIX)
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netdb.h>
 #include <netinet/tcp.h>
 #include <poll.h>
-#include <sys/epoll.h>
-#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 #include <unistd.h>
-#endif  // METRICS_AGENT_PLATFORM_LINUX
+#endif  // METRICS_AGENT_PLATFORM_POSIX
+#if defined(METRICS_AGENT_HAS_EPOLL)
+#include <sys/epoll.h>
+#endif  // METRICS_AGENT_HAS_EPOLL
+#if defined(METRICS_AGENT_HAS_GETRANDOM)
+#include <sys/random.h>
+#endif  // METRICS_AGENT_HAS_GETRANDOM
 
 #include <picojson.h>
 
@@ -255,6 +288,44 @@ struct Snapshot {
   ContainerStats container;
   std::vector<Gauge> custom;
 };
+
+// ---- the collector contract ---------------------------------------------------
+//
+// Each platform/<os>.hpp is guarded by its METRICS_AGENT_PLATFORM_* flag and
+// defines one class, detail::Collector, that fills the Snapshot above. The
+// agent uses nothing else of it (checked at compile time after the include):
+//
+//   Collector(std::string disk_path, std::string proc_root, std::string sys_root,
+//             std::string host_root)
+//       disk_path: the filesystem of disk.path (--disk). The roots say where
+//       the host's kernel files and filesystems are seen (--host-root); an OS
+//       without such files ignores them. Takes the baseline of every counter.
+//
+//   void sample_fast(Snapshot& s, double now)
+//       The event-loop thread, every tick; never blocks on storage. Fills
+//       timestamp_us, cpu (all but frequency_mhz), load, memory, network,
+//       disk.io_ok/io_error/read_bytes_per_sec/write_bytes_per_sec/devices,
+//       system and container. Rates are over `now` (seconds, a steady clock)
+//       minus the previous call's.
+//
+//   struct SlowPart
+//       What may block (statvfs of a dead NFS mount, a slow sysfs file), as
+//       the collector's own type: default-constructible and movable. Today
+//       disk.path, disk.partitions_ok/partitions_error/partitions and
+//       cpu.frequency_mhz.
+//   void sample_slow(SlowPart& p)
+//       The slow sampler's worker thread; may run while sample_fast runs, so
+//       the two share no mutable state. It may also hang, and outlive the
+//       agent: the worker shares ownership of the Collector.
+//   static void merge(const SlowPart& p, Snapshot& s)
+//       Copies p into its fields of s (the loop thread, every tick).
+//   static void merge_failed(const SlowPart& p, const std::string& why, Snapshot& s)
+//       Marks those fields failed with `why` when no result is fresh enough
+//       (none yet, or older than the sampler's deadline); p is the last result.
+//
+// Each group's `ok`/`error` says what failed; one failing file or mount marks
+// its item, never the whole sample. A new OS is one platform file plus one
+// Poller backend in the socket shim.
 
 }  // namespace metrics_agent
 
@@ -503,12 +574,53 @@ class Agent {
 }  // namespace metrics_agent
 
 // ============================================================================
-// Collector (one file per OS; each fills the Snapshot above)
+// Collector (one file per OS; each fills the Snapshot above and keeps the
+// collector contract written beside it, checked here)
 // ============================================================================
 
 #if defined(METRICS_AGENT_PLATFORM_LINUX)
 #include "platform/linux.hpp"
 #endif  // METRICS_AGENT_PLATFORM_LINUX
+
+namespace metrics_agent {
+namespace detail {
+namespace contract {
+
+template <class C, class = void>
+struct samples_fast : std::false_type {};
+template <class C>
+struct samples_fast<C, std::void_t<decltype(std::declval<C&>().sample_fast(std::declval<Snapshot&>(), 0.0))>>
+    : std::true_type {};
+
+template <class C, class = void>
+struct samples_slow : std::false_type {};
+template <class C>
+struct samples_slow<C, std::void_t<decltype(std::declval<C&>().sample_slow(
+                           std::declval<typename C::SlowPart&>()))>> : std::true_type {};
+
+template <class C, class = void>
+struct merges : std::false_type {};
+template <class C>
+struct merges<C, std::void_t<decltype(C::merge(std::declval<const typename C::SlowPart&>(),
+                                               std::declval<Snapshot&>())),
+                             decltype(C::merge_failed(std::declval<const typename C::SlowPart&>(),
+                                                      std::declval<const std::string&>(),
+                                                      std::declval<Snapshot&>()))>> : std::true_type {};
+
+static_assert(std::is_constructible<Collector, std::string, std::string, std::string, std::string>::value,
+              "the collector contract: Collector(disk_path, proc_root, sys_root, host_root)");
+static_assert(samples_fast<Collector>::value, "the collector contract: void sample_fast(Snapshot&, double now)");
+static_assert(std::is_default_constructible<Collector::SlowPart>::value &&
+                  std::is_move_assignable<Collector::SlowPart>::value,
+              "the collector contract: a default-constructible, movable Collector::SlowPart");
+static_assert(samples_slow<Collector>::value, "the collector contract: void sample_slow(SlowPart&)");
+static_assert(merges<Collector>::value,
+              "the collector contract: static merge(const SlowPart&, Snapshot&) and "
+              "merge_failed(const SlowPart&, const std::string&, Snapshot&)");
+
+}  // namespace contract
+}  // namespace detail
+}  // namespace metrics_agent
 
 // ============================================================================
 // Implementation: cryptography and text validation
@@ -808,7 +920,7 @@ inline bool constant_time_equal(std::string_view a, std::string_view b) {
 // Fills out with bytes from the kernel's CSPRNG; false if none could be had.
 inline bool random_bytes(void* out, std::size_t n) {
   unsigned char* p = static_cast<unsigned char*>(out);
-#if defined(METRICS_AGENT_PLATFORM_LINUX)
+#if defined(METRICS_AGENT_HAS_GETRANDOM)
   while (n > 0) {
     ssize_t got = ::getrandom(p, n, 0);
     if (got > 0) {
@@ -821,7 +933,7 @@ inline bool random_bytes(void* out, std::size_t n) {
     }
   }
   if (n == 0) return true;
-#endif  // METRICS_AGENT_PLATFORM_LINUX
+#endif  // METRICS_AGENT_HAS_GETRANDOM
   std::FILE* f = std::fopen("/dev/urandom", "rb");
   if (f == nullptr) return false;
   std::size_t got = std::fread(p, 1, n, f);
@@ -1958,7 +2070,9 @@ namespace metrics_agent {
 namespace detail {
 namespace net {
 
-#if defined(METRICS_AGENT_HAS_EPOLL)
+// ---- POSIX sockets (Linux, the BSDs, macOS) -------------------------------
+
+#if defined(METRICS_AGENT_PLATFORM_POSIX)
 using socket_t = int;
 constexpr socket_t invalid_socket = -1;
 inline void close_socket(socket_t s) { ::close(s); }
@@ -2113,13 +2227,50 @@ struct Waker {
   int fd() const { return fds[0]; }
 };
 
-// Readiness notification: epoll, level-triggered.
+// A spare descriptor, closed to accept-and-shed one connection when the
+// process is out of descriptors, so the listener does not spin (SPEC §2).
+struct ReserveFd {
+  int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  ~ReserveFd() {
+    if (fd >= 0) ::close(fd);
+  }
+  void shed_one(socket_t listener) {
+    if (fd >= 0) ::close(fd);
+    int s = ::accept(listener, nullptr, nullptr);
+    if (s >= 0) ::close(s);
+    fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  }
+};
+#endif  // METRICS_AGENT_PLATFORM_POSIX
+
+// ---- readiness: the Poller ---------------------------------------------------
+//
+// One backend per build, chosen by a METRICS_AGENT_HAS_* flag; the event loop
+// uses nothing else to wait. Every backend is level-triggered and provides:
+//   Poller();                          ok() says whether it could be set up
+//   bool add(socket_t s, void* ptr, bool want_write = false);
+//                                      watch s for reading (and writing); events carry ptr
+//   bool modify(socket_t s, void* ptr, bool want_write, bool want_read = true);
+//   void remove(socket_t s);           called before s is closed
+//   int wait(std::vector<Event>& out, int timeout_ms);
+//                                      clears out, then fills it with the ready sockets;
+//                                      returns their number (0 on timeout or EINTR)
+//   using Event = PollEvent;
+// epoll is the Linux backend; poll(2) (any POSIX system), kqueue (BSD, macOS)
+// and WSAPoll (Windows) fit the same interface.
+
+// One ready socket. `readable` includes a hang-up, so that the read that
+// follows sees the end of the stream.
+struct PollEvent {
+  void* ptr;
+  bool readable, writable, error, hangup;
+};
+
+#if defined(METRICS_AGENT_HAS_EPOLL)
+// epoll(7), level-triggered.
 class Poller {
  public:
-  struct Event {
-    void* ptr;
-    bool readable, writable, error, hangup;
-  };
+  using Event = PollEvent;
   Poller() : ep_(::epoll_create1(EPOLL_CLOEXEC)) {}
   ~Poller() {
     if (ep_ >= 0) ::close(ep_);
@@ -2151,22 +2302,17 @@ class Poller {
   }
   int ep_;
 };
-
-// A spare descriptor, closed to accept-and-shed one connection when the
-// process is out of descriptors, so the listener does not spin (SPEC §2).
-struct ReserveFd {
-  int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-  ~ReserveFd() {
-    if (fd >= 0) ::close(fd);
-  }
-  void shed_one(socket_t listener) {
-    if (fd >= 0) ::close(fd);
-    int s = ::accept(listener, nullptr, nullptr);
-    if (s >= 0) ::close(s);
-    fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-  }
-};
 #endif  // METRICS_AGENT_HAS_EPOLL
+
+// The interface above, checked for whichever backend was built.
+static_assert(std::is_same<decltype(std::declval<Poller&>().add(socket_t(), nullptr, false)), bool>::value &&
+                  std::is_same<decltype(std::declval<Poller&>().modify(socket_t(), nullptr, false, true)),
+                               bool>::value &&
+                  std::is_same<decltype(std::declval<Poller&>().remove(socket_t())), void>::value &&
+                  std::is_same<decltype(std::declval<Poller&>().wait(std::declval<std::vector<PollEvent>&>(), 0)),
+                               int>::value &&
+                  std::is_same<Poller::Event, PollEvent>::value,
+              "the Poller interface: add, modify, remove, wait and Event = PollEvent");
 
 }  // namespace net
 
@@ -3660,7 +3806,7 @@ namespace metrics_agent {
 namespace detail {
 namespace net {
 
-#if defined(METRICS_AGENT_PLATFORM_LINUX)
+#if defined(METRICS_AGENT_PLATFORM_POSIX)
 struct Endpoint {
   sockaddr_storage addr{};
   socklen_t len = 0;
@@ -3747,7 +3893,7 @@ inline std::string endpoint_text(const Endpoint& e) {
   port = ntohs(a->sin_port);
   return std::string(host) + ":" + std::to_string(port);
 }
-#endif  // METRICS_AGENT_PLATFORM_LINUX
+#endif  // METRICS_AGENT_PLATFORM_POSIX
 
 }  // namespace net
 
@@ -4783,19 +4929,22 @@ struct Subscriber {
 
 // Runs the collector's blocking part (statvfs, slow sysfs files) on its own
 // thread, so a dead NFS mount delays only the disk numbers, never the loop.
+// What it samples and how that enters a Snapshot is the collector's
+// (C::SlowPart, C::merge, C::merge_failed; see the collector contract).
 // The worker shares ownership of everything it touches (the sample function
-// and what it captures, its scratch Snapshot, the results): a worker left
-// behind in the kernel by the destructor finds all of it alive when the call
-// returns.
-class SlowSampler {
+// and what it captures, its scratch part, the results): a worker left behind
+// in the kernel by the destructor finds all of it alive when the call returns.
+template <class C>
+class BasicSlowSampler {
  public:
-  // `sample` fills the slow part of a Snapshot (Collector::sample_slow). It
-  // may outlive the sampler (see ~SlowSampler): what it uses, it must own.
-  explicit SlowSampler(std::function<void(Snapshot&)> sample) : state_(std::make_shared<State>()) {
+  using Part = typename C::SlowPart;
+  // `sample` fills a Part (C::sample_slow). It may outlive the sampler (see
+  // ~BasicSlowSampler): what it uses, it must own.
+  explicit BasicSlowSampler(std::function<void(Part&)> sample) : state_(std::make_shared<State>()) {
     state_->sample = std::move(sample);
     thread_ = std::thread([state = state_] { work(*state); });
   }
-  ~SlowSampler() {
+  ~BasicSlowSampler() {
     State& st = *state_;
     std::unique_lock<std::mutex> lk(st.mu);
     st.stop = true;
@@ -4810,8 +4959,8 @@ class SlowSampler {
     else
       thread_.join();
   }
-  SlowSampler(const SlowSampler&) = delete;
-  SlowSampler& operator=(const SlowSampler&) = delete;
+  BasicSlowSampler(const BasicSlowSampler&) = delete;
+  BasicSlowSampler& operator=(const BasicSlowSampler&) = delete;
 
   void kick() {
     {
@@ -4830,39 +4979,29 @@ class SlowSampler {
   void merge_into(Snapshot& s, double now, double max_age) {
     State& st = *state_;
     std::lock_guard<std::mutex> lk(st.mu);
-    const Snapshot& result = st.result;
     if (!st.have || now - st.taken > max_age) {
-      std::string why = st.have ? "filesystem statistics did not answer within " + format_duration(max_age)
-                                : "filesystem statistics not collected yet";
-      s.disk.path = result.disk.path;
-      s.disk.path.ok = false;
-      s.disk.path.error = why;
-      s.disk.partitions_ok = false;
-      s.disk.partitions_error = why;
-      s.disk.partitions.clear();
-      s.cpu.frequency_mhz.clear();
+      C::merge_failed(st.result,
+                      st.have ? "filesystem statistics did not answer within " + format_duration(max_age)
+                              : "filesystem statistics not collected yet",
+                      s);
       return;
     }
-    s.disk.path = result.disk.path;
-    s.disk.partitions_ok = result.disk.partitions_ok;
-    s.disk.partitions_error = result.disk.partitions_error;
-    s.disk.partitions = result.disk.partitions;
-    s.cpu.frequency_mhz = result.cpu.frequency_mhz;
+    C::merge(st.result, s);
   }
 
  private:
   struct State {
-    std::function<void(Snapshot&)> sample;
+    std::function<void(Part&)> sample;
     std::mutex mu;
     std::condition_variable cv, done_cv;
     bool wanted = false, stop = false, have = false, busy = false;
     double taken = 0;
-    Snapshot local;   // the worker's scratch, filled outside the lock
-    Snapshot result;  // the latest complete sample, under mu
+    Part local;   // the worker's scratch, filled outside the lock
+    Part result;  // the latest complete sample, under mu
   };
 
   static void work(State& st) {
-    Snapshot& local = st.local;
+    Part& local = st.local;
     std::unique_lock<std::mutex> lk(st.mu);
     for (;;) {
       st.cv.wait(lk, [&st] { return st.wanted || st.stop; });
@@ -4870,17 +5009,12 @@ class SlowSampler {
       st.wanted = false;
       st.busy = true;
       lk.unlock();
-      local.disk = DiskStats();
-      local.cpu.frequency_mhz.clear();
+      local = Part();
       st.sample(local);
       double t = mono_now();
       lk.lock();
       st.busy = false;
-      st.result.disk.path = local.disk.path;
-      st.result.disk.partitions_ok = local.disk.partitions_ok;
-      st.result.disk.partitions_error = local.disk.partitions_error;
-      st.result.disk.partitions.swap(local.disk.partitions);
-      st.result.cpu.frequency_mhz.swap(local.cpu.frequency_mhz);
+      std::swap(st.result, local);
       st.taken = t;
       st.have = true;
       st.done_cv.notify_all();
@@ -4890,6 +5024,8 @@ class SlowSampler {
   std::shared_ptr<State> state_;
   std::thread thread_;
 };
+
+using SlowSampler = BasicSlowSampler<Collector>;
 
 // ---- Host and Origin -------------------------------------------------------
 
@@ -5071,7 +5207,8 @@ class AgentCore {
     history_.reset(std::size_t(std::ceil(opt_.history_seconds / opt_.tick_seconds)), gauge_fns_.size());
     started_us_ = wall_now_us();
     started_mono_ = mono_now();
-    slow_ = std::make_unique<SlowSampler>([collector = collector_](Snapshot& s) { collector->sample_slow(s); });
+    slow_ = std::make_unique<SlowSampler>(
+        [collector = collector_](Collector::SlowPart& p) { collector->sample_slow(p); });
     slow_->kick();
     slow_->wait_first(1.0);
     // The first tick's CPU share must cover a real interval (/proc/stat counts
@@ -5825,7 +5962,9 @@ inline std::string Agent::collect_once_json(double interval_seconds) {
   Snapshot* s = &core_->snap_;
   std::this_thread::sleep_for(std::chrono::duration<double>(interval_seconds));
   core_->sample(*s);  // the fast part and the gauges
-  core_->collector_->sample_slow(*s);
+  detail::Collector::SlowPart slow;
+  core_->collector_->sample_slow(slow);
+  detail::Collector::merge(slow, *s);
   std::string out = "{\"timestamp\":\"";
   detail::append_timestamp(out, s->timestamp_us, detail::TimeFormat::Seconds);
   out += "\",\"data\":";

@@ -1,11 +1,12 @@
 // platform/linux.hpp - the Linux collector: /proc, /sys and statvfs.
 //
-// Included by metrics_agent.hpp; fills metrics_agent::Snapshot.
+// Included by metrics_agent.hpp; fills metrics_agent::Snapshot and implements
+// the collector contract written down beside Snapshot there.
 //
 //   sample_fast (event-loop thread, every tick; kernel counters only):
 //     <proc>/stat, loadavg, meminfo, net/dev, diskstats, uptime, sys/kernel/hostname,
 //     <sys>/class/block/<dev>/{partition,slaves} (once per newly seen device)
-//   sample_slow (worker thread; may block on storage):
+//   sample_slow (worker thread; may block on storage; fills a SlowPart):
 //     <proc>/self/mountinfo, <proc>/filesystems, statvfs of each mount,
 //     <sys>/devices/system/cpu/cpuN/cpufreq/scaling_cur_freq, <proc>/cpuinfo
 //
@@ -764,13 +765,13 @@ struct FsCounts {
 // Returns 0 or an errno value. glibc's statvfs64 keeps 64-bit counts on 32-bit
 // targets; musl's statvfs always does.
 inline int filesystem_counts(const char* path, FsCounts& c) {
-#if defined(__GLIBC__)
+#if defined(METRICS_AGENT_HAS_STATVFS64)
   struct statvfs64 st;
   if (::statvfs64(path, &st) != 0) return errno;
-#else   // !__GLIBC__
+#else   // !METRICS_AGENT_HAS_STATVFS64
   struct statvfs st;
   if (::statvfs(path, &st) != 0) return errno;
-#endif  // __GLIBC__
+#endif  // METRICS_AGENT_HAS_STATVFS64
   c.block_size = st.f_frsize ? st.f_frsize : st.f_bsize;
   c.blocks = st.f_blocks;
   c.blocks_free = st.f_bfree;
@@ -1062,9 +1063,45 @@ class Collector {
     collect_fast(out, elapsed, false);
   }
 
-  // What can block: statvfs of every mount (a dead NFS server), sysfs cpufreq.
+  // What sample_slow fills: the Snapshot fields named beside each member.
+  struct SlowPart {
+    PartitionStats disk_path;                 // disk.path
+    bool partitions_ok = false;               // disk.partitions_ok
+    std::string partitions_error;             // disk.partitions_error
+    std::vector<PartitionStats> partitions;   // disk.partitions
+    std::vector<double> frequency_mhz;        // cpu.frequency_mhz
+  };
+
+  static void merge(const SlowPart& p, Snapshot& s) {
+    s.disk.path = p.disk_path;
+    s.disk.partitions_ok = p.partitions_ok;
+    s.disk.partitions_error = p.partitions_error;
+    s.disk.partitions = p.partitions;
+    s.cpu.frequency_mhz = p.frequency_mhz;
+  }
+
+  // No fresh result: the watched filesystem keeps its names with `why` as
+  // its error, the rest is empty and failed.
+  static void merge_failed(const SlowPart& p, const std::string& why, Snapshot& s) {
+    s.disk.path = p.disk_path;
+    s.disk.path.ok = false;
+    s.disk.path.error = why;
+    s.disk.partitions_ok = false;
+    s.disk.partitions_error = why;
+    s.disk.partitions.clear();
+    s.cpu.frequency_mhz.clear();
+  }
+
+  // One blocking slow sample merged into `out` (--once, tests, benchmarks).
   void sample_slow(Snapshot& out) {
-    collect_frequency(out.cpu.frequency_mhz);
+    SlowPart p;
+    sample_slow(p);
+    merge(p, out);
+  }
+
+  // What can block: statvfs of every mount (a dead NFS server), sysfs cpufreq.
+  void sample_slow(SlowPart& out) {
+    collect_frequency(out.frequency_mhz);
     std::vector<MountEntry> mounts;
     std::string_view text;
     int err = slow_reader_.read(mountinfo_path_.c_str(), text);
@@ -1083,8 +1120,8 @@ class Collector {
         host_path.remove_prefix(std::strlen(root));
       watched = find_mount_for(mounts, host_path.empty() ? std::string_view("/") : host_path);
     }
-    collect_partitions(out.disk, mounts, err, watched);
-    collect_disk_path(out.disk.path, watched);
+    collect_partitions(out, mounts, err, watched);
+    collect_disk_path(out.disk_path, watched);
   }
 
  private:
@@ -1609,7 +1646,7 @@ class Collector {
       }
   }
 
-  void collect_partitions(DiskStats& d, const std::vector<MountEntry>& mounts, int mountinfo_err,
+  void collect_partitions(SlowPart& d, const std::vector<MountEntry>& mounts, int mountinfo_err,
                           const MountEntry* watched) {
     d.partitions.clear();
     if (mountinfo_err != 0) {

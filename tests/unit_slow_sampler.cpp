@@ -17,6 +17,7 @@ namespace {
 using metrics_agent::Snapshot;
 using metrics_agent::detail::mono_now;
 using metrics_agent::detail::SlowSampler;
+using SlowPart = metrics_agent::detail::Collector::SlowPart;
 
 // A slow sample that blocks until the test lets it go, like a hung mount.
 struct Gate {
@@ -26,17 +27,17 @@ struct Gate {
   std::atomic<int> calls{0}, entered{0};
   double usage = 42.0;
 
-  void sample(Snapshot& s) {
+  void sample(SlowPart& p) {
     ++entered;
     std::unique_lock<std::mutex> lk(mu);
     cv.wait(lk, [this] { return open; });
     ++calls;
-    s.disk.path.ok = true;
-    s.disk.path.mountpoint = "/";
-    s.disk.path.usage_percent = usage;
-    s.disk.partitions_ok = true;
-    s.disk.partitions.push_back(s.disk.path);
-    s.cpu.frequency_mhz = {1000.0, 2000.0};
+    p.disk_path.ok = true;
+    p.disk_path.mountpoint = "/";
+    p.disk_path.usage_percent = usage;
+    p.partitions_ok = true;
+    p.partitions.push_back(p.disk_path);
+    p.frequency_mhz = {1000.0, 2000.0};
   }
   void set_open(bool o) {
     {
@@ -54,7 +55,7 @@ bool wait_calls(const Gate& g, int n) {
 
 TEST(SlowSampler, FreshResultsAreMerged) {
   Gate gate;
-  SlowSampler sampler([&](Snapshot& s) { gate.sample(s); });
+  SlowSampler sampler([&](SlowPart& p) { gate.sample(p); });
   sampler.kick();
   sampler.wait_first(5.0);
   Snapshot s;
@@ -69,7 +70,7 @@ TEST(SlowSampler, FreshResultsAreMerged) {
 TEST(SlowSampler, NothingYetIsAnErrorNotAZero) {
   Gate gate;
   gate.set_open(false);
-  SlowSampler sampler([&](Snapshot& s) { gate.sample(s); });
+  SlowSampler sampler([&](SlowPart& p) { gate.sample(p); });
   sampler.kick();
   Snapshot s;
   sampler.merge_into(s, mono_now(), 3.0);
@@ -82,7 +83,7 @@ TEST(SlowSampler, NothingYetIsAnErrorNotAZero) {
 
 TEST(SlowSampler, AHungSampleNeverBlocksTheCallerAndGoesStale) {
   Gate gate;
-  SlowSampler sampler([&](Snapshot& s) { gate.sample(s); });
+  SlowSampler sampler([&](SlowPart& p) { gate.sample(p); });
   sampler.kick();
   sampler.wait_first(5.0);
   ASSERT_EQ(gate.calls.load(), 1);
@@ -125,13 +126,13 @@ TEST(SlowSampler, AHungSampleNeverBlocksTheCallerAndGoesStale) {
 
 // The destructor leaves a worker that is stuck in the kernel behind. When the
 // call returns, the worker must find everything it touches still alive: the
-// sample function (and what it captures) and the Snapshot it fills.
+// sample function (and what it captures) and the part it fills.
 TEST(SlowSampler, AWorkerLeftInAHungSampleOutlivesTheSampler) {
   Gate gate;  // outlives everything below
   gate.set_open(false);
   auto token = std::make_shared<int>(0);  // captured by the sample function
   std::weak_ptr<int> watch = token;
-  auto sampler = std::make_unique<SlowSampler>([&gate, token](Snapshot& s) { gate.sample(s); });
+  auto sampler = std::make_unique<SlowSampler>([&gate, token](SlowPart& p) { gate.sample(p); });
   token.reset();
   sampler->kick();
   for (int i = 0; i < 500 && gate.entered.load() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -140,10 +141,50 @@ TEST(SlowSampler, AWorkerLeftInAHungSampleOutlivesTheSampler) {
   sampler.reset();  // waits a second, then leaves the hung worker
   EXPECT_FALSE(watch.expired()) << "the sample function died with the sampler while its worker still runs it";
 
-  gate.set_open(true);  // the mount answers: the worker fills its Snapshot and stores the result
+  gate.set_open(true);  // the mount answers: the worker fills its part and stores the result
   ASSERT_TRUE(wait_calls(gate, 1));
   for (int i = 0; i < 500 && !watch.expired(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   EXPECT_TRUE(watch.expired()) << "the worker did not finish after its sample returned";
+}
+
+// The sampler knows a collector's slow part only through the collector
+// contract (SlowPart, merge, merge_failed), so any collector fits.
+struct TestCollector {
+  struct SlowPart {
+    double mhz = 0;
+  };
+  void sample_fast(Snapshot&, double) {}
+  void sample_slow(SlowPart& p) { p.mhz = 1234.0; }
+  static void merge(const SlowPart& p, Snapshot& s) { s.cpu.frequency_mhz = {p.mhz}; }
+  static void merge_failed(const SlowPart&, const std::string& why, Snapshot& s) {
+    s.cpu.frequency_mhz.clear();
+    s.cpu.error = why;
+  }
+};
+struct NotACollector {};
+
+namespace contract = metrics_agent::detail::contract;
+static_assert(contract::samples_fast<TestCollector>::value && contract::samples_slow<TestCollector>::value &&
+                  contract::merges<TestCollector>::value,
+              "a collector that keeps the contract passes its checks");
+static_assert(!contract::samples_fast<NotACollector>::value && !contract::samples_slow<NotACollector>::value &&
+                  !contract::merges<NotACollector>::value,
+              "a class without the entry points fails them");
+
+TEST(SlowSampler, AnyCollectorsSlowPartGoesThroughItsMerge) {
+  metrics_agent::detail::BasicSlowSampler<TestCollector> sampler(
+      [](TestCollector::SlowPart& p) { TestCollector().sample_slow(p); });
+  Snapshot before;
+  sampler.merge_into(before, mono_now(), 3.0);
+  EXPECT_TRUE(before.cpu.frequency_mhz.empty());
+  EXPECT_NE(before.cpu.error.find("not collected yet"), std::string::npos) << before.cpu.error;
+
+  sampler.kick();
+  sampler.wait_first(5.0);
+  Snapshot after;
+  sampler.merge_into(after, mono_now(), 3.0);
+  ASSERT_EQ(after.cpu.frequency_mhz.size(), 1u);
+  EXPECT_EQ(after.cpu.frequency_mhz[0], 1234.0);
 }
 
 }  // namespace
