@@ -928,6 +928,27 @@ inline bool valid_websocket_key(std::string_view key) {
 
 // ---- UTF-8 (RFC 3629 section 4) ---------------------------------------------------------
 
+// The table of section 4 for a lead byte: how many continuation bytes follow
+// and the range allowed for the first of them. C0, C1 and E0/F0 with a low
+// second byte are overlong, ED A0..BF are surrogates, F4 90.. and F5..FF
+// exceed U+10FFFF. False for a byte that cannot start a sequence.
+struct Utf8Lead {
+  unsigned need = 0;
+  unsigned char lo = 0x80, hi = 0xbf;
+};
+
+inline bool utf8_lead(unsigned char c, Utf8Lead& lead) {
+  lead = Utf8Lead();
+  if (c < 0x80) return true;
+  if (c < 0xc2 || c > 0xf4) return false;
+  lead.need = c < 0xe0 ? 1 : c < 0xf0 ? 2 : 3;
+  if (c == 0xe0) lead.lo = 0xa0;
+  if (c == 0xed) lead.hi = 0x9f;
+  if (c == 0xf0) lead.lo = 0x90;
+  if (c == 0xf4) lead.hi = 0x8f;
+  return true;
+}
+
 // Checks text arriving in pieces (WebSocket fragments). feed() fails at the
 // first byte after which no continuation could make the text valid, as RFC
 // 6455 section 8.1 asks; complete() says whether the text may end here.
@@ -949,24 +970,11 @@ class Utf8Validator {
         if (p == end) break;
         unsigned char c = *p++;
         if (c < 0x80) continue;
-        // The table of section 4: C0, C1 and E0/F0 with a low second byte are
-        // overlong, ED A0..BF are surrogates, F4 90.. and F5..FF exceed U+10FFFF.
-        if (c < 0xc2) return fail();
-        lo_ = 0x80;
-        hi_ = 0xbf;
-        if (c < 0xe0) {
-          need_ = 1;
-        } else if (c < 0xf0) {
-          need_ = 2;
-          if (c == 0xe0) lo_ = 0xa0;
-          if (c == 0xed) hi_ = 0x9f;
-        } else if (c < 0xf5) {
-          need_ = 3;
-          if (c == 0xf0) lo_ = 0x90;
-          if (c == 0xf4) hi_ = 0x8f;
-        } else {
-          return fail();
-        }
+        Utf8Lead lead;
+        if (!utf8_lead(c, lead)) return fail();
+        need_ = lead.need;
+        lo_ = lead.lo;
+        hi_ = lead.hi;
       } else {
         unsigned char c = *p++;
         if (c < lo_ || c > hi_) return fail();
@@ -1008,27 +1016,12 @@ inline bool valid_utf8(std::string_view s) {
 // table of RFC 3629 section 4: no overlongs, no surrogates, nothing past U+10FFFF).
 inline std::size_t utf8_sequence_length(std::string_view s, std::size_t i) {
   const auto byte = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
-  const unsigned char c = byte(i);
-  if (c < 0x80) return 1;
-  std::size_t need;
-  unsigned char lo = 0x80, hi = 0xbf;
-  if (c < 0xc2) {
-    return 0;
-  } else if (c < 0xe0) {
-    need = 1;
-  } else if (c < 0xf0) {
-    need = 2;
-    if (c == 0xe0) lo = 0xa0;
-    if (c == 0xed) hi = 0x9f;
-  } else if (c < 0xf5) {
-    need = 3;
-    if (c == 0xf0) lo = 0x90;
-    if (c == 0xf4) hi = 0x8f;
-  } else {
-    return 0;
-  }
+  Utf8Lead lead;
+  if (!utf8_lead(byte(i), lead)) return 0;
+  const std::size_t need = lead.need;
+  if (need == 0) return 1;
   if (s.size() - i <= need) return 0;
-  if (byte(i + 1) < lo || byte(i + 1) > hi) return 0;
+  if (byte(i + 1) < lead.lo || byte(i + 1) > lead.hi) return 0;
   for (std::size_t k = 2; k <= need; ++k)
     if (byte(i + k) < 0x80 || byte(i + k) > 0xbf) return 0;
   return need + 1;
