@@ -4329,15 +4329,29 @@ inline std::uint32_t flat_field(std::string_view name) {
   return 0;
 }
 
+// The rich stream's groups, in the order a subscription names them back.
+struct RichGroup {
+  const char* name;
+  std::uint32_t bit;
+};
+
+inline constexpr RichGroup kRichGroups[] = {
+    {"cpu", kRichCpu},       {"memory", kRichMemory},       {"network", kRichNetwork}, {"disk", kRichDisk},
+    {"system", kRichSystem}, {"container", kRichContainer}, {"custom", kRichCustom},
+};
+
 inline std::uint32_t rich_field(std::string_view name) {
-  if (name == "cpu" || name == "load") return kRichCpu;
-  if (name == "memory") return kRichMemory;
-  if (name == "network") return kRichNetwork;
-  if (name == "disk") return kRichDisk;
-  if (name == "system") return kRichSystem;
-  if (name == "custom") return kRichCustom;
-  if (name == "container") return kRichContainer;
+  if (name == "load") return kRichCpu;  // the load averages are in the cpu group
+  for (const auto& g : kRichGroups)
+    if (name == g.name) return g.bit;
   return 0;
+}
+
+// "cpu, memory, network, disk, system, container, custom".
+inline std::string rich_group_names() {
+  std::string out;
+  for (const auto& g : kRichGroups) out += (out.empty() ? "" : ", ") + std::string(g.name);
+  return out;
 }
 
 // {"cpu": 25.5, "memory": 60.2, "disk": 45.3, "timestamp": "..."}: spacing
@@ -5109,8 +5123,7 @@ class BasicStreamHub {
       for (const auto& x : m->second.get<picojson::array>()) {
         std::uint32_t bit = x.is<std::string>() ? rich_field(x.get<std::string>()) : 0;
         if (!bit) {
-          ws.send_text(stream_error_message("unknown metric " + x.serialize() +
-                                            " (cpu, memory, network, disk, system, container, custom)"));
+          ws.send_text(stream_error_message("unknown metric " + x.serialize() + " (" + rich_group_names() + ")"));
           return;
         }
         fields |= bit;
@@ -5129,12 +5142,12 @@ class BasicStreamHub {
     s->every_ticks = every;
     std::string ack = "{\"type\":\"subscribed\",\"metrics\":[";
     bool first = true;
-    for (const char* n : {"cpu", "memory", "network", "disk", "system", "container", "custom"}) {
-      if (!(fields & rich_field(n))) continue;
+    for (const auto& g : kRichGroups) {
+      if (!(fields & g.bit)) continue;
       if (!first) ack += ',';
       first = false;
       ack += '"';
-      ack += n;
+      ack += g.name;
       ack += '"';
     }
     ack += "],\"interval\":";
