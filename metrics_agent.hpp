@@ -1040,6 +1040,27 @@ inline bool valid_websocket_key(std::string_view key) {
 
 // ---- UTF-8 (RFC 3629 section 4) ---------------------------------------------------------
 
+// The table of section 4 for a lead byte: how many continuation bytes follow
+// and the range allowed for the first of them. C0, C1 and E0/F0 with a low
+// second byte are overlong, ED A0..BF are surrogates, F4 90.. and F5..FF
+// exceed U+10FFFF. False for a byte that cannot start a sequence.
+struct Utf8Lead {
+  unsigned need = 0;
+  unsigned char lo = 0x80, hi = 0xbf;
+};
+
+inline bool utf8_lead(unsigned char c, Utf8Lead& lead) {
+  lead = Utf8Lead();
+  if (c < 0x80) return true;
+  if (c < 0xc2 || c > 0xf4) return false;
+  lead.need = c < 0xe0 ? 1 : c < 0xf0 ? 2 : 3;
+  if (c == 0xe0) lead.lo = 0xa0;
+  if (c == 0xed) lead.hi = 0x9f;
+  if (c == 0xf0) lead.lo = 0x90;
+  if (c == 0xf4) lead.hi = 0x8f;
+  return true;
+}
+
 // Checks text arriving in pieces (WebSocket fragments). feed() fails at the
 // first byte after which no continuation could make the text valid, as RFC
 // 6455 section 8.1 asks; complete() says whether the text may end here.
@@ -1061,24 +1082,11 @@ class Utf8Validator {
         if (p == end) break;
         unsigned char c = *p++;
         if (c < 0x80) continue;
-        // The table of section 4: C0, C1 and E0/F0 with a low second byte are
-        // overlong, ED A0..BF are surrogates, F4 90.. and F5..FF exceed U+10FFFF.
-        if (c < 0xc2) return fail();
-        lo_ = 0x80;
-        hi_ = 0xbf;
-        if (c < 0xe0) {
-          need_ = 1;
-        } else if (c < 0xf0) {
-          need_ = 2;
-          if (c == 0xe0) lo_ = 0xa0;
-          if (c == 0xed) hi_ = 0x9f;
-        } else if (c < 0xf5) {
-          need_ = 3;
-          if (c == 0xf0) lo_ = 0x90;
-          if (c == 0xf4) hi_ = 0x8f;
-        } else {
-          return fail();
-        }
+        Utf8Lead lead;
+        if (!utf8_lead(c, lead)) return fail();
+        need_ = lead.need;
+        lo_ = lead.lo;
+        hi_ = lead.hi;
       } else {
         unsigned char c = *p++;
         if (c < lo_ || c > hi_) return fail();
@@ -1120,27 +1128,12 @@ inline bool valid_utf8(std::string_view s) {
 // table of RFC 3629 section 4: no overlongs, no surrogates, nothing past U+10FFFF).
 inline std::size_t utf8_sequence_length(std::string_view s, std::size_t i) {
   const auto byte = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
-  const unsigned char c = byte(i);
-  if (c < 0x80) return 1;
-  std::size_t need;
-  unsigned char lo = 0x80, hi = 0xbf;
-  if (c < 0xc2) {
-    return 0;
-  } else if (c < 0xe0) {
-    need = 1;
-  } else if (c < 0xf0) {
-    need = 2;
-    if (c == 0xe0) lo = 0xa0;
-    if (c == 0xed) hi = 0x9f;
-  } else if (c < 0xf5) {
-    need = 3;
-    if (c == 0xf0) lo = 0x90;
-    if (c == 0xf4) hi = 0x8f;
-  } else {
-    return 0;
-  }
+  Utf8Lead lead;
+  if (!utf8_lead(byte(i), lead)) return 0;
+  const std::size_t need = lead.need;
+  if (need == 0) return 1;
   if (s.size() - i <= need) return 0;
-  if (byte(i + 1) < lo || byte(i + 1) > hi) return 0;
+  if (byte(i + 1) < lead.lo || byte(i + 1) > lead.hi) return 0;
   for (std::size_t k = 2; k <= need; ++k)
     if (byte(i + k) < 0x80 || byte(i + k) > 0xbf) return 0;
   return need + 1;
@@ -4500,15 +4493,29 @@ inline std::uint32_t flat_field(std::string_view name) {
   return 0;
 }
 
+// The rich stream's groups, in the order a subscription names them back.
+struct RichGroup {
+  const char* name;
+  std::uint32_t bit;
+};
+
+inline constexpr RichGroup kRichGroups[] = {
+    {"cpu", kRichCpu},       {"memory", kRichMemory},       {"network", kRichNetwork}, {"disk", kRichDisk},
+    {"system", kRichSystem}, {"container", kRichContainer}, {"custom", kRichCustom},
+};
+
 inline std::uint32_t rich_field(std::string_view name) {
-  if (name == "cpu" || name == "load") return kRichCpu;
-  if (name == "memory") return kRichMemory;
-  if (name == "network") return kRichNetwork;
-  if (name == "disk") return kRichDisk;
-  if (name == "system") return kRichSystem;
-  if (name == "custom") return kRichCustom;
-  if (name == "container") return kRichContainer;
+  if (name == "load") return kRichCpu;  // the load averages are in the cpu group
+  for (const auto& g : kRichGroups)
+    if (name == g.name) return g.bit;
   return 0;
+}
+
+// "cpu, memory, network, disk, system, container, custom".
+inline std::string rich_group_names() {
+  std::string out;
+  for (const auto& g : kRichGroups) out += (out.empty() ? "" : ", ") + std::string(g.name);
+  return out;
 }
 
 // {"cpu": 25.5, "memory": 60.2, "disk": 45.3, "timestamp": "..."}: spacing
@@ -4796,6 +4803,73 @@ class History {
 };
 
 // ============================================================================
+// Implementation: built-in metric names (alert rules, history, their messages)
+// ============================================================================
+
+// The built-in metrics a user names: in an alert rule (--alert cpu>90) and in
+// the history route (/api/metrics/cpu). Every list of them (the alert rule
+// check, the history route, the messages naming the known ones) reads this
+// table; application gauges come after them in each.
+enum class Builtin : std::uint8_t { Cpu, Memory, Disk, Swap, Network, Load1, Load5, Load15 };
+enum class AlertName : std::uint8_t { None, Listed, Alias };
+
+struct BuiltinMetric {
+  const char* name;
+  Builtin value;          // what an alert rule compares (builtin_value)
+  AlertName alert;        // Alias: accepted, but not named in messages
+  int history_series;     // a History::Series, or -1: no history route
+  const char* history_unit;
+};
+
+inline constexpr BuiltinMetric kBuiltinMetrics[] = {
+    {"cpu", Builtin::Cpu, AlertName::Listed, History::Cpu, "percent"},
+    {"memory", Builtin::Memory, AlertName::Listed, History::Memory, "percent"},
+    {"disk", Builtin::Disk, AlertName::Listed, History::Disk, "percent"},
+    {"swap", Builtin::Swap, AlertName::Listed, -1, ""},
+    {"network", Builtin::Network, AlertName::None, History::NetSent, "bytes_per_second"},
+    {"load", Builtin::Load1, AlertName::Alias, History::Load1, "load"},
+    {"load1", Builtin::Load1, AlertName::Listed, -1, ""},
+    {"load5", Builtin::Load5, AlertName::Listed, -1, ""},
+    {"load15", Builtin::Load15, AlertName::Listed, -1, ""},
+};
+
+inline const BuiltinMetric* builtin_metric(std::string_view name) {
+  for (const auto& b : kBuiltinMetrics)
+    if (name == b.name) return &b;
+  return nullptr;
+}
+
+// The current value of a built-in metric; false when it is not available now.
+inline bool builtin_value(const Snapshot& s, Builtin which, double& v) {
+  switch (which) {
+    case Builtin::Cpu: return v = s.cpu.usage_percent, s.cpu.ok;
+    case Builtin::Memory: return v = s.memory.usage_percent, s.memory.ok;
+    case Builtin::Disk: return v = s.disk.path.usage_percent, s.disk.path.ok;
+    case Builtin::Swap: return v = s.memory.swap_percent, s.memory.ok;
+    case Builtin::Network: return v = s.network.bytes_sent_per_sec + s.network.bytes_recv_per_sec, s.network.ok;
+    case Builtin::Load1: return v = s.load.load1, s.load.ok;
+    case Builtin::Load5: return v = s.load.load5, s.load.ok;
+    case Builtin::Load15: return v = s.load.load15, s.load.ok;
+  }
+  return false;
+}
+
+// "cpu, memory, disk, swap, load1, load5, load15": the names alert rules take.
+inline std::string builtin_alert_names() {
+  std::string out;
+  for (const auto& b : kBuiltinMetrics)
+    if (b.alert == AlertName::Listed) out += (out.empty() ? "" : ", ") + std::string(b.name);
+  return out;
+}
+
+// "cpu, memory, disk, network, load": the names the history route serves.
+inline std::string builtin_history_names() {
+  std::string out;
+  for (const auto& b : kBuiltinMetrics)
+    if (b.history_series >= 0) out += (out.empty() ? "" : ", ") + std::string(b.name);
+  return out;
+}
+// ============================================================================
 // Implementation: alert rules (SPEC §5.4)
 // ============================================================================
 
@@ -4880,19 +4954,13 @@ inline std::vector<std::string> default_alert_rules() {
 }
 
 inline bool builtin_alert_metric(std::string_view m) {
-  return m == "cpu" || m == "memory" || m == "disk" || m == "swap" || m == "load" || m == "load1" ||
-         m == "load5" || m == "load15";
+  const BuiltinMetric* b = builtin_metric(m);
+  return b && b->alert != AlertName::None;
 }
 
 // The value an alert rule looks at; false when it is not available now.
 inline bool alert_value(const Snapshot& s, std::string_view m, double& v) {
-  if (m == "cpu") return v = s.cpu.usage_percent, s.cpu.ok;
-  if (m == "memory") return v = s.memory.usage_percent, s.memory.ok;
-  if (m == "disk") return v = s.disk.path.usage_percent, s.disk.path.ok;
-  if (m == "swap") return v = s.memory.swap_percent, s.memory.ok;
-  if (m == "load" || m == "load1") return v = s.load.load1, s.load.ok;
-  if (m == "load5") return v = s.load.load5, s.load.ok;
-  if (m == "load15") return v = s.load.load15, s.load.ok;
+  if (const BuiltinMetric* b = builtin_metric(m); b && b->alert != AlertName::None) return builtin_value(s, b->value, v);
   for (const auto& g : s.custom)
     if (g.name == m) return v = g.value, std::isfinite(g.value);
   return false;
@@ -4914,18 +4982,8 @@ inline std::uint8_t level_bit(std::string_view level) {
 }
 
 // ============================================================================
-// Implementation: the agent
+// Implementation: the slow sampler (the collector's blocking part, off the loop)
 // ============================================================================
-
-enum class Stream : std::uint8_t { Flat, Rich, Dashboard, Alerts };
-
-struct Subscriber {
-  WebSocket ws;
-  Stream stream;
-  std::uint8_t levels;       // alerts stream: bit per level
-  std::uint32_t fields;      // FlatField or RichField bits
-  std::uint32_t every_ticks; // send on ticks divisible by this
-};
 
 // Runs the collector's blocking part (statvfs, slow sysfs files) on its own
 // thread, so a dead NFS mount delays only the disk numbers, never the loop.
@@ -5027,7 +5085,288 @@ class BasicSlowSampler {
 
 using SlowSampler = BasicSlowSampler<Collector>;
 
-// ---- Host and Origin -------------------------------------------------------
+// ============================================================================
+// Implementation: streams (the stream table and the hub)
+// ============================================================================
+
+enum class Stream : std::uint8_t { Flat, Rich, Dashboard, Alerts };
+
+// One row per WebSocket stream (SPEC §5), in the order of `Stream`: the
+// routes, /health's "streams" object and /metrics' metrics_agent_clients all
+// read it.
+struct StreamSpec {
+  Stream kind;
+  const char* path;
+  const char* name;           // the key in /health, the endpoint label in /metrics
+  std::uint32_t fields;       // default FlatField or RichField bits
+  double interval_seconds;    // default; 0: every tick
+  bool needs_token;           // when authentication is on (SPEC §6)
+};
+
+inline constexpr StreamSpec kStreams[] = {
+    {Stream::Flat, "/api/system/metrics", "flat", kFlatAll, 0, false},
+    {Stream::Rich, "/api/ws/metrics", "rich", kRichAll, 5, true},
+    {Stream::Dashboard, "/api/ws/ws", "dashboard", kRichDashboard, 5, true},
+    {Stream::Alerts, "/api/ws/ws/alerts", "alerts", 0, 5, true},
+};
+
+inline constexpr bool streams_in_order() {
+  for (std::size_t i = 0; i < sizeof kStreams / sizeof kStreams[0]; ++i)
+    if (std::size_t(kStreams[i].kind) != i) return false;
+  return true;
+}
+static_assert(streams_in_order(), "kStreams is indexed by Stream");
+
+inline const StreamSpec& stream_spec(Stream s) { return kStreams[std::size_t(s)]; }
+
+// True for a path that any page may read (a stream without a token).
+inline bool public_stream_path(std::string_view path) {
+  for (const auto& s : kStreams)
+    if (path == s.path) return !s.needs_token;
+  return false;
+}
+
+inline std::string stream_error_message(std::string_view why) {
+  return "{\"type\":\"error\",\"error\":" + json_string(why) + "}";
+}
+
+template <class Socket>
+struct BasicSubscriber {
+  Socket ws;
+  Stream stream;
+  std::uint8_t levels;       // alerts stream: bit per level
+  std::uint32_t fields;      // FlatField or RichField bits
+  std::uint32_t every_ticks; // send on ticks divisible by this
+};
+
+// The clients of the streams and the tick's fan-out: one frame per distinct
+// output (format x fields), built on first use and shared by every client
+// due on that tick. It owns the subscribers and their views (interval,
+// fields, levels) and answers their control messages; authentication is
+// checked before open(). A template only so that tests can drive it with
+// recording sockets; the agent uses StreamHub.
+template <class Socket>
+class BasicStreamHub {
+ public:
+  using Subscriber = BasicSubscriber<Socket>;
+
+  BasicStreamHub(double tick_seconds, bool container_scope)
+      : tick_seconds_(tick_seconds),
+        tick_us_(std::int64_t(std::llround(tick_seconds * 1e6))),
+        container_scope_(container_scope) {}
+
+  // Adds a client of `stream` with the view its request asks for (?interval,
+  // ?metrics, ?level) and sends it the latest snapshot, if any. The result is
+  // valid until the next open() or close().
+  Subscriber& open(Socket& ws, Stream stream) {
+    const HttpRequest& req = ws.request();
+    const StreamSpec& spec = stream_spec(stream);
+    Subscriber s{ws, stream, 0, spec.fields, 1};
+    s.every_ticks = interval_ticks(spec.interval_seconds > 0 ? spec.interval_seconds : tick_seconds_);
+    if (req.has_param("interval")) {
+      double iv;
+      if (parse_double(req.param("interval"), iv) && iv > 0) s.every_ticks = interval_ticks(iv);
+    }
+    if (req.has_param("metrics")) {
+      std::uint32_t f = parse_fields(req.param("metrics"), stream);
+      if (f) s.fields = f;
+    }
+    s.levels = 7;
+    if (stream == Stream::Alerts && req.has_param("level")) {
+      std::uint8_t lv = 0;
+      std::string list = req.param("level");
+      std::string_view rest = list;
+      while (!rest.empty()) {
+        std::size_t c = rest.find(',');
+        lv |= level_bit(trim_ows(rest.substr(0, c)));
+        if (c == std::string_view::npos) break;
+        rest.remove_prefix(c + 1);
+      }
+      if (lv) s.levels = lv;
+    }
+    ws.set_user_data(subs_.size());
+    subs_.push_back(s);
+    if (stream != Stream::Alerts && latest_)
+      ws.send_frame(frame_for(subs_.back()));  // a new client gets the latest snapshot at once
+    return subs_.back();
+  }
+
+  void close(Socket& ws) {
+    std::size_t i = std::size_t(ws.user_data());
+    if (i >= subs_.size() || !(subs_[i].ws == ws)) return;  // refused at open
+    if (i != subs_.size() - 1) {
+      subs_[i] = subs_.back();
+      subs_[i].ws.set_user_data(i);
+    }
+    subs_.pop_back();
+  }
+
+  // The tick's fan-out: `snap` stays the latest until the next call.
+  void fan_out(const Snapshot& snap, std::int64_t tick_us) {
+    latest_ = &snap;
+    latest_tick_us_ = tick_us;
+    frames_.clear();
+    std::int64_t index = tick_us / tick_us_;
+    for (std::size_t i = 0; i < subs_.size(); ++i) {
+      Subscriber& s = subs_[i];
+      if (s.stream == Stream::Alerts || index % std::int64_t(s.every_ticks) != 0) continue;
+      s.ws.send_frame(frame_for(s));
+    }
+  }
+
+  void heartbeat(std::int64_t tick_us) {
+    std::string json = "{\"type\":\"heartbeat\",\"timestamp\":\"";
+    append_timestamp(json, tick_us, tick_format(tick_us));
+    json += "\"}";
+    auto frame = encode_text_frame(json);
+    for (auto& s : subs_)
+      if (s.stream == Stream::Alerts) s.ws.send_frame(frame);
+  }
+
+  // Sends an alert event to the alerts clients that want `level`; how many.
+  std::size_t publish_alert(const std::string& json, std::uint8_t level) {
+    auto frame = encode_text_frame(json);
+    std::size_t n = 0;
+    for (auto& s : subs_)
+      if (s.stream == Stream::Alerts && (s.levels & level)) {
+        s.ws.send_frame(frame);
+        ++n;
+      }
+    return n;
+  }
+
+  std::size_t size() const { return subs_.size(); }
+
+  // Control messages of SPEC §5.2 (the rich and dashboard streams).
+  void control(Socket& ws, std::string_view text, bool binary) {
+    Subscriber* s = subscriber(ws);
+    if (!s) return;
+    if (binary) {
+      ws.send_text(stream_error_message("binary messages are not understood; send JSON text"));
+      return;
+    }
+    picojson::value v;
+    std::string err = parse_json(v, text);
+    if (!err.empty() || !v.is<picojson::object>()) {
+      ws.send_text(stream_error_message(err.empty() ? "expected a JSON object" : "malformed JSON: " + err));
+      return;
+    }
+    const auto& o = v.get<picojson::object>();
+    auto type = o.find("type");
+    if (type == o.end() || !type->second.is<std::string>()) {
+      ws.send_text(stream_error_message("missing \"type\""));
+      return;
+    }
+    const std::string& t = type->second.get<std::string>();
+    if (t == "ping") {
+      ws.send_text("{\"type\":\"pong\"}");
+      return;
+    }
+    if (t != "subscribe") {
+      ws.send_text(stream_error_message("unknown message type '" + t + "' (ping, subscribe)"));
+      return;
+    }
+    std::uint32_t fields = s->fields, every = s->every_ticks;
+    auto m = o.find("metrics");
+    if (m != o.end()) {
+      if (!m->second.is<picojson::array>()) {
+        ws.send_text(stream_error_message("\"metrics\" must be an array of names"));
+        return;
+      }
+      fields = 0;
+      for (const auto& x : m->second.get<picojson::array>()) {
+        std::uint32_t bit = x.is<std::string>() ? rich_field(x.get<std::string>()) : 0;
+        if (!bit) {
+          ws.send_text(stream_error_message("unknown metric " + x.serialize() + " (" + rich_group_names() + ")"));
+          return;
+        }
+        fields |= bit;
+      }
+      if (!fields) fields = kRichAll;
+    }
+    auto iv = o.find("interval");
+    if (iv != o.end()) {
+      if (!iv->second.is<double>() || !(iv->second.get<double>() > 0)) {
+        ws.send_text(stream_error_message("\"interval\" must be a positive number of seconds"));
+        return;
+      }
+      every = interval_ticks(iv->second.get<double>());
+    }
+    s->fields = fields;
+    s->every_ticks = every;
+    std::string ack = "{\"type\":\"subscribed\",\"metrics\":[";
+    bool first = true;
+    for (const auto& g : kRichGroups) {
+      if (!(fields & g.bit)) continue;
+      if (!first) ack += ',';
+      first = false;
+      ack += '"';
+      ack += g.name;
+      ack += '"';
+    }
+    ack += "],\"interval\":";
+    append_number(ack, every * tick_seconds_, 3);
+    ack += '}';
+    ws.send_text(ack);
+  }
+
+  // The alerts stream takes only pings.
+  static void alerts_control(Socket& ws, std::string_view text, bool binary) {
+    picojson::value v;
+    if (!binary && parse_json(v, text).empty() && v.is<picojson::object>() && v.get("type").is<std::string>() &&
+        v.get("type").get<std::string>() == "ping")
+      ws.send_text("{\"type\":\"pong\"}");
+    else
+      ws.send_text(stream_error_message("the alerts stream understands only {\"type\":\"ping\"}"));
+  }
+
+ private:
+  std::shared_ptr<const std::string> frame_for(const Subscriber& s) {
+    std::uint32_t key = (s.stream == Stream::Flat ? 0x10000u : 0x20000u) | s.fields;
+    for (auto& f : frames_)
+      if (f.first == key) return f.second;
+    std::string json = s.stream == Stream::Flat ? flat_json(*latest_, s.fields, container_scope_)
+                                                : rich_json(*latest_, s.fields, latest_tick_us_);
+    frames_.emplace_back(key, encode_text_frame(json));
+    return frames_.back().second;
+  }
+
+  std::uint32_t interval_ticks(double seconds) const {
+    double t = std::round(std::min(seconds, 86400.0) / tick_seconds_);
+    return std::uint32_t(std::max(1.0, t));
+  }
+
+  static std::uint32_t parse_fields(std::string_view list, Stream stream) {
+    std::uint32_t f = 0;
+    while (!list.empty()) {
+      std::size_t c = list.find(',');
+      std::string_view name = trim_ows(list.substr(0, c));
+      f |= stream == Stream::Flat ? flat_field(name) : rich_field(name);
+      if (c == std::string_view::npos) break;
+      list.remove_prefix(c + 1);
+    }
+    return f;
+  }
+
+  Subscriber* subscriber(Socket& ws) {
+    std::size_t i = std::size_t(ws.user_data());
+    return i < subs_.size() && subs_[i].ws == ws ? &subs_[i] : nullptr;
+  }
+
+  double tick_seconds_;
+  std::int64_t tick_us_;
+  bool container_scope_;
+  std::vector<Subscriber> subs_;
+  std::vector<std::pair<std::uint32_t, std::shared_ptr<const std::string>>> frames_;
+  const Snapshot* latest_ = nullptr;  // null until the first tick
+  std::int64_t latest_tick_us_ = 0;
+};
+
+using StreamHub = BasicStreamHub<WebSocket>;
+
+// ============================================================================
+// Implementation: request policy (Host, Origin, request bodies, tokens)
+// ============================================================================
 
 // The name in a Host header or an --allowed-host value, lower case, without
 // the port or a final dot: "LocalHost.:8080" -> "localhost", "[::1]:80" ->
@@ -5109,581 +5448,96 @@ class RequestPolicy {
   std::vector<std::string> names_;
 };
 
+// The one route that changes what others see (SPEC §4): a page from another
+// site may never call it, whatever --cors-origin says.
+inline constexpr std::string_view kBroadcastPath = "/api/ws/broadcast/alert";
+
+// Every request, upgrades included, before routing. A page from another
+// site may read what --cors-origin allows; it may never broadcast, since
+// "*" would let any page the user visits alert every dashboard.
+inline std::optional<HttpResponse> screen_request(const RequestPolicy& policy, const HttpRequest& req) {
+  const std::string* host = req.header("host");
+  if (host && !policy.host_allowed(*host))
+    return HttpResponse::error(421, "Host '" + host->substr(0, 100) + "'" +
+                                        " is not a name of this agent (add it with --allowed-host)");
+  const std::string* origin = req.header("origin");
+  // A public stream (the flat one, SPEC §5.1) is for any page to read.
+  if (origin && !public_stream_path(req.path) &&
+      !policy.origin_allowed(*origin, host, req.path == kBroadcastPath))
+    return HttpResponse::error(403, "requests from origin '" + origin->substr(0, 100) + "'" +
+                                        " are not allowed here (see --cors-origin)");
+  return std::nullopt;
+}
+
+// The JSON object in a POST body: Content-Type application/json (so a
+// cross-site form or text/plain fetch, which skip the CORS preflight, cannot
+// send one), UTF-8 text, an object. Empty when fine; else the answer.
+inline std::optional<HttpResponse> json_body(const HttpRequest& req, picojson::value& v, std::string_view shape) {
+  const std::string* type = req.header("content-type");
+  std::string_view media = type ? trim_ows(std::string_view(*type).substr(0, type->find(';'))) : std::string_view();
+  if (!iequals(media, "application/json")) {
+    HttpResponse r = HttpResponse::error(415, "Content-Type must be application/json");
+    r.headers.push_back({"Accept-Post", "application/json"});
+    return r;
+  }
+  if (!valid_utf8(req.body)) return HttpResponse::error(400, "the body is not valid UTF-8");
+  std::string err = parse_json(v, req.body);
+  if (!err.empty() || !v.is<picojson::object>())
+    return HttpResponse::error(400, "expected a JSON object " + std::string(shape));
+  return std::nullopt;
+}
+
+// The token of a request: ?token= or Authorization: Bearer.
+inline std::string request_token(const HttpRequest& req) {
+  std::string t = req.param("token");
+  if (!t.empty()) return t;
+  const std::string* auth = req.header("authorization");
+  if (auth && auth->size() > 7 && iequals(std::string_view(*auth).substr(0, 7), "bearer "))
+    return std::string(trim_ows(std::string_view(*auth).substr(7)));
+  return {};
+}
+
+// ============================================================================
+// Implementation: authentication (tokens, login, its rate limits)
+// ============================================================================
+
 struct LoginAttempts {
   std::int64_t window_start = 0;
   int failures = 0;
 };
 
-class AgentCore {
+// The JWT secret and the accounts (SPEC §6): checks tokens and answers
+// logins, with a global rate of password checks and a per-address count of
+// failures. Off (every request passes, login is 404) without a secret.
+class Auth {
  public:
-  explicit AgentCore(Options o)
-      : opt_(std::move(o)),
-        policy_(opt_.listen, opt_.allowed_hosts, opt_.cors_origin),
-        server_(server_config(opt_)),
-        collector_(std::make_shared<Collector>(opt_.disk_path, host_path(opt_.host_root, "/proc"),
-                                               host_path(opt_.host_root, "/sys"), host_path(opt_.host_root, ""))) {
-    tick_us_ = std::int64_t(std::llround(opt_.tick_seconds * 1e6));
-    for (const auto& u : opt_.users) {
+  Auth(std::string secret, const std::vector<std::string>& users, double token_ttl_seconds)
+      : secret_(std::move(secret)), token_ttl_seconds_(token_ttl_seconds) {
+    for (const auto& u : users) {
       std::size_t c = u.find(':');
       if (c != std::string::npos) users_.emplace_back(u.substr(0, c), u.substr(c + 1));
     }
-    for (const auto& text : opt_.alerts.empty() ? default_alert_rules() : opt_.alerts) {
-      AlertRule r;
-      std::string err;
-      if (parse_alert_rule(text, r, err)) rules_.push_back(r);
-    }
-    routes();
   }
 
-  // `path` under the host root ("/host" + "/proc"); the root without a
-  // trailing slash, so that "/" and "" both mean this system's own.
-  static std::string host_path(std::string root, const char* path) {
-    while (!root.empty() && root.back() == '/') root.pop_back();
-    return root + path;
-  }
-
-  Server::Config server_config(const Options& o) {
-    Server::Config c;
-    c.listen = o.listen;
-    c.max_clients = o.max_clients;
-    c.max_clients_per_ip = o.max_clients_per_ip;
-    c.request_timeout_seconds = o.request_timeout_seconds;
-    c.ws_ping_seconds = o.ws_ping_seconds;
-    c.max_message_bytes = o.max_message_bytes;
-    c.max_backlog_bytes = o.max_backlog_bytes;
-    c.cors_origin = o.cors_origin;
-    c.logger = o.logger;
-    c.screen = [this](const HttpRequest& r) { return screen(r); };
-    return c;
-  }
-
-  Options opt_;
-  RequestPolicy policy_;
-  Server server_;
-  // Shared with the slow sampler's worker, which may outlive this object.
-  std::shared_ptr<Collector> collector_;
-  std::vector<std::pair<std::string, std::function<double()>>> gauge_fns_;
-  std::vector<std::string> gauge_help_;
-  std::unique_ptr<SlowSampler> slow_;
-  // Orders add_gauge against prepare(): once prepared_ is set, gauge_fns_
-  // never changes (the history rows are that wide).
-  std::mutex setup_mu_;
-  bool prepared_ = false;
-
-  // Options and alert rules (each rule's metric is built in or a gauge).
-  bool validate(std::string* error) const {
-    if (!Agent::validate(opt_, error)) return false;
-    for (const auto& r : rules_) {
-      bool gauge = std::any_of(gauge_fns_.begin(), gauge_fns_.end(), [&](const auto& g) { return g.first == r.metric; });
-      if (!builtin_alert_metric(r.metric) && !gauge) {
-        if (error)
-          *error = "--alert: alert rule '" + r.text + "': unknown metric '" + r.metric +
-                   "' (cpu, memory, disk, swap, load1, load5, load15, or an application gauge)";
-        return false;
-      }
-    }
-    return true;
-  }
-
-  bool add_gauge(std::string name, std::string help, std::function<double()> read, std::string* error) {
-    std::lock_guard<std::mutex> lk(setup_mu_);
-    if (prepared_) {
-      if (error) *error = "add_gauge('" + name + "'): gauges are added before listen()/start()/run()";
-      return false;
-    }
-    gauge_fns_.emplace_back(std::move(name), std::move(read));
-    gauge_help_.push_back(std::move(help));
-    return true;
-  }
-
-  // Validates, then fixes the shape (history width, gauges) and starts the
-  // sampler and the tick, once. A failed validation leaves the agent as it
-  // was: a missing gauge can still be added and listen() tried again.
-  bool prepare(std::string* error) {
-    std::lock_guard<std::mutex> lk(setup_mu_);
-    if (prepared_) return true;
-    if (!validate(error)) return false;
-    prepared_ = true;
-    history_.reset(std::size_t(std::ceil(opt_.history_seconds / opt_.tick_seconds)), gauge_fns_.size());
-    started_us_ = wall_now_us();
-    started_mono_ = mono_now();
-    slow_ = std::make_unique<SlowSampler>(
-        [collector = collector_](Collector::SlowPart& p) { collector->sample_slow(p); });
-    slow_->kick();
-    slow_->wait_first(1.0);
-    // The first tick's CPU share must cover a real interval (/proc/stat counts
-    // in 10 ms steps): when the next boundary is very close, let it pass.
-    std::int64_t now = wall_now_us(), next = (now / tick_us_ + 1) * tick_us_;
-    if (next - now < tick_us_ / 4) std::this_thread::sleep_for(std::chrono::microseconds(next - now + 1000));
-    // The baseline, also served by /api/metrics/current until the first tick
-    // (its CPU shares are the averages since boot).
-    sample(snap_);
-    have_initial_ = true;
-    server_.every(opt_.tick_seconds, [this](std::int64_t t) { on_tick(t); });
-    if (opt_.heartbeat_seconds > 0) server_.every(opt_.heartbeat_seconds, [this](std::int64_t t) { heartbeat(t); });
-    if (!opt_.jwt_secret.empty() && opt_.listen.rfind("127.", 0) != 0 && opt_.listen.rfind("[::1]", 0) != 0 &&
-        opt_.listen.rfind("localhost", 0) != 0)
-      server_.log("warning: authentication is on and " + opt_.listen +
-                  " is not a loopback address: tokens and passwords cross the network in clear text "
-                  "unless a TLS proxy fronts the agent");
-    return true;
-  }
-
-  // ---- the tick ------------------------------------------------------------
-
-  void sample(Snapshot& s) {
-    collector_->sample_fast(s, mono_now());
-    if (slow_) slow_->merge_into(s, mono_now(), std::max(3.0, 3 * opt_.tick_seconds));
-    s.timestamp_us = wall_now_us();
-    s.custom.resize(gauge_fns_.size());
-    for (std::size_t i = 0; i < gauge_fns_.size(); ++i) {
-      s.custom[i].name = gauge_fns_[i].first;
-      double v = std::nan("");
-      try {
-        v = gauge_fns_[i].second();
-      } catch (...) {
-      }
-      s.custom[i].value = v;
-    }
-  }
-
-  void on_tick(std::int64_t tick_us) {
-    double t0 = mono_now();
-    sample(snap_);
-    if (slow_) slow_->kick();
-    have_snapshot_ = true;
-    last_tick_us_ = tick_us;
-    frames_.clear();
-    history_.push(snap_, tick_us);
-    evaluate_alerts(tick_us);
-    std::int64_t index = tick_us / tick_us_;
-    for (std::size_t i = 0; i < subs_.size(); ++i) {
-      Subscriber& s = subs_[i];
-      if (s.stream == Stream::Alerts || index % std::int64_t(s.every_ticks) != 0) continue;
-      s.ws.send_frame(frame_for(s));
-    }
-    collect_seconds_ = mono_now() - t0;
-  }
-
-  std::shared_ptr<const std::string> frame_for(const Subscriber& s) {
-    std::uint32_t key = (s.stream == Stream::Flat ? 0x10000u : 0x20000u) | s.fields;
-    for (auto& f : frames_)
-      if (f.first == key) return f.second;
-    std::string json = s.stream == Stream::Flat ? flat_json(snap_, s.fields, opt_.scope == "container") : rich_json(snap_, s.fields, last_tick_us_);
-    frames_.emplace_back(key, encode_text_frame(json));
-    return frames_.back().second;
-  }
-
-  void heartbeat(std::int64_t tick_us) {
-    std::string json = "{\"type\":\"heartbeat\",\"timestamp\":\"";
-    append_timestamp(json, tick_us, tick_format(tick_us));
-    json += "\"}";
-    auto frame = encode_text_frame(json);
-    for (auto& s : subs_)
-      if (s.stream == Stream::Alerts) s.ws.send_frame(frame);
-  }
-
-  // ---- alerts --------------------------------------------------------------
-
-  std::string alert_json(const AlertRule& r, const char* state, std::int64_t at_us) {
-    std::string out;
-    JsonWriter w(out);
-    w.begin_object().key("type").str("alert").key("state").str(state).key("level").str(r.level);
-    w.key("metric").str(r.metric).key("value").num(r.last_value).key("threshold").num(r.threshold);
-    std::string msg = r.metric + " " + r.op + " ";
-    append_number(msg, r.threshold, 2);
-    if (r.hold_seconds > 0) msg += " for " + format_duration(r.hold_seconds);
-    if (std::string(state) == "resolved") msg += " (resolved)";
-    w.key("message").str(msg);
-    std::string ts;
-    append_timestamp(ts, at_us, TimeFormat::Seconds);
-    w.key("timestamp").str(ts).end_object();
-    return out;
-  }
-
-  void evaluate_alerts(std::int64_t tick_us) {
-    std::int64_t hold_us;
-    for (auto& r : rules_) {
-      double v;
-      if (!alert_value(snap_, r.metric, v)) continue;
-      r.last_value = v;
-      hold_us = std::int64_t(r.hold_seconds * 1e6);
-      bool holds = alert_holds(r, v);
-      if (!r.firing) {
-        r.clearing_since = 0;
-        if (!holds) {
-          r.holding_since = 0;
-          continue;
-        }
-        if (r.holding_since == 0) r.holding_since = tick_us;
-        if (tick_us - r.holding_since >= hold_us) {
-          r.firing = true;
-          r.fired_at = tick_us;
-          publish_alert(alert_json(r, "firing", tick_us), level_bit(r.level));
-        }
-      } else {
-        r.holding_since = 0;
-        if (holds) {
-          r.clearing_since = 0;
-          continue;
-        }
-        if (r.clearing_since == 0) r.clearing_since = tick_us;
-        if (tick_us - r.clearing_since >= hold_us) {
-          r.firing = false;
-          publish_alert(alert_json(r, "resolved", tick_us), level_bit(r.level));
-        }
-      }
-    }
-  }
-
-  std::size_t publish_alert(const std::string& json, std::uint8_t level) {
-    auto frame = encode_text_frame(json);
-    std::size_t n = 0;
-    for (auto& s : subs_)
-      if (s.stream == Stream::Alerts && (s.levels & level)) {
-        s.ws.send_frame(frame);
-        ++n;
-      }
-    return n;
-  }
-
-  // ---- WebSocket streams ---------------------------------------------------
-
-  bool protected_stream(Stream s) const { return s != Stream::Flat && !opt_.jwt_secret.empty(); }
-
-  // The token of a request: ?token= or Authorization: Bearer.
-  static std::string token_of(const HttpRequest& req) {
-    std::string t = req.param("token");
-    if (!t.empty()) return t;
-    const std::string* auth = req.header("authorization");
-    if (auth && auth->size() > 7 && iequals(std::string_view(*auth).substr(0, 7), "bearer "))
-      return std::string(trim_ows(std::string_view(*auth).substr(7)));
-    return {};
-  }
+  bool enabled() const { return !secret_.empty(); }
 
   // Empty when the request may pass; else why not.
-  std::string auth_failure(const HttpRequest& req) const {
-    if (opt_.jwt_secret.empty()) return {};
-    std::string token = token_of(req);
+  std::string failure(const HttpRequest& req) const {
+    if (secret_.empty()) return {};
+    std::string token = request_token(req);
     if (token.empty()) return "authentication required: pass a token in ?token= or Authorization: Bearer";
-    auto r = jwt_verify(opt_.jwt_secret, token, wall_now_us() / 1000000);
+    auto r = jwt_verify(secret_, token, wall_us() / 1000000);
     if (!r.ok) return "invalid token: " + r.error;
     return {};
   }
 
-  void open_stream(WebSocket& ws, Stream stream) {
-    const HttpRequest& req = ws.request();
-    if (protected_stream(stream)) {
-      std::string why = auth_failure(req);
-      if (!why.empty()) {
-        ws.close(4001, why);
-        return;
-      }
-    }
-    Subscriber s{ws, stream, 0, 0, 1};
-    switch (stream) {
-      case Stream::Flat: s.fields = kFlatAll; break;
-      case Stream::Rich: s.fields = kRichAll; break;
-      case Stream::Dashboard: s.fields = kRichDashboard; break;
-      case Stream::Alerts: s.fields = 0; break;
-    }
-    double default_interval = stream == Stream::Flat ? opt_.tick_seconds : 5.0;
-    s.every_ticks = interval_ticks(default_interval);
-    std::string v;
-    if (req.has_param("interval")) {
-      double iv;
-      if (parse_double(req.param("interval"), iv) && iv > 0) s.every_ticks = interval_ticks(iv);
-    }
-    if (req.has_param("metrics")) {
-      std::uint32_t f = parse_fields(req.param("metrics"), stream);
-      if (f) s.fields = f;
-    }
-    s.levels = 7;
-    if (stream == Stream::Alerts && req.has_param("level")) {
-      std::uint8_t lv = 0;
-      std::string list = req.param("level");
-      std::string_view rest = list;
-      while (!rest.empty()) {
-        std::size_t c = rest.find(',');
-        lv |= level_bit(trim_ows(rest.substr(0, c)));
-        if (c == std::string_view::npos) break;
-        rest.remove_prefix(c + 1);
-      }
-      if (lv) s.levels = lv;
-    }
-    ws.set_user_data(subs_.size());
-    subs_.push_back(s);
-    if (stream == Stream::Alerts) {
-      for (const auto& r : rules_)
-        if (r.firing && (s.levels & level_bit(r.level))) ws.send_text(alert_json(r, "firing", r.fired_at));
-    } else if (have_snapshot_) {
-      ws.send_frame(frame_for(s));  // a new client gets the latest snapshot at once
-    }
-  }
+  std::size_t tracked_addresses() const { return attempts_.size(); }
+  std::uint64_t throttled() const { return login_throttled_; }
 
-  std::uint32_t interval_ticks(double seconds) const {
-    double t = std::round(std::min(seconds, 86400.0) / opt_.tick_seconds);
-    return std::uint32_t(std::max(1.0, t));
-  }
-
-  static std::uint32_t parse_fields(std::string_view list, Stream stream) {
-    std::uint32_t f = 0;
-    while (!list.empty()) {
-      std::size_t c = list.find(',');
-      std::string_view name = trim_ows(list.substr(0, c));
-      f |= stream == Stream::Flat ? flat_field(name) : rich_field(name);
-      if (c == std::string_view::npos) break;
-      list.remove_prefix(c + 1);
-    }
-    return f;
-  }
-
-  void close_stream(WebSocket& ws) {
-    std::size_t i = std::size_t(ws.user_data());
-    if (i >= subs_.size() || !(subs_[i].ws == ws)) return;  // refused at open
-    if (i != subs_.size() - 1) {
-      subs_[i] = subs_.back();
-      subs_[i].ws.set_user_data(i);
-    }
-    subs_.pop_back();
-  }
-
-  Subscriber* subscriber(WebSocket& ws) {
-    std::size_t i = std::size_t(ws.user_data());
-    return i < subs_.size() && subs_[i].ws == ws ? &subs_[i] : nullptr;
-  }
-
-  static std::string error_message(std::string_view why) {
-    return "{\"type\":\"error\",\"error\":" + json_string(why) + "}";
-  }
-
-  // Control messages of SPEC §5.2.
-  void on_control(WebSocket& ws, std::string_view text, bool binary) {
-    Subscriber* s = subscriber(ws);
-    if (!s) return;
-    if (binary) {
-      ws.send_text(error_message("binary messages are not understood; send JSON text"));
-      return;
-    }
-    picojson::value v;
-    std::string err = parse_json(v, text);
-    if (!err.empty() || !v.is<picojson::object>()) {
-      ws.send_text(error_message(err.empty() ? "expected a JSON object" : "malformed JSON: " + err));
-      return;
-    }
-    const auto& o = v.get<picojson::object>();
-    auto type = o.find("type");
-    if (type == o.end() || !type->second.is<std::string>()) {
-      ws.send_text(error_message("missing \"type\""));
-      return;
-    }
-    const std::string& t = type->second.get<std::string>();
-    if (t == "ping") {
-      ws.send_text("{\"type\":\"pong\"}");
-      return;
-    }
-    if (t != "subscribe") {
-      ws.send_text(error_message("unknown message type '" + t + "' (ping, subscribe)"));
-      return;
-    }
-    std::uint32_t fields = s->fields, every = s->every_ticks;
-    auto m = o.find("metrics");
-    if (m != o.end()) {
-      if (!m->second.is<picojson::array>()) {
-        ws.send_text(error_message("\"metrics\" must be an array of names"));
-        return;
-      }
-      fields = 0;
-      for (const auto& x : m->second.get<picojson::array>()) {
-        std::uint32_t bit = x.is<std::string>() ? rich_field(x.get<std::string>()) : 0;
-        if (!bit) {
-          ws.send_text(error_message("unknown metric " + x.serialize() +
-                                     " (cpu, memory, network, disk, system, container, custom)"));
-          return;
-        }
-        fields |= bit;
-      }
-      if (!fields) fields = kRichAll;
-    }
-    auto iv = o.find("interval");
-    if (iv != o.end()) {
-      if (!iv->second.is<double>() || !(iv->second.get<double>() > 0)) {
-        ws.send_text(error_message("\"interval\" must be a positive number of seconds"));
-        return;
-      }
-      every = interval_ticks(iv->second.get<double>());
-    }
-    s->fields = fields;
-    s->every_ticks = every;
-    std::string ack = "{\"type\":\"subscribed\",\"metrics\":[";
-    bool first = true;
-    for (const char* n : {"cpu", "memory", "network", "disk", "system", "container", "custom"}) {
-      if (!(fields & rich_field(n))) continue;
-      if (!first) ack += ',';
-      first = false;
-      ack += '"';
-      ack += n;
-      ack += '"';
-    }
-    ack += "],\"interval\":";
-    append_number(ack, every * opt_.tick_seconds, 3);
-    ack += '}';
-    ws.send_text(ack);
-  }
-
-  // ---- HTTP ----------------------------------------------------------------
-
-  // Every request, upgrades included, before routing. A page from another
-  // site may read what --cors-origin allows; it may never broadcast, since
-  // "*" would let any page the user visits alert every dashboard.
-  std::optional<HttpResponse> screen(const HttpRequest& req) const {
-    const std::string* host = req.header("host");
-    if (host && !policy_.host_allowed(*host))
-      return HttpResponse::error(421, "Host '" + host->substr(0, 100) + "'" +
-                                          " is not a name of this agent (add it with --allowed-host)");
-    const std::string* origin = req.header("origin");
-    // The flat stream is public (SPEC §5.1): any page may read it.
-    if (origin && req.path != "/api/system/metrics" &&
-        !policy_.origin_allowed(*origin, host, req.path == "/api/ws/broadcast/alert"))
-      return HttpResponse::error(403, "requests from origin '" + origin->substr(0, 100) + "'" +
-                                          " are not allowed here (see --cors-origin)");
-    return std::nullopt;
-  }
-
-  // The JSON object in a POST body: Content-Type application/json (so a
-  // cross-site form or text/plain fetch, which skip the CORS preflight, cannot
-  // send one), UTF-8 text, an object. Empty when fine; else the answer.
-  static std::optional<HttpResponse> json_body(const HttpRequest& req, picojson::value& v, std::string_view shape) {
-    const std::string* type = req.header("content-type");
-    std::string_view media = type ? trim_ows(std::string_view(*type).substr(0, type->find(';'))) : std::string_view();
-    if (!iequals(media, "application/json")) {
-      HttpResponse r = HttpResponse::error(415, "Content-Type must be application/json");
-      r.headers.push_back({"Accept-Post", "application/json"});
-      return r;
-    }
-    if (!valid_utf8(req.body)) return HttpResponse::error(400, "the body is not valid UTF-8");
-    std::string err = parse_json(v, req.body);
-    if (!err.empty() || !v.is<picojson::object>())
-      return HttpResponse::error(400, "expected a JSON object " + std::string(shape));
-    return std::nullopt;
-  }
-
-  HttpResponse health() const {
-    std::string out;
-    JsonWriter w(out);
-    w.begin_object().key("status").str("ok").key("version").str(METRICS_AGENT_VERSION);
-    if (snap_.system.ok) w.key("hostname").str(snap_.system.hostname);
-    w.key("uptime_seconds").num(mono_now() - started_mono_, 1);
-    w.key("clients").uint(server_.client_count());
-    w.key("streams").begin_object();
-    w.key("flat").uint(server_.websocket_count("/api/system/metrics"));
-    w.key("rich").uint(server_.websocket_count("/api/ws/metrics"));
-    w.key("dashboard").uint(server_.websocket_count("/api/ws/ws"));
-    w.key("alerts").uint(server_.websocket_count("/api/ws/ws/alerts"));
-    w.end_object();
-    w.key("auth").boolean(!opt_.jwt_secret.empty());
-    w.key("tick_seconds").num(opt_.tick_seconds, 3);
-    w.key("alerts").begin_object().key("rules").uint(rules_.size()).key("firing").begin_array();
-    for (const auto& r : rules_) {
-      if (!r.firing) continue;
-      std::string since;
-      append_timestamp(since, r.fired_at, TimeFormat::Seconds);
-      w.begin_object().key("metric").str(r.metric).key("level").str(r.level);
-      w.key("value").num(r.last_value).key("threshold").num(r.threshold).key("since").str(since).end_object();
-    }
-    w.end_array().end_object().end_object();
-    return HttpResponse::json(200, out);
-  }
-
-  HttpResponse prometheus() const {
-    PrometheusSelf self;
-    self.clients_flat = server_.websocket_count("/api/system/metrics");
-    self.clients_rich = server_.websocket_count("/api/ws/metrics");
-    self.clients_dashboard = server_.websocket_count("/api/ws/ws");
-    self.clients_alerts = server_.websocket_count("/api/ws/ws/alerts");
-    const std::size_t ws = self.clients_flat + self.clients_rich + self.clients_dashboard + self.clients_alerts;
-    const std::size_t all = server_.client_count();
-    self.http_connections = all > ws ? all - ws : 0;
-    const ServerStats stats = server_.stats();
-    self.stats = &stats;
-    self.collect_seconds = collect_seconds_;
-    self.start_time_seconds = double(started_us_) / 1e6;
-    self.history_points = history_.size();
-    self.auth = !opt_.jwt_secret.empty();
-    self.login_tracked_addresses = attempts_.size();
-    self.login_throttled = login_throttled_;
-    HttpResponse r;
-    r.content_type = std::string(kPrometheusContentType);
-    append_prometheus(r.body, snap_, gauge_help_, self);
-    return r;
-  }
-
-  HttpResponse current(const HttpRequest& req) {
-    std::string why = auth_failure(req);
-    if (!why.empty()) return HttpResponse::error(401, why);
-    if (!have_snapshot_ && !have_initial_) return HttpResponse::error(503, "no snapshot yet");
-    std::string out = "{\"timestamp\":\"";
-    if (have_snapshot_)
-      append_timestamp(out, last_tick_us_, tick_format(last_tick_us_));
-    else
-      append_timestamp(out, snap_.timestamp_us, TimeFormat::Millis);
-    out += "\",\"data\":";
-    write_rich_data(out, snap_, kRichAll);
-    out += '}';
-    return HttpResponse::json(200, out);
-  }
-
-  HttpResponse history(const HttpRequest& req) {
-    std::string why = auth_failure(req);
-    if (!why.empty()) return HttpResponse::error(401, why);
-    std::string name = req.path.substr(std::string("/api/metrics/").size());
-    struct Known {
-      const char* name;
-      const char* unit;
-      int series;
-    };
-    static const Known builtin[] = {{"cpu", "percent", History::Cpu},
-                                    {"memory", "percent", History::Memory},
-                                    {"disk", "percent", History::Disk},
-                                    {"network", "bytes_per_second", History::NetSent},
-                                    {"load", "load", History::Load1}};
-    int series = -1;
-    const char* unit = "";
-    for (const auto& k : builtin)
-      if (name == k.name) series = k.series, unit = k.unit;
-    for (std::size_t g = 0; series < 0 && g < gauge_fns_.size(); ++g)
-      if (gauge_fns_[g].first == name) series = int(History::kBuiltin + g), unit = "value";
-    if (series < 0) {
-      std::string known = "cpu, memory, disk, network, load";
-      for (const auto& g : gauge_fns_) known += ", " + g.first;
-      return HttpResponse::error(404, "unknown metric '" + name + "'; known: " + known);
-    }
-    double seconds = 300;
-    if (req.has_param("seconds") &&
-        (!parse_double(req.param("seconds"), seconds) || seconds <= 0 || seconds > 31536000))
-      return HttpResponse::error(400, "seconds must be a number of seconds between 1 and 31536000");
-    seconds = std::min(seconds, opt_.history_seconds);
-    std::string out;
-    JsonWriter w(out);
-    w.begin_object().key("metric").str(name).key("unit").str(unit);
-    w.key("seconds").num(seconds, 3).key("points").begin_array();
-    std::int64_t since = last_tick_us_ - std::int64_t(seconds * 1e6) + 1;
-    history_.each_since(since, [&](std::int64_t t, const float* v) {
-      std::string ts;
-      append_timestamp(ts, t, tick_format(t));
-      w.begin_object().key("timestamp").str(ts);
-      if (series == History::NetSent) {
-        w.key("value").num(double(v[History::NetSent]) + double(v[History::NetRecv]));
-        w.key("sent").num(v[History::NetSent]).key("recv").num(v[History::NetRecv]);
-      } else if (series == History::Load1) {
-        w.key("value").num(v[History::Load1]).key("load5").num(v[History::Load5]).key("load15").num(v[History::Load15]);
-      } else {
-        w.key("value").num(v[series], 6);
-      }
-      w.end_object();
-    });
-    w.end_array().end_object();
-    return HttpResponse::json(200, out);
+  // For tests: clocks to use instead of wall_now_us and mono_now.
+  void set_clocks(std::function<std::int64_t()> wall_us, std::function<double()> mono) {
+    wall_clock_ = std::move(wall_us);
+    mono_clock_ = std::move(mono);
   }
 
   // Each password check is 100,000 PBKDF2 rounds (tens of milliseconds) on the
@@ -5710,7 +5564,7 @@ class AgentCore {
   }
 
   bool take_login_check() {
-    double t = mono_now();
+    double t = mono();
     login_tokens_ = std::min(kLoginCheckBurst, login_tokens_ + (t - login_tokens_at_) * kLoginChecksPerSecond);
     login_tokens_at_ = t;
     if (login_tokens_ < 1) return false;
@@ -5719,7 +5573,7 @@ class AgentCore {
   }
 
   HttpResponse login(const HttpRequest& req) {
-    if (opt_.jwt_secret.empty()) return HttpResponse::error(404, "authentication is not enabled on this agent");
+    if (secret_.empty()) return HttpResponse::error(404, "authentication is not enabled on this agent");
     // Nothing is remembered about a request until it is a well-formed login.
     picojson::value v;
     if (auto refusal = json_body(req, v, "{\"username\":...,\"password\":...}")) return *refusal;
@@ -5727,7 +5581,7 @@ class AgentCore {
     auto u = o.find("username"), p = o.find("password");
     if (u == o.end() || p == o.end() || !u->second.is<std::string>() || !p->second.is<std::string>())
       return HttpResponse::error(400, "username and password must be strings");
-    std::int64_t now = wall_now_us() / 1000000;
+    std::int64_t now = wall_us() / 1000000;
     if (now - last_login_prune_ >= kLoginWindowSeconds) prune_login_attempts(now);
     auto known = attempts_.find(req.remote_address);
     if (known != attempts_.end() && now - known->second.window_start >= kLoginWindowSeconds) {
@@ -5760,21 +5614,289 @@ class AgentCore {
       ++known->second.failures;
       return HttpResponse::error(401, "invalid credentials");
     }
-    std::int64_t ttl = std::int64_t(opt_.token_ttl_seconds);
-    std::string out = "{\"access_token\":" + json_string(jwt_issue(opt_.jwt_secret, name, now, ttl)) +
+    std::int64_t ttl = std::int64_t(token_ttl_seconds_);
+    std::string out = "{\"access_token\":" + json_string(jwt_issue(secret_, name, now, ttl)) +
                       ",\"token_type\":\"bearer\",\"expires_in\":" + std::to_string(ttl) + "}";
     return HttpResponse::json(200, out);
   }
 
-  HttpResponse broadcast(const HttpRequest& req) {
-    if (opt_.jwt_secret.empty()) {
+ private:
+  std::int64_t wall_us() const { return wall_clock_ ? wall_clock_() : wall_now_us(); }
+  double mono() const { return mono_clock_ ? mono_clock_() : mono_now(); }
+
+  std::string secret_;
+  double token_ttl_seconds_;
+  std::vector<std::pair<std::string, std::string>> users_;
+  std::unordered_map<std::string, LoginAttempts> attempts_;
+  std::int64_t last_login_prune_ = 0;
+  double login_tokens_ = kLoginCheckBurst, login_tokens_at_ = 0;
+  std::uint64_t login_throttled_ = 0;
+  std::string dummy_hash_ = "pbkdf2-sha256$100000$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+  std::function<std::int64_t()> wall_clock_;
+  std::function<double()> mono_clock_;
+};
+
+// ============================================================================
+// Implementation: alert engine (rule state per tick, events)
+// ============================================================================
+
+// The alert rules and their state: each tick's snapshot moves every rule
+// towards firing or resolving after its hold time, and each change becomes
+// one event handed to `publish` (the agent sends it to the alerts stream).
+class AlertEngine {
+ public:
+  using Publish = std::function<void(const std::string& json, std::uint8_t level)>;
+
+  // Rules that do not parse are left out: Agent::validate reports them.
+  explicit AlertEngine(const std::vector<std::string>& texts) {
+    for (const auto& text : texts) {
+      AlertRule r;
+      std::string err;
+      if (parse_alert_rule(text, r, err)) rules_.push_back(r);
+    }
+  }
+
+  const std::vector<AlertRule>& rules() const { return rules_; }
+
+  void evaluate(const Snapshot& snap, std::int64_t tick_us, const Publish& publish) {
+    std::int64_t hold_us;
+    for (auto& r : rules_) {
+      double v;
+      if (!alert_value(snap, r.metric, v)) continue;
+      r.last_value = v;
+      hold_us = std::int64_t(r.hold_seconds * 1e6);
+      bool holds = alert_holds(r, v);
+      if (!r.firing) {
+        r.clearing_since = 0;
+        if (!holds) {
+          r.holding_since = 0;
+          continue;
+        }
+        if (r.holding_since == 0) r.holding_since = tick_us;
+        if (tick_us - r.holding_since >= hold_us) {
+          r.firing = true;
+          r.fired_at = tick_us;
+          publish(event_json(r, "firing", tick_us), level_bit(r.level));
+        }
+      } else {
+        r.holding_since = 0;
+        if (holds) {
+          r.clearing_since = 0;
+          continue;
+        }
+        if (r.clearing_since == 0) r.clearing_since = tick_us;
+        if (tick_us - r.clearing_since >= hold_us) {
+          r.firing = false;
+          publish(event_json(r, "resolved", tick_us), level_bit(r.level));
+        }
+      }
+    }
+  }
+
+  // The firing alerts a new client of `levels` sees at once, as events.
+  template <class F>
+  void each_firing(std::uint8_t levels, F fn) const {
+    for (const auto& r : rules_)
+      if (r.firing && (levels & level_bit(r.level))) fn(event_json(r, "firing", r.fired_at));
+  }
+
+  static std::string event_json(const AlertRule& r, const char* state, std::int64_t at_us) {
+    std::string out;
+    JsonWriter w(out);
+    w.begin_object().key("type").str("alert").key("state").str(state).key("level").str(r.level);
+    w.key("metric").str(r.metric).key("value").num(r.last_value).key("threshold").num(r.threshold);
+    std::string msg = r.metric + " " + r.op + " ";
+    append_number(msg, r.threshold, 2);
+    if (r.hold_seconds > 0) msg += " for " + format_duration(r.hold_seconds);
+    if (std::string(state) == "resolved") msg += " (resolved)";
+    w.key("message").str(msg);
+    std::string ts;
+    append_timestamp(ts, at_us, TimeFormat::Seconds);
+    w.key("timestamp").str(ts).end_object();
+    return out;
+  }
+
+ private:
+  std::vector<AlertRule> rules_;
+};
+
+// ============================================================================
+// Implementation: REST API (routes of SPEC §4)
+// ============================================================================
+
+// What the agent's sampling leaves for the routes to read: the latest
+// snapshot, the history and the gauges. Written by the tick, read by the
+// routes, both on the loop thread.
+struct Sampling {
+  Snapshot snap;
+  bool have_tick = false;     // a tick has happened
+  bool have_initial = false;  // the baseline sample exists
+  std::int64_t last_tick_us = 0, started_us = 0;
+  double started_mono = 0, collect_seconds = 0;
+  History history;
+  std::vector<std::pair<std::string, std::function<double()>>> gauge_fns;
+  std::vector<std::string> gauge_help;
+};
+
+// Who may call a route. A route needs a token (when authentication is on)
+// unless it says otherwise.
+enum class Access : std::uint8_t {
+  Token,
+  Public,
+  TokenOrLoopback,  // without authentication, loopback callers only
+};
+
+// The HTTP routes: each handler reads the agent's state through the parts
+// it is given and answers; access is checked before the handler runs.
+class RestApi {
+ public:
+  RestApi(const Options& opt, Server& server, const Sampling& sampling, Auth& auth, const AlertEngine& alerts,
+          StreamHub& hub)
+      : opt_(opt), server_(server), sampling_(sampling), auth_(auth), alerts_(alerts), hub_(hub) {}
+
+  void install() {
+    route("GET", "/health", &RestApi::health, Access::Public);
+    route("GET", "/metrics", &RestApi::prometheus, Access::Public);
+    route("GET", "/api/metrics/current", &RestApi::current);
+    route("GET", "/api/metrics/*", &RestApi::history);
+    route("POST", "/api/auth/login", &RestApi::login, Access::Public);
+    route("POST", std::string(kBroadcastPath), &RestApi::broadcast, Access::TokenOrLoopback);
+    route("GET", "/", &RestApi::dashboard, Access::Public);
+  }
+
+  static std::string dashboard_html();
+
+ private:
+  using Handler = HttpResponse (RestApi::*)(const HttpRequest&);
+
+  void route(std::string method, std::string path, Handler handle, Access access = Access::Token) {
+    server_.http(std::move(method), std::move(path), [this, handle, access](const HttpRequest& req) {
+      if (auto refusal = admit(req, access)) return *refusal;
+      return (this->*handle)(req);
+    });
+  }
+
+  std::optional<HttpResponse> admit(const HttpRequest& req, Access access) const {
+    if (access == Access::Public) return std::nullopt;
+    if (access == Access::TokenOrLoopback && !auth_.enabled()) {
       bool loopback = req.remote_address.rfind("127.", 0) == 0 || req.remote_address == "::1" ||
                       req.remote_address.rfind("::ffff:127.", 0) == 0;
       if (!loopback) return HttpResponse::error(403, "broadcast is accepted from loopback only when authentication is off");
-    } else {
-      std::string why = auth_failure(req);
-      if (!why.empty()) return HttpResponse::error(401, why);
+      return std::nullopt;
     }
+    std::string why = auth_.failure(req);
+    if (!why.empty()) return HttpResponse::error(401, why);
+    return std::nullopt;
+  }
+
+  HttpResponse health(const HttpRequest&) {
+    const Snapshot& snap = sampling_.snap;
+    std::string out;
+    JsonWriter w(out);
+    w.begin_object().key("status").str("ok").key("version").str(METRICS_AGENT_VERSION);
+    if (snap.system.ok) w.key("hostname").str(snap.system.hostname);
+    w.key("uptime_seconds").num(mono_now() - sampling_.started_mono, 1);
+    w.key("clients").uint(server_.client_count());
+    w.key("streams").begin_object();
+    for (const auto& s : kStreams) w.key(s.name).uint(server_.websocket_count(s.path));
+    w.end_object();
+    w.key("auth").boolean(auth_.enabled());
+    w.key("tick_seconds").num(opt_.tick_seconds, 3);
+    w.key("alerts").begin_object().key("rules").uint(alerts_.rules().size()).key("firing").begin_array();
+    for (const auto& r : alerts_.rules()) {
+      if (!r.firing) continue;
+      std::string since;
+      append_timestamp(since, r.fired_at, TimeFormat::Seconds);
+      w.begin_object().key("metric").str(r.metric).key("level").str(r.level);
+      w.key("value").num(r.last_value).key("threshold").num(r.threshold).key("since").str(since).end_object();
+    }
+    w.end_array().end_object().end_object();
+    return HttpResponse::json(200, out);
+  }
+
+  HttpResponse prometheus(const HttpRequest&) {
+    auto clients = [this](Stream s) { return server_.websocket_count(stream_spec(s).path); };
+    PrometheusSelf self;
+    self.clients_flat = clients(Stream::Flat);
+    self.clients_rich = clients(Stream::Rich);
+    self.clients_dashboard = clients(Stream::Dashboard);
+    self.clients_alerts = clients(Stream::Alerts);
+    const std::size_t ws = self.clients_flat + self.clients_rich + self.clients_dashboard + self.clients_alerts;
+    const std::size_t all = server_.client_count();
+    self.http_connections = all > ws ? all - ws : 0;
+    const ServerStats stats = server_.stats();
+    self.stats = &stats;
+    self.collect_seconds = sampling_.collect_seconds;
+    self.start_time_seconds = double(sampling_.started_us) / 1e6;
+    self.history_points = sampling_.history.size();
+    self.auth = auth_.enabled();
+    self.login_tracked_addresses = auth_.tracked_addresses();
+    self.login_throttled = auth_.throttled();
+    HttpResponse r;
+    r.content_type = std::string(kPrometheusContentType);
+    append_prometheus(r.body, sampling_.snap, sampling_.gauge_help, self);
+    return r;
+  }
+
+  HttpResponse current(const HttpRequest&) {
+    const Sampling& s = sampling_;
+    if (!s.have_tick && !s.have_initial) return HttpResponse::error(503, "no snapshot yet");
+    std::string out = "{\"timestamp\":\"";
+    if (s.have_tick)
+      append_timestamp(out, s.last_tick_us, tick_format(s.last_tick_us));
+    else
+      append_timestamp(out, s.snap.timestamp_us, TimeFormat::Millis);
+    out += "\",\"data\":";
+    write_rich_data(out, s.snap, kRichAll);
+    out += '}';
+    return HttpResponse::json(200, out);
+  }
+
+  HttpResponse history(const HttpRequest& req) {
+    std::string name = req.path.substr(std::string("/api/metrics/").size());
+    const auto& gauges = sampling_.gauge_fns;
+    int series = -1;
+    const char* unit = "";
+    if (const BuiltinMetric* b = builtin_metric(name); b && b->history_series >= 0)
+      series = b->history_series, unit = b->history_unit;
+    for (std::size_t g = 0; series < 0 && g < gauges.size(); ++g)
+      if (gauges[g].first == name) series = int(History::kBuiltin + g), unit = "value";
+    if (series < 0) {
+      std::string known = builtin_history_names();
+      for (const auto& g : gauges) known += ", " + g.first;
+      return HttpResponse::error(404, "unknown metric '" + name + "'; known: " + known);
+    }
+    double seconds = 300;
+    if (req.has_param("seconds") &&
+        (!parse_double(req.param("seconds"), seconds) || seconds <= 0 || seconds > 31536000))
+      return HttpResponse::error(400, "seconds must be a number of seconds between 1 and 31536000");
+    seconds = std::min(seconds, opt_.history_seconds);
+    std::string out;
+    JsonWriter w(out);
+    w.begin_object().key("metric").str(name).key("unit").str(unit);
+    w.key("seconds").num(seconds, 3).key("points").begin_array();
+    std::int64_t since = sampling_.last_tick_us - std::int64_t(seconds * 1e6) + 1;
+    sampling_.history.each_since(since, [&](std::int64_t t, const float* v) {
+      std::string ts;
+      append_timestamp(ts, t, tick_format(t));
+      w.begin_object().key("timestamp").str(ts);
+      if (series == History::NetSent) {
+        w.key("value").num(double(v[History::NetSent]) + double(v[History::NetRecv]));
+        w.key("sent").num(v[History::NetSent]).key("recv").num(v[History::NetRecv]);
+      } else if (series == History::Load1) {
+        w.key("value").num(v[History::Load1]).key("load5").num(v[History::Load5]).key("load15").num(v[History::Load15]);
+      } else {
+        w.key("value").num(v[series], 6);
+      }
+      w.end_object();
+    });
+    w.end_array().end_object();
+    return HttpResponse::json(200, out);
+  }
+
+  HttpResponse login(const HttpRequest& req) { return auth_.login(req); }
+
+  HttpResponse broadcast(const HttpRequest& req) {
     picojson::value v;
     if (auto refusal = json_body(req, v, "{\"level\":...,\"message\":...}")) return *refusal;
     const auto& o = v.get<picojson::object>();
@@ -5794,64 +5916,208 @@ class AgentCore {
     if (event.find("state") == event.end()) event["state"] = picojson::value("firing");
     event["source"] = picojson::value("broadcast");
     event["timestamp"] = picojson::value(format_timestamp(wall_now_us(), TimeFormat::Seconds));
-    std::size_t n = publish_alert(picojson::value(event).serialize(), level_bit(level));
+    std::size_t n = hub_.publish_alert(picojson::value(event).serialize(), level_bit(level));
     return HttpResponse::json(200, "{\"delivered\":" + std::to_string(n) + "}");
   }
 
-  void routes() {
-    auto stream_route = [this](Stream s) {
-      WebSocketRoute r;
-      r.on_open = [this, s](WebSocket& ws) { open_stream(ws, s); };
-      r.on_close = [this](WebSocket& ws, std::uint16_t) { close_stream(ws); };
-      if (s == Stream::Rich || s == Stream::Dashboard)
-        r.on_message = [this](WebSocket& ws, std::string_view m, bool b) { on_control(ws, m, b); };
-      else if (s == Stream::Alerts)
-        r.on_message = [](WebSocket& ws, std::string_view m, bool b) {
-          picojson::value v;
-          if (!b && parse_json(v, m).empty() && v.is<picojson::object>() && v.get("type").is<std::string>() &&
-              v.get("type").get<std::string>() == "ping")
-            ws.send_text("{\"type\":\"pong\"}");
-          else
-            ws.send_text(error_message("the alerts stream understands only {\"type\":\"ping\"}"));
-        };
-      return r;
-    };
-    server_.websocket("/api/system/metrics", stream_route(Stream::Flat));
-    server_.websocket("/api/ws/metrics", stream_route(Stream::Rich));
-    server_.websocket("/api/ws/ws", stream_route(Stream::Dashboard));
-    server_.websocket("/api/ws/ws/alerts", stream_route(Stream::Alerts));
-    server_.http("GET", "/health", [this](const HttpRequest&) { return health(); });
-    server_.http("GET", "/metrics", [this](const HttpRequest&) { return prometheus(); });
-    server_.http("GET", "/api/metrics/current", [this](const HttpRequest& r) { return current(r); });
-    server_.http("GET", "/api/metrics/*", [this](const HttpRequest& r) { return history(r); });
-    server_.http("POST", "/api/auth/login", [this](const HttpRequest& r) { return login(r); });
-    server_.http("POST", "/api/ws/broadcast/alert", [this](const HttpRequest& r) { return broadcast(r); });
-    server_.http("GET", "/", [](const HttpRequest&) {
-      HttpResponse r;
-      r.content_type = "text/html; charset=utf-8";
-      r.body = dashboard_html();
-      r.headers.push_back({"Cache-Control", "no-cache"});
-      return r;
-    });
+  HttpResponse dashboard(const HttpRequest&) {
+    HttpResponse r;
+    r.content_type = "text/html; charset=utf-8";
+    r.body = dashboard_html();
+    r.headers.push_back({"Cache-Control", "no-cache"});
+    return r;
   }
 
-  static std::string dashboard_html();
+  const Options& opt_;
+  Server& server_;
+  const Sampling& sampling_;
+  Auth& auth_;
+  const AlertEngine& alerts_;
+  StreamHub& hub_;
+};
 
-  std::vector<Subscriber> subs_;
-  std::vector<std::pair<std::uint32_t, std::shared_ptr<const std::string>>> frames_;
-  Snapshot snap_;
-  bool have_snapshot_ = false;  // a tick has happened
-  bool have_initial_ = false;   // the baseline sample exists
-  std::int64_t tick_us_ = 1000000, last_tick_us_ = 0, started_us_ = 0;
-  double started_mono_ = 0, collect_seconds_ = 0;
-  History history_;
-  std::vector<AlertRule> rules_;
-  std::vector<std::pair<std::string, std::string>> users_;
-  std::unordered_map<std::string, LoginAttempts> attempts_;
-  std::int64_t last_login_prune_ = 0;
-  double login_tokens_ = kLoginCheckBurst, login_tokens_at_ = 0;
-  std::uint64_t login_throttled_ = 0;
-  std::string dummy_hash_ = "pbkdf2-sha256$100000$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+// ============================================================================
+// Implementation: the agent (sampling and the tick; wires the parts above)
+// ============================================================================
+
+// Owns the collector, the options and the server, and wires the parts: the
+// stream hub, auth, the alert engine and the REST routes. What it does
+// itself is sampling: the collector, the slow sampler, the gauges, the tick.
+class AgentCore {
+ public:
+  explicit AgentCore(Options o)
+      : opt_(std::move(o)),
+        policy_(opt_.listen, opt_.allowed_hosts, opt_.cors_origin),
+        server_(server_config(opt_)),
+        collector_(std::make_shared<Collector>(opt_.disk_path, host_path(opt_.host_root, "/proc"),
+                                               host_path(opt_.host_root, "/sys"), host_path(opt_.host_root, ""))),
+        auth_(opt_.jwt_secret, opt_.users, opt_.token_ttl_seconds),
+        alerts_(opt_.alerts.empty() ? default_alert_rules() : opt_.alerts),
+        hub_(opt_.tick_seconds, opt_.scope == "container"),
+        rest_(opt_, server_, sampling_, auth_, alerts_, hub_) {
+    for (const auto& spec : kStreams) server_.websocket(spec.path, stream_route(spec));
+    rest_.install();
+  }
+
+  // `path` under the host root ("/host" + "/proc"); the root without a
+  // trailing slash, so that "/" and "" both mean this system's own.
+  static std::string host_path(std::string root, const char* path) {
+    while (!root.empty() && root.back() == '/') root.pop_back();
+    return root + path;
+  }
+
+  Server::Config server_config(const Options& o) {
+    Server::Config c;
+    c.listen = o.listen;
+    c.max_clients = o.max_clients;
+    c.max_clients_per_ip = o.max_clients_per_ip;
+    c.request_timeout_seconds = o.request_timeout_seconds;
+    c.ws_ping_seconds = o.ws_ping_seconds;
+    c.max_message_bytes = o.max_message_bytes;
+    c.max_backlog_bytes = o.max_backlog_bytes;
+    c.cors_origin = o.cors_origin;
+    c.logger = o.logger;
+    c.screen = [this](const HttpRequest& r) { return screen_request(policy_, r); };
+    return c;
+  }
+
+  Options opt_;
+  RequestPolicy policy_;
+  Server server_;
+  // Shared with the slow sampler's worker, which may outlive this object.
+  std::shared_ptr<Collector> collector_;
+  std::unique_ptr<SlowSampler> slow_;
+  Sampling sampling_;
+  Auth auth_;
+  AlertEngine alerts_;
+  StreamHub hub_;
+  RestApi rest_;
+  // Orders add_gauge against prepare(): once prepared_ is set, the gauges
+  // never change (the history rows are that wide).
+  std::mutex setup_mu_;
+  bool prepared_ = false;
+
+  // Options and alert rules (each rule's metric is built in or a gauge).
+  bool validate(std::string* error) const {
+    if (!Agent::validate(opt_, error)) return false;
+    const auto& gauges = sampling_.gauge_fns;
+    for (const auto& r : alerts_.rules()) {
+      bool gauge = std::any_of(gauges.begin(), gauges.end(), [&](const auto& g) { return g.first == r.metric; });
+      if (!builtin_alert_metric(r.metric) && !gauge) {
+        if (error)
+          *error = "--alert: alert rule '" + r.text + "': unknown metric '" + r.metric + "' (" +
+                   builtin_alert_names() + ", or an application gauge)";
+        return false;
+      }
+    }
+    return true;
+  }
+
+  bool add_gauge(std::string name, std::string help, std::function<double()> read, std::string* error) {
+    std::lock_guard<std::mutex> lk(setup_mu_);
+    if (prepared_) {
+      if (error) *error = "add_gauge('" + name + "'): gauges are added before listen()/start()/run()";
+      return false;
+    }
+    sampling_.gauge_fns.emplace_back(std::move(name), std::move(read));
+    sampling_.gauge_help.push_back(std::move(help));
+    return true;
+  }
+
+  // Validates, then fixes the shape (history width, gauges) and starts the
+  // sampler and the tick, once. A failed validation leaves the agent as it
+  // was: a missing gauge can still be added and listen() tried again.
+  bool prepare(std::string* error) {
+    std::lock_guard<std::mutex> lk(setup_mu_);
+    if (prepared_) return true;
+    if (!validate(error)) return false;
+    prepared_ = true;
+    sampling_.history.reset(std::size_t(std::ceil(opt_.history_seconds / opt_.tick_seconds)),
+                            sampling_.gauge_fns.size());
+    sampling_.started_us = wall_now_us();
+    sampling_.started_mono = mono_now();
+    slow_ = std::make_unique<SlowSampler>(
+        [collector = collector_](Collector::SlowPart& p) { collector->sample_slow(p); });
+    slow_->kick();
+    slow_->wait_first(1.0);
+    // The first tick's CPU share must cover a real interval (/proc/stat counts
+    // in 10 ms steps): when the next boundary is very close, let it pass.
+    const std::int64_t tick_us = std::int64_t(std::llround(opt_.tick_seconds * 1e6));
+    std::int64_t now = wall_now_us(), next = (now / tick_us + 1) * tick_us;
+    if (next - now < tick_us / 4) std::this_thread::sleep_for(std::chrono::microseconds(next - now + 1000));
+    // The baseline, also served by /api/metrics/current until the first tick
+    // (its CPU shares are the averages since boot).
+    sample(sampling_.snap);
+    sampling_.have_initial = true;
+    server_.every(opt_.tick_seconds, [this](std::int64_t t) { on_tick(t); });
+    if (opt_.heartbeat_seconds > 0) server_.every(opt_.heartbeat_seconds, [this](std::int64_t t) { hub_.heartbeat(t); });
+    if (!opt_.jwt_secret.empty() && opt_.listen.rfind("127.", 0) != 0 && opt_.listen.rfind("[::1]", 0) != 0 &&
+        opt_.listen.rfind("localhost", 0) != 0)
+      server_.log("warning: authentication is on and " + opt_.listen +
+                  " is not a loopback address: tokens and passwords cross the network in clear text "
+                  "unless a TLS proxy fronts the agent");
+    return true;
+  }
+
+  // ---- the tick ------------------------------------------------------------
+
+  void sample(Snapshot& s) {
+    const auto& gauges = sampling_.gauge_fns;
+    collector_->sample_fast(s, mono_now());
+    if (slow_) slow_->merge_into(s, mono_now(), std::max(3.0, 3 * opt_.tick_seconds));
+    s.timestamp_us = wall_now_us();
+    s.custom.resize(gauges.size());
+    for (std::size_t i = 0; i < gauges.size(); ++i) {
+      s.custom[i].name = gauges[i].first;
+      double v = std::nan("");
+      try {
+        v = gauges[i].second();
+      } catch (...) {
+      }
+      s.custom[i].value = v;
+    }
+  }
+
+  // SPEC §2: collect once, keep it, judge the alert rules, then one frame per
+  // distinct output to every client due on this tick.
+  void on_tick(std::int64_t tick_us) {
+    Sampling& s = sampling_;
+    double t0 = mono_now();
+    sample(s.snap);
+    if (slow_) slow_->kick();
+    s.have_tick = true;
+    s.last_tick_us = tick_us;
+    s.history.push(s.snap, tick_us);
+    alerts_.evaluate(s.snap, tick_us, [this](const std::string& json, std::uint8_t level) { hub_.publish_alert(json, level); });
+    hub_.fan_out(s.snap, tick_us);
+    s.collect_seconds = mono_now() - t0;
+  }
+
+  // ---- stream routes -------------------------------------------------------
+
+  WebSocketRoute stream_route(const StreamSpec& spec) {
+    const Stream kind = spec.kind;
+    WebSocketRoute r;
+    r.on_open = [this, kind](WebSocket& ws) { open_stream(ws, kind); };
+    r.on_close = [this](WebSocket& ws, std::uint16_t) { hub_.close(ws); };
+    if (kind == Stream::Rich || kind == Stream::Dashboard)
+      r.on_message = [this](WebSocket& ws, std::string_view m, bool b) { hub_.control(ws, m, b); };
+    else if (kind == Stream::Alerts)
+      r.on_message = [](WebSocket& ws, std::string_view m, bool b) { StreamHub::alerts_control(ws, m, b); };
+    return r;
+  }
+
+  void open_stream(WebSocket& ws, Stream kind) {
+    if (stream_spec(kind).needs_token) {
+      std::string why = auth_.failure(ws.request());
+      if (!why.empty()) {
+        ws.close(4001, why);
+        return;
+      }
+    }
+    const std::uint8_t levels = hub_.open(ws, kind).levels;
+    if (kind == Stream::Alerts) alerts_.each_firing(levels, [&ws](const std::string& json) { ws.send_text(json); });
+  }
 };
 
 }  // namespace detail
@@ -5959,7 +6225,7 @@ inline void Agent::join() {
 inline int Agent::port() const { return core_->server_.port(); }
 
 inline std::string Agent::collect_once_json(double interval_seconds) {
-  Snapshot* s = &core_->snap_;
+  Snapshot* s = &core_->sampling_.snap;
   std::this_thread::sleep_for(std::chrono::duration<double>(interval_seconds));
   core_->sample(*s);  // the fast part and the gauges
   detail::Collector::SlowPart slow;
@@ -5982,7 +6248,7 @@ inline std::string Agent::collect_once_json(double interval_seconds) {
 namespace metrics_agent {
 namespace detail {
 
-inline std::string AgentCore::dashboard_html() {
+inline std::string RestApi::dashboard_html() {
   return R"DASHBOARD(<!doctype html>
 <html lang="en">
 <head>
