@@ -3162,29 +3162,33 @@ struct PrometheusSelf {
 // are not UTF-8 (a mount point may hold any bytes), so each byte that does not
 // start a well-formed sequence becomes U+FFFD.
 inline void append_prom_escaped(std::string& out, std::string_view v, bool quote) {
+  // Bytes that stay as they are go out in runs, one append each.
+  std::size_t run = 0;
   for (std::size_t i = 0; i < v.size();) {
     const char c = v[i];
+    std::string_view replacement;
     if (c == '\\') {
-      out += "\\\\";
+      replacement = "\\\\";
     } else if (c == '\n') {
-      out += "\\n";
+      replacement = "\\n";
     } else if (c == '"' && quote) {
-      out += "\\\"";
+      replacement = "\\\"";
     } else if (static_cast<unsigned char>(c) < 0x80) {
-      out += c;
+      ++i;
+      continue;
     } else {
       const std::size_t n = utf8_sequence_length(v, i);
-      if (n == 0) {
-        out += "\xEF\xBF\xBD";
-        ++i;
-      } else {
-        out.append(v.data() + i, n);
+      if (n != 0) {
         i += n;
+        continue;
       }
-      continue;
+      replacement = "\xEF\xBF\xBD";
     }
-    ++i;
+    out.append(v.data() + run, i - run);
+    out += replacement;
+    run = ++i;
   }
+  out.append(v.data() + run, v.size() - run);
 }
 
 inline void append_label_value(std::string& out, std::string_view v) { append_prom_escaped(out, v, true); }
@@ -3343,6 +3347,12 @@ class Series {
 
   template <class T>
   void sample(std::initializer_list<std::string_view> label_values, T v) {
+    series(label_values);
+    value(v);
+  }
+
+ private:
+  void series(std::initializer_list<std::string_view> label_values) {
     out_ += f_.name;
     char sep = '{';
     std::size_t i = 0;
@@ -3355,10 +3365,8 @@ class Series {
       sep = ',';
     }
     out_ += "} ";
-    value(v);
   }
 
- private:
   template <class T>
   void value(T v) {
     if constexpr (std::numeric_limits<T>::is_integer) {
