@@ -3319,29 +3319,33 @@ struct PrometheusSelf {
 // are not UTF-8 (a mount point may hold any bytes), so each byte that does not
 // start a well-formed sequence becomes U+FFFD.
 inline void append_prom_escaped(std::string& out, std::string_view v, bool quote) {
+  // Bytes that stay as they are go out in runs, one append each.
+  std::size_t run = 0;
   for (std::size_t i = 0; i < v.size();) {
     const char c = v[i];
+    std::string_view replacement;
     if (c == '\\') {
-      out += "\\\\";
+      replacement = "\\\\";
     } else if (c == '\n') {
-      out += "\\n";
+      replacement = "\\n";
     } else if (c == '"' && quote) {
-      out += "\\\"";
+      replacement = "\\\"";
     } else if (static_cast<unsigned char>(c) < 0x80) {
-      out += c;
+      ++i;
+      continue;
     } else {
       const std::size_t n = utf8_sequence_length(v, i);
-      if (n == 0) {
-        out += "\xEF\xBF\xBD";
-        ++i;
-      } else {
-        out.append(v.data() + i, n);
+      if (n != 0) {
         i += n;
+        continue;
       }
-      continue;
+      replacement = "\xEF\xBF\xBD";
     }
-    ++i;
+    out.append(v.data() + run, i - run);
+    out += replacement;
+    run = ++i;
   }
+  out.append(v.data() + run, v.size() - run);
 }
 
 inline void append_label_value(std::string& out, std::string_view v) { append_prom_escaped(out, v, true); }
@@ -3454,308 +3458,380 @@ inline std::size_t prometheus_size_estimate(const Snapshot& s, const std::vector
   return n + s.system.hostname.size() * 2;
 }
 
-// One snapshot as Prometheus text exposition 0.0.4. A group that failed to
-// collect is left out, and node_scrape_collector_success{collector} says so,
-// under node_exporter's collector names. `gauge_help[i]` is the help text of
-// s.custom[i]; an application gauge whose sanitized name is already taken
-// (by a family above or an earlier gauge) is left out rather than duplicated,
-// which Prometheus would reject.
-inline void append_prometheus(std::string& out, const Snapshot& s, const std::vector<std::string>& gauge_help,
-                              const PrometheusSelf& self) {
-  const std::size_t begin = out.size();
-  out.reserve(begin + prometheus_size_estimate(s, gauge_help));
+// ---- the families, as data ---------------------------------------------------
+// Every family of /metrics is one row of prom::kFamilies: its name, type,
+// label names, when it is written, how its series are read from the snapshot,
+// and its help text. One writer, append_prometheus, walks the rows in order;
+// the golden files pin its output byte for byte. A new family is one row,
+// plus a reader function where none of the generic ones fits.
 
-  // Small integers as label values ("0", "1", ...), without allocating.
-  struct Index {
-    char buf[24];
-    std::string_view text;
-    explicit Index(std::size_t i) {
-      const auto r = std::to_chars(buf, buf + sizeof buf, static_cast<std::uint64_t>(i));
-      text = std::string_view(buf, static_cast<std::size_t>(r.ptr - buf));
+namespace prom {
+
+// What a family is read from: the snapshot, and the agent's own numbers.
+struct Input {
+  const Snapshot& s;
+  const PrometheusSelf& self;
+};
+
+class Series;
+using When = bool (*)(const Input&);
+using Read = void (*)(Series&, const Input&);
+
+inline constexpr std::string_view kCounter = "counter", kGauge = "gauge";
+
+struct Family {
+  std::string_view name;
+  std::string_view type;                   // kCounter or kGauge
+  std::array<std::string_view, 8> labels;  // names in node_exporter's order (sorted); unused ones empty
+  When when;                               // false: the family is left out
+  Read read;                               // writes the family's series
+  std::string_view help;
+};
+
+// The series of one family. Each sample gives the values of the family's
+// labels in the order they are named. Integers (kernel counters) are written
+// exactly, whatever their size; doubles as append_prom_number writes them.
+class Series {
+ public:
+  Series(std::string& out, const Family& f) : out_(out), f_(f) {}
+
+  template <class T>
+  void sample(T v) {
+    out_ += f_.name;
+    out_ += ' ';
+    value(v);
+  }
+
+  template <class T>
+  void sample(std::initializer_list<std::string_view> label_values, T v) {
+    series(label_values);
+    value(v);
+  }
+
+ private:
+  void series(std::initializer_list<std::string_view> label_values) {
+    out_ += f_.name;
+    char sep = '{';
+    std::size_t i = 0;
+    for (std::string_view value_of_label : label_values) {
+      out_ += sep;
+      out_ += f_.labels[i++];
+      out_ += "=\"";
+      append_label_value(out_, value_of_label);
+      out_ += '"';
+      sep = ',';
     }
-  };
+    out_ += "} ";
+  }
 
-  // --- cpu -----------------------------------------------------------------
-  // The cpu label is the kernel's CPU number (core_ids; with offline cores
-  // there are gaps), as node_exporter's is. Both lists hold the online cores
-  // in the same order.
-  const auto cpu_id = [&](std::size_t i) -> std::size_t {
-    return i < s.cpu.core_ids.size() ? s.cpu.core_ids[i] : i;
-  };
-  if (s.cpu.ok && !s.cpu.core_times.empty()) {
-    append_prom_family(out, "node_cpu_seconds_total", "counter", "Seconds each CPU spent in each mode since boot.");
-    for (std::size_t i = 0; i < s.cpu.core_times.size(); ++i) {
-      const CpuTimes& t = s.cpu.core_times[i];
-      const Index cpu(cpu_id(i));
-      const std::pair<std::string_view, double> modes[] = {
-          {"idle", t.idle},       {"iowait", t.iowait}, {"irq", t.irq},       {"nice", t.nice},
-          {"softirq", t.softirq}, {"steal", t.steal},   {"system", t.system}, {"user", t.user}};
-      for (const auto& m : modes)
-        append_prom_sample(out, "node_cpu_seconds_total", {{"cpu", cpu.text}, {"mode", m.first}}, m.second);
+  template <class T>
+  void value(T v) {
+    if constexpr (std::numeric_limits<T>::is_integer) {
+      append_uint(out_, static_cast<std::uint64_t>(v));
+    } else {
+      append_prom_number(out_, static_cast<double>(v));
     }
-  }
-  if (!s.cpu.frequency_mhz.empty()) {
-    append_prom_family(out, "node_cpu_scaling_frequency_hertz", "gauge", "Current frequency of each CPU in hertz.");
-    const bool same_cores = s.cpu.frequency_mhz.size() == s.cpu.core_ids.size();
-    for (std::size_t i = 0; i < s.cpu.frequency_mhz.size(); ++i) {
-      const Index cpu(same_cores ? cpu_id(i) : i);
-      // The kernel reports kHz (cpufreq) or MHz with three decimals (cpuinfo):
-      // a whole number of hertz either way.
-      append_prom_sample(out, "node_cpu_scaling_frequency_hertz", {{"cpu", cpu.text}},
-                         std::round(s.cpu.frequency_mhz[i] * 1e6));
-    }
+    out_ += '\n';
   }
 
-  // --- load ----------------------------------------------------------------
-  if (s.load.ok) {
-    append_prom_family(out, "node_load1", "gauge", "Load average over the last minute.");
-    append_prom_sample(out, "node_load1", {}, s.load.load1);
-    append_prom_family(out, "node_load5", "gauge", "Load average over the last 5 minutes.");
-    append_prom_sample(out, "node_load5", {}, s.load.load5);
-    append_prom_family(out, "node_load15", "gauge", "Load average over the last 15 minutes.");
-    append_prom_sample(out, "node_load15", {}, s.load.load15);
-  }
+  std::string& out_;
+  const Family& f_;
+};
 
-  // --- memory (node_exporter keeps /proc/meminfo's field names) -------------
-  if (s.memory.ok) {
-    // One row per family: the help text cannot drift from its name.
-    const struct {
-      std::string_view name, help;
-      std::uint64_t value;
-    } fields[] = {
-        {"node_memory_Buffers_bytes", "Buffers from /proc/meminfo, in bytes.", s.memory.buffers_bytes},
-        {"node_memory_Cached_bytes", "Cached from /proc/meminfo, in bytes.", s.memory.page_cache_bytes},
-        {"node_memory_MemAvailable_bytes", "MemAvailable from /proc/meminfo, in bytes.", s.memory.available_bytes},
-        {"node_memory_MemFree_bytes", "MemFree from /proc/meminfo, in bytes.", s.memory.free_bytes},
-        {"node_memory_MemTotal_bytes", "MemTotal from /proc/meminfo, in bytes.", s.memory.total_bytes},
-        {"node_memory_SReclaimable_bytes", "SReclaimable from /proc/meminfo, in bytes.",
-         s.memory.slab_reclaimable_bytes},
-        {"node_memory_SwapFree_bytes", "SwapFree from /proc/meminfo, in bytes.", s.memory.swap_free_bytes},
-        {"node_memory_SwapTotal_bytes", "SwapTotal from /proc/meminfo, in bytes.", s.memory.swap_total_bytes}};
-    for (const auto& f : fields) {
-      append_prom_family(out, f.name, "gauge", f.help);
-      append_prom_count(out, f.name, {}, f.value);
-    }
-  }
+// ---- when a family is written
+inline bool always(const Input&) { return true; }
+template <auto Group>
+bool ok(const Input& in) { return (in.s.*Group).ok; }
+inline bool cpu_times(const Input& in) { return in.s.cpu.ok && !in.s.cpu.core_times.empty(); }
+inline bool cpu_frequency(const Input& in) { return !in.s.cpu.frequency_mhz.empty(); }
+inline bool disk_io(const Input& in) { return in.s.disk.io_ok; }
+inline bool filesystems(const Input& in) { return in.s.disk.partitions_ok && !in.s.disk.partitions.empty(); }
+// The statistics families need one filesystem that could be read.
+inline bool filesystems_read(const Input& in) {
+  if (!in.s.disk.partitions_ok) return false;
+  for (const PartitionStats& p : in.s.disk.partitions)
+    if (p.ok) return true;
+  return false;
+}
+inline bool booted(const Input& in) { return in.s.system.ok && in.s.system.boot_time > 0; }
+inline bool timestamped(const Input& in) { return in.s.timestamp_us > 0; }
+inline bool named(const Input& in) { return !in.s.system.hostname.empty(); }
+inline bool container(const Input& in) { return in.s.container.present && in.s.container.ok; }
+// A cgroup number the kernel does not provide (NaN) leaves its family out.
+template <auto Field>
+bool container_has(const Input& in) { return container(in) && std::isfinite(in.s.container.*Field); }
+inline bool container_period(const Input& in) {
+  return container_has<&ContainerStats::cpu_quota_us>(in) && std::isfinite(in.s.container.cpu_period_us);
+}
+inline bool server_stats(const Input& in) { return in.self.stats != nullptr; }
+inline bool auth(const Input& in) { return in.self.auth; }
+inline bool started(const Input& in) { return in.self.start_time_seconds > 0; }
 
-  // --- network -------------------------------------------------------------
-  if (s.network.ok) {
-    using Field = std::uint64_t InterfaceStats::*;
-    const struct {
-      std::string_view name, help;
-      Field field;
-    } families[] = {
-        {"node_network_receive_bytes_total", "Bytes received by the network device.", &InterfaceStats::bytes_recv},
-        {"node_network_receive_drop_total", "Received packets the network device dropped.", &InterfaceStats::drops_in},
-        {"node_network_receive_errs_total", "Receive errors of the network device.", &InterfaceStats::errors_in},
-        {"node_network_receive_packets_total", "Packets received by the network device.",
-         &InterfaceStats::packets_recv},
-        {"node_network_transmit_bytes_total", "Bytes sent by the network device.", &InterfaceStats::bytes_sent},
-        {"node_network_transmit_drop_total", "Outgoing packets the network device dropped.",
-         &InterfaceStats::drops_out},
-        {"node_network_transmit_errs_total", "Transmit errors of the network device.", &InterfaceStats::errors_out},
-        {"node_network_transmit_packets_total", "Packets sent by the network device.", &InterfaceStats::packets_sent}};
-    for (const auto& f : families) {
-      append_prom_family(out, f.name, "counter", f.help);
-      for (const InterfaceStats& n : s.network.interfaces)
-        append_prom_count(out, f.name, {{"device", n.name}}, n.*f.field);
-    }
-  }
+// ---- how its series are read: the common shapes
+// One unlabeled value of a snapshot group.
+template <auto Group, auto Field>
+void value(Series& w, const Input& in) { w.sample((in.s.*Group).*Field); }
+// One series per network interface, disk device, or filesystem that could be read.
+template <auto Field>
+void each_interface(Series& w, const Input& in) {
+  for (const InterfaceStats& n : in.s.network.interfaces) w.sample({n.name}, n.*Field);
+}
+template <auto Field>
+void each_disk(Series& w, const Input& in) {
+  for (const DiskDeviceStats& d : in.s.disk.devices) w.sample({d.name}, d.*Field);
+}
+template <auto Field>
+void each_filesystem(Series& w, const Input& in) {
+  for (const PartitionStats& p : in.s.disk.partitions)
+    if (p.ok) w.sample({p.device, p.fstype, p.mountpoint}, p.*Field);
+}
+// The agent's cgroup, under cAdvisor's `id` label; `OrZero` writes cAdvisor's
+// 0 for "no limit".
+template <auto Field, bool OrZero = false>
+void cgroup(Series& w, const Input& in) {
+  const double v = in.s.container.*Field;
+  w.sample({in.s.container.cgroup}, OrZero && !std::isfinite(v) ? 0.0 : v);
+}
+template <auto Field>
+void self_value(Series& w, const Input& in) { w.sample(in.self.*Field); }
+template <auto Field>
+void server_count(Series& w, const Input& in) { w.sample(in.self.stats->*Field); }
 
-  // --- disk I/O ------------------------------------------------------------
-  if (s.disk.io_ok) {
-    using Count = std::uint64_t DiskDeviceStats::*;
-    const struct {
-      std::string_view name, help;
-      Count field;
-    } counts[] = {
-        {"node_disk_read_bytes_total", "Bytes read from the disk device.", &DiskDeviceStats::read_bytes},
-        {"node_disk_reads_completed_total", "Reads completed by the disk device.", &DiskDeviceStats::reads},
-        {"node_disk_writes_completed_total", "Writes completed by the disk device.", &DiskDeviceStats::writes},
-        {"node_disk_written_bytes_total", "Bytes written to the disk device.", &DiskDeviceStats::write_bytes}};
-    for (const auto& f : counts) {
-      append_prom_family(out, f.name, "counter", f.help);
-      for (const DiskDeviceStats& d : s.disk.devices) append_prom_count(out, f.name, {{"device", d.name}}, d.*f.field);
-    }
-    using Seconds = double DiskDeviceStats::*;
-    const struct {
-      std::string_view name, help;
-      Seconds field;
-    } times[] = {
-        {"node_disk_io_time_seconds_total", "Seconds the disk device spent doing I/O.",
-         &DiskDeviceStats::io_time_seconds},
-        {"node_disk_read_time_seconds_total", "Seconds spent by all reads of the disk device.",
-         &DiskDeviceStats::read_time_seconds},
-        {"node_disk_write_time_seconds_total", "Seconds spent by all writes of the disk device.",
-         &DiskDeviceStats::write_time_seconds}};
-    for (const auto& f : times) {
-      append_prom_family(out, f.name, "counter", f.help);
-      for (const DiskDeviceStats& d : s.disk.devices) append_prom_sample(out, f.name, {{"device", d.name}}, d.*f.field);
-    }
-  }
+// ---- how its series are read: the families of their own shape
 
-  // --- filesystems -----------------------------------------------------------
-  if (s.disk.partitions_ok) {
-    auto series = [&](std::string_view name, const PartitionStats& p) {
-      append_prom_series(out, name, {{"device", p.device}, {"fstype", p.fstype}, {"mountpoint", p.mountpoint}});
-    };
-    using Bytes = std::uint64_t PartitionStats::*;
-    const struct {
-      std::string_view name, help;
-      Bytes field;
-    } families[] = {
-        {"node_filesystem_avail_bytes", "Filesystem space available to unprivileged users, in bytes.",
-         &PartitionStats::free_bytes},
-        {"node_filesystem_files", "Inodes (file nodes) on the filesystem.", &PartitionStats::files},
-        {"node_filesystem_files_free", "Free inodes on the filesystem.", &PartitionStats::files_free},
-        {"node_filesystem_free_bytes", "Free filesystem space in bytes, root's reserve included.",
-         &PartitionStats::bfree_bytes},
-        {"node_filesystem_size_bytes", "Filesystem size in bytes.", &PartitionStats::total_bytes}};
-    bool any_ok = false;
-    for (const PartitionStats& p : s.disk.partitions) any_ok = any_ok || p.ok;
-    if (!s.disk.partitions.empty()) {
-      append_prom_family(out, "node_filesystem_device_error", "gauge",
-                         "1 when the filesystem's statistics could not be read, else 0.");
-      for (const PartitionStats& p : s.disk.partitions) {
-        series("node_filesystem_device_error", p);
-        out += p.ok ? "0\n" : "1\n";
-      }
-    }
-    if (any_ok) {
-      for (const auto& f : families) {
-        append_prom_family(out, f.name, "gauge", f.help);
-        for (const PartitionStats& p : s.disk.partitions) {
-          if (!p.ok) continue;
-          series(f.name, p);
-          append_uint(out, p.*f.field);
-          out += '\n';
-        }
-      }
-      append_prom_family(out, "node_filesystem_readonly", "gauge", "1 when the filesystem is mounted read-only, else 0.");
-      for (const PartitionStats& p : s.disk.partitions) {
-        if (!p.ok) continue;
-        series("node_filesystem_readonly", p);
-        out += p.readonly ? "1\n" : "0\n";
-      }
-    }
+// Small integers as label values ("0", "1", ...), without allocating.
+struct Index {
+  char buf[24];
+  std::string_view text;
+  explicit Index(std::size_t i) {
+    const auto r = std::to_chars(buf, buf + sizeof buf, static_cast<std::uint64_t>(i));
+    text = std::string_view(buf, static_cast<std::size_t>(r.ptr - buf));
   }
+};
 
-  // --- system ------------------------------------------------------------------
-  if (s.system.ok && s.system.boot_time > 0) {
-    append_prom_family(out, "node_boot_time_seconds", "gauge", "When the system booted, in seconds since the epoch.");
-    append_prom_sample(out, "node_boot_time_seconds", {}, s.system.boot_time);
-  }
-  if (s.timestamp_us > 0) {
-    append_prom_family(out, "node_time_seconds", "gauge", "Wall-clock time of the collection, in seconds since the epoch.");
-    append_prom_sample(out, "node_time_seconds", {}, static_cast<double>(s.timestamp_us) / 1e6);
-  }
-  // node_exporter's uname carries more labels; nodename is the one dashboards
-  // select hosts by.
-  if (!s.system.hostname.empty()) {
-    append_prom_family(out, "node_uname_info", "gauge", "Constant 1 labeled with the host's name.");
-    append_prom_sample(out, "node_uname_info", {{"nodename", s.system.hostname}}, 1);
-  }
-  {
-    const std::pair<std::string_view, bool> collectors[] = {
-        {"cpu", s.cpu.ok},          {"diskstats", s.disk.io_ok}, {"filesystem", s.disk.partitions_ok},
-        {"loadavg", s.load.ok},     {"meminfo", s.memory.ok},    {"netdev", s.network.ok},
-        {"stat", s.system.ok}};
-    append_prom_family(out, "node_scrape_collector_success", "gauge",
-                       "1 when the collector succeeded in the last collection, 0 when its metrics are missing.");
-    for (const auto& c : collectors)
-      append_prom_sample(out, "node_scrape_collector_success", {{"collector", c.first}}, c.second ? 1 : 0);
-  }
+// The cpu label is the kernel's CPU number (core_ids; with offline cores
+// there are gaps), as node_exporter's is. Both lists hold the online cores
+// in the same order.
+inline std::size_t cpu_id(const CpuStats& c, std::size_t i) { return i < c.core_ids.size() ? c.core_ids[i] : i; }
 
-  // --- the agent's cgroup, with cAdvisor's names and its `id` label --------------
-  if (s.container.present && s.container.ok) {
-    const ContainerStats& c = s.container;
-    auto family = [&](std::string_view name, std::string_view type, std::string_view help, double v) {
-      if (!std::isfinite(v)) return;
-      append_prom_family(out, name, type, help);
-      append_prom_sample(out, name, {{"id", c.cgroup}}, v);
-    };
-    family("container_cpu_usage_seconds_total", "counter", "Cumulative CPU time consumed, in seconds.",
-           c.cpu_usage_seconds);
-    family("container_cpu_cfs_periods_total", "counter", "Number of elapsed enforcement periods.", c.cpu_periods);
-    family("container_cpu_cfs_throttled_periods_total", "counter", "Number of throttled period intervals.",
-           c.cpu_throttled_periods);
-    family("container_cpu_cfs_throttled_seconds_total", "counter",
-           "Total time duration the container has been throttled, in seconds.", c.cpu_throttled_seconds);
-    family("container_spec_cpu_quota", "gauge", "CPU quota of the container, in microseconds per period.",
-           c.cpu_quota_us);
-    if (std::isfinite(c.cpu_quota_us))
-      family("container_spec_cpu_period", "gauge", "CPU period of the container, in microseconds.", c.cpu_period_us);
-    // cAdvisor writes 0 for "no limit".
-    family("container_spec_memory_limit_bytes", "gauge", "Memory limit for the container, 0 when unlimited.",
-           std::isfinite(c.memory_limit_bytes) ? c.memory_limit_bytes : 0.0);
-    family("container_memory_usage_bytes", "gauge",
-           "Current memory usage in bytes, including all memory regardless of when it was accessed.",
-           c.memory_usage_bytes);
-    family("container_memory_working_set_bytes", "gauge", "Current working set in bytes.", c.memory_used_bytes);
-    family("container_threads", "gauge", "Number of threads (tasks) running inside the container.", c.pids);
-    family("container_threads_max", "gauge", "Maximum number of threads allowed inside the container, 0 when unlimited.",
-           std::isfinite(c.pids_limit) ? c.pids_limit : 0.0);
+inline void cpu_seconds(Series& w, const Input& in) {
+  for (std::size_t i = 0; i < in.s.cpu.core_times.size(); ++i) {
+    const CpuTimes& t = in.s.cpu.core_times[i];
+    const Index cpu(cpu_id(in.s.cpu, i));
+    const std::pair<std::string_view, double> modes[] = {
+        {"idle", t.idle},       {"iowait", t.iowait}, {"irq", t.irq},       {"nice", t.nice},
+        {"softirq", t.softirq}, {"steal", t.steal},   {"system", t.system}, {"user", t.user}};
+    for (const auto& m : modes) w.sample({cpu.text, m.first}, m.second);
   }
+}
 
-  // --- the agent itself ----------------------------------------------------------
-  append_prom_family(out, "metrics_agent_build_info", "gauge", "Constant 1 labeled with the metrics-agent version.");
-  append_prom_sample(out, "metrics_agent_build_info", {{"version", METRICS_AGENT_VERSION}}, 1);
-  append_prom_family(out, "metrics_agent_clients", "gauge", "WebSocket clients connected, by endpoint.");
-  append_prom_count(out, "metrics_agent_clients", {{"endpoint", "alerts"}}, self.clients_alerts);
-  append_prom_count(out, "metrics_agent_clients", {{"endpoint", "dashboard"}}, self.clients_dashboard);
-  append_prom_count(out, "metrics_agent_clients", {{"endpoint", "flat"}}, self.clients_flat);
-  append_prom_count(out, "metrics_agent_clients", {{"endpoint", "rich"}}, self.clients_rich);
-  append_prom_family(out, "metrics_agent_http_connections", "gauge",
-                     "Open connections that are not WebSocket streams.");
-  append_prom_count(out, "metrics_agent_http_connections", {}, self.http_connections);
-  if (const ServerStats* st = self.stats) {
-    append_prom_family(out, "metrics_agent_connections_accepted_total", "counter", "Connections accepted.");
-    append_prom_count(out, "metrics_agent_connections_accepted_total", {}, st->connections_accepted);
-    append_prom_family(out, "metrics_agent_http_requests_total", "counter", "HTTP requests answered.");
-    append_prom_count(out, "metrics_agent_http_requests_total", {}, st->http_requests);
-    append_prom_family(out, "metrics_agent_messages_sent_total", "counter", "WebSocket frames (data and control) queued to clients.");
-    append_prom_count(out, "metrics_agent_messages_sent_total", {}, st->messages_sent);
-    append_prom_family(out, "metrics_agent_bytes_sent_total", "counter", "Bytes written to client sockets.");
-    append_prom_count(out, "metrics_agent_bytes_sent_total", {}, st->bytes_sent);
-    append_prom_family(out, "metrics_agent_clients_dropped_total", "counter",
-                       "Clients disconnected by the agent: backlog (stopped reading), error (socket error), "
-                       "protocol (violation), timeout (stalled request or unanswered ping).");
-    append_prom_count(out, "metrics_agent_clients_dropped_total", {{"reason", "backlog"}}, st->dropped_backlog);
-    append_prom_count(out, "metrics_agent_clients_dropped_total", {{"reason", "error"}}, st->dropped_error);
-    append_prom_count(out, "metrics_agent_clients_dropped_total", {{"reason", "protocol"}}, st->dropped_protocol);
-    append_prom_count(out, "metrics_agent_clients_dropped_total", {{"reason", "timeout"}}, st->dropped_timeout);
-    append_prom_family(out, "metrics_agent_connections_rejected_total", "counter",
-                       "Connections answered 503 because of --max-clients or --max-clients-per-ip.");
-    append_prom_count(out, "metrics_agent_connections_rejected_total", {{"reason", "capacity"}},
-                      st->rejected_capacity);
-    append_prom_family(out, "metrics_agent_accept_failures_total", "counter",
-                       "Connections that could not be accepted for lack of file descriptors.");
-    append_prom_count(out, "metrics_agent_accept_failures_total", {}, st->accept_failures);
-    append_prom_family(out, "metrics_agent_callback_errors_total", "counter",
-                       "Exceptions thrown by WebSocket callbacks; each closed its connection with 1011.");
-    append_prom_count(out, "metrics_agent_callback_errors_total", {}, st->callback_errors);
+inline void cpu_hertz(Series& w, const Input& in) {
+  const CpuStats& c = in.s.cpu;
+  const bool same_cores = c.frequency_mhz.size() == c.core_ids.size();
+  for (std::size_t i = 0; i < c.frequency_mhz.size(); ++i) {
+    const Index cpu(same_cores ? cpu_id(c, i) : i);
+    // The kernel reports kHz (cpufreq) or MHz with three decimals (cpuinfo):
+    // a whole number of hertz either way.
+    w.sample({cpu.text}, std::round(c.frequency_mhz[i] * 1e6));
   }
-  append_prom_family(out, "metrics_agent_collection_duration_seconds", "gauge", "Seconds the last collection took.");
-  append_prom_sample(out, "metrics_agent_collection_duration_seconds", {}, self.collect_seconds);
-  append_prom_family(out, "metrics_agent_history_points", "gauge", "Snapshots held in the history buffer.");
-  append_prom_count(out, "metrics_agent_history_points", {}, self.history_points);
-  if (self.auth) {
-    append_prom_family(out, "metrics_agent_login_tracked_addresses", "gauge",
-                       "Addresses whose failed logins of the last minute are remembered.");
-    append_prom_count(out, "metrics_agent_login_tracked_addresses", {}, self.login_tracked_addresses);
-    append_prom_family(out, "metrics_agent_login_throttled_total", "counter",
-                       "Logins answered 429 because password checks across all addresses were over their rate.");
-    append_prom_count(out, "metrics_agent_login_throttled_total", {}, self.login_throttled);
-  }
-  if (self.start_time_seconds > 0) {
-    append_prom_family(out, "process_start_time_seconds", "gauge",
-                       "When the process started, in seconds since the epoch.");
-    append_prom_sample(out, "process_start_time_seconds", {}, self.start_time_seconds);
-  }
+}
 
-  // --- application gauges (last, so that a name clash with any family above is seen)
-  for (std::size_t i = 0; i < s.custom.size(); ++i) {
-    const Gauge& g = s.custom[i];
+inline void filesystem_error(Series& w, const Input& in) {
+  for (const PartitionStats& p : in.s.disk.partitions) w.sample({p.device, p.fstype, p.mountpoint}, p.ok ? 0 : 1);
+}
+
+inline void time_seconds(Series& w, const Input& in) { w.sample(static_cast<double>(in.s.timestamp_us) / 1e6); }
+inline void uname(Series& w, const Input& in) { w.sample({in.s.system.hostname}, 1); }
+
+// Under node_exporter's collector names.
+inline void collector_success(Series& w, const Input& in) {
+  const Snapshot& s = in.s;
+  const std::pair<std::string_view, bool> collectors[] = {
+      {"cpu", s.cpu.ok},      {"diskstats", s.disk.io_ok}, {"filesystem", s.disk.partitions_ok},
+      {"loadavg", s.load.ok}, {"meminfo", s.memory.ok},    {"netdev", s.network.ok},
+      {"stat", s.system.ok}};
+  for (const auto& c : collectors) w.sample({c.first}, c.second ? 1 : 0);
+}
+
+inline void build_info(Series& w, const Input&) { w.sample({METRICS_AGENT_VERSION}, 1); }
+
+inline void clients(Series& w, const Input& in) {
+  w.sample({"alerts"}, in.self.clients_alerts);
+  w.sample({"dashboard"}, in.self.clients_dashboard);
+  w.sample({"flat"}, in.self.clients_flat);
+  w.sample({"rich"}, in.self.clients_rich);
+}
+
+inline void clients_dropped(Series& w, const Input& in) {
+  const ServerStats& st = *in.self.stats;
+  w.sample({"backlog"}, st.dropped_backlog);
+  w.sample({"error"}, st.dropped_error);
+  w.sample({"protocol"}, st.dropped_protocol);
+  w.sample({"timeout"}, st.dropped_timeout);
+}
+
+inline void connections_rejected(Series& w, const Input& in) {
+  w.sample({"capacity"}, in.self.stats->rejected_capacity);
+}
+
+// ---- the table, in the order of the exposition (container_* are cAdvisor's names)
+inline constexpr Family kFamilies[] = {
+    // cpu
+    {"node_cpu_seconds_total", kCounter, {"cpu", "mode"}, cpu_times, cpu_seconds,
+     "Seconds each CPU spent in each mode since boot."},
+    {"node_cpu_scaling_frequency_hertz", kGauge, {"cpu"}, cpu_frequency, cpu_hertz,
+     "Current frequency of each CPU in hertz."},
+    // load
+    {"node_load1", kGauge, {}, ok<&Snapshot::load>, value<&Snapshot::load, &LoadStats::load1>,
+     "Load average over the last minute."},
+    {"node_load5", kGauge, {}, ok<&Snapshot::load>, value<&Snapshot::load, &LoadStats::load5>,
+     "Load average over the last 5 minutes."},
+    {"node_load15", kGauge, {}, ok<&Snapshot::load>, value<&Snapshot::load, &LoadStats::load15>,
+     "Load average over the last 15 minutes."},
+    // memory (node_exporter keeps /proc/meminfo's field names)
+    {"node_memory_Buffers_bytes", kGauge, {}, ok<&Snapshot::memory>,
+     value<&Snapshot::memory, &MemoryStats::buffers_bytes>, "Buffers from /proc/meminfo, in bytes."},
+    {"node_memory_Cached_bytes", kGauge, {}, ok<&Snapshot::memory>,
+     value<&Snapshot::memory, &MemoryStats::page_cache_bytes>, "Cached from /proc/meminfo, in bytes."},
+    {"node_memory_MemAvailable_bytes", kGauge, {}, ok<&Snapshot::memory>,
+     value<&Snapshot::memory, &MemoryStats::available_bytes>, "MemAvailable from /proc/meminfo, in bytes."},
+    {"node_memory_MemFree_bytes", kGauge, {}, ok<&Snapshot::memory>,
+     value<&Snapshot::memory, &MemoryStats::free_bytes>, "MemFree from /proc/meminfo, in bytes."},
+    {"node_memory_MemTotal_bytes", kGauge, {}, ok<&Snapshot::memory>,
+     value<&Snapshot::memory, &MemoryStats::total_bytes>, "MemTotal from /proc/meminfo, in bytes."},
+    {"node_memory_SReclaimable_bytes", kGauge, {}, ok<&Snapshot::memory>,
+     value<&Snapshot::memory, &MemoryStats::slab_reclaimable_bytes>, "SReclaimable from /proc/meminfo, in bytes."},
+    {"node_memory_SwapFree_bytes", kGauge, {}, ok<&Snapshot::memory>,
+     value<&Snapshot::memory, &MemoryStats::swap_free_bytes>, "SwapFree from /proc/meminfo, in bytes."},
+    {"node_memory_SwapTotal_bytes", kGauge, {}, ok<&Snapshot::memory>,
+     value<&Snapshot::memory, &MemoryStats::swap_total_bytes>, "SwapTotal from /proc/meminfo, in bytes."},
+    // network
+    {"node_network_receive_bytes_total", kCounter, {"device"}, ok<&Snapshot::network>,
+     each_interface<&InterfaceStats::bytes_recv>, "Bytes received by the network device."},
+    {"node_network_receive_drop_total", kCounter, {"device"}, ok<&Snapshot::network>,
+     each_interface<&InterfaceStats::drops_in>, "Received packets the network device dropped."},
+    {"node_network_receive_errs_total", kCounter, {"device"}, ok<&Snapshot::network>,
+     each_interface<&InterfaceStats::errors_in>, "Receive errors of the network device."},
+    {"node_network_receive_packets_total", kCounter, {"device"}, ok<&Snapshot::network>,
+     each_interface<&InterfaceStats::packets_recv>, "Packets received by the network device."},
+    {"node_network_transmit_bytes_total", kCounter, {"device"}, ok<&Snapshot::network>,
+     each_interface<&InterfaceStats::bytes_sent>, "Bytes sent by the network device."},
+    {"node_network_transmit_drop_total", kCounter, {"device"}, ok<&Snapshot::network>,
+     each_interface<&InterfaceStats::drops_out>, "Outgoing packets the network device dropped."},
+    {"node_network_transmit_errs_total", kCounter, {"device"}, ok<&Snapshot::network>,
+     each_interface<&InterfaceStats::errors_out>, "Transmit errors of the network device."},
+    {"node_network_transmit_packets_total", kCounter, {"device"}, ok<&Snapshot::network>,
+     each_interface<&InterfaceStats::packets_sent>, "Packets sent by the network device."},
+    // disk I/O
+    {"node_disk_read_bytes_total", kCounter, {"device"}, disk_io, each_disk<&DiskDeviceStats::read_bytes>,
+     "Bytes read from the disk device."},
+    {"node_disk_reads_completed_total", kCounter, {"device"}, disk_io, each_disk<&DiskDeviceStats::reads>,
+     "Reads completed by the disk device."},
+    {"node_disk_writes_completed_total", kCounter, {"device"}, disk_io, each_disk<&DiskDeviceStats::writes>,
+     "Writes completed by the disk device."},
+    {"node_disk_written_bytes_total", kCounter, {"device"}, disk_io, each_disk<&DiskDeviceStats::write_bytes>,
+     "Bytes written to the disk device."},
+    {"node_disk_io_time_seconds_total", kCounter, {"device"}, disk_io, each_disk<&DiskDeviceStats::io_time_seconds>,
+     "Seconds the disk device spent doing I/O."},
+    {"node_disk_read_time_seconds_total", kCounter, {"device"}, disk_io,
+     each_disk<&DiskDeviceStats::read_time_seconds>, "Seconds spent by all reads of the disk device."},
+    {"node_disk_write_time_seconds_total", kCounter, {"device"}, disk_io,
+     each_disk<&DiskDeviceStats::write_time_seconds>, "Seconds spent by all writes of the disk device."},
+    // filesystems
+    {"node_filesystem_device_error", kGauge, {"device", "fstype", "mountpoint"}, filesystems, filesystem_error,
+     "1 when the filesystem's statistics could not be read, else 0."},
+    {"node_filesystem_avail_bytes", kGauge, {"device", "fstype", "mountpoint"}, filesystems_read,
+     each_filesystem<&PartitionStats::free_bytes>, "Filesystem space available to unprivileged users, in bytes."},
+    {"node_filesystem_files", kGauge, {"device", "fstype", "mountpoint"}, filesystems_read,
+     each_filesystem<&PartitionStats::files>, "Inodes (file nodes) on the filesystem."},
+    {"node_filesystem_files_free", kGauge, {"device", "fstype", "mountpoint"}, filesystems_read,
+     each_filesystem<&PartitionStats::files_free>, "Free inodes on the filesystem."},
+    {"node_filesystem_free_bytes", kGauge, {"device", "fstype", "mountpoint"}, filesystems_read,
+     each_filesystem<&PartitionStats::bfree_bytes>, "Free filesystem space in bytes, root's reserve included."},
+    {"node_filesystem_size_bytes", kGauge, {"device", "fstype", "mountpoint"}, filesystems_read,
+     each_filesystem<&PartitionStats::total_bytes>, "Filesystem size in bytes."},
+    {"node_filesystem_readonly", kGauge, {"device", "fstype", "mountpoint"}, filesystems_read,
+     each_filesystem<&PartitionStats::readonly>, "1 when the filesystem is mounted read-only, else 0."},
+    // system; node_exporter's uname carries more labels, nodename is the one
+    // dashboards select hosts by
+    {"node_boot_time_seconds", kGauge, {}, booted, value<&Snapshot::system, &SystemInfo::boot_time>,
+     "When the system booted, in seconds since the epoch."},
+    {"node_time_seconds", kGauge, {}, timestamped, time_seconds,
+     "Wall-clock time of the collection, in seconds since the epoch."},
+    {"node_uname_info", kGauge, {"nodename"}, named, uname, "Constant 1 labeled with the host's name."},
+    {"node_scrape_collector_success", kGauge, {"collector"}, always, collector_success,
+     "1 when the collector succeeded in the last collection, 0 when its metrics are missing."},
+    // the agent's cgroup, with cAdvisor's names
+    {"container_cpu_usage_seconds_total", kCounter, {"id"}, container_has<&ContainerStats::cpu_usage_seconds>,
+     cgroup<&ContainerStats::cpu_usage_seconds>, "Cumulative CPU time consumed, in seconds."},
+    {"container_cpu_cfs_periods_total", kCounter, {"id"}, container_has<&ContainerStats::cpu_periods>,
+     cgroup<&ContainerStats::cpu_periods>, "Number of elapsed enforcement periods."},
+    {"container_cpu_cfs_throttled_periods_total", kCounter, {"id"},
+     container_has<&ContainerStats::cpu_throttled_periods>, cgroup<&ContainerStats::cpu_throttled_periods>,
+     "Number of throttled period intervals."},
+    {"container_cpu_cfs_throttled_seconds_total", kCounter, {"id"},
+     container_has<&ContainerStats::cpu_throttled_seconds>, cgroup<&ContainerStats::cpu_throttled_seconds>,
+     "Total time duration the container has been throttled, in seconds."},
+    {"container_spec_cpu_quota", kGauge, {"id"}, container_has<&ContainerStats::cpu_quota_us>,
+     cgroup<&ContainerStats::cpu_quota_us>, "CPU quota of the container, in microseconds per period."},
+    {"container_spec_cpu_period", kGauge, {"id"}, container_period, cgroup<&ContainerStats::cpu_period_us>,
+     "CPU period of the container, in microseconds."},
+    {"container_spec_memory_limit_bytes", kGauge, {"id"}, container,
+     cgroup<&ContainerStats::memory_limit_bytes, true>, "Memory limit for the container, 0 when unlimited."},
+    {"container_memory_usage_bytes", kGauge, {"id"}, container_has<&ContainerStats::memory_usage_bytes>,
+     cgroup<&ContainerStats::memory_usage_bytes>,
+     "Current memory usage in bytes, including all memory regardless of when it was accessed."},
+    {"container_memory_working_set_bytes", kGauge, {"id"}, container_has<&ContainerStats::memory_used_bytes>,
+     cgroup<&ContainerStats::memory_used_bytes>, "Current working set in bytes."},
+    {"container_threads", kGauge, {"id"}, container_has<&ContainerStats::pids>, cgroup<&ContainerStats::pids>,
+     "Number of threads (tasks) running inside the container."},
+    {"container_threads_max", kGauge, {"id"}, container, cgroup<&ContainerStats::pids_limit, true>,
+     "Maximum number of threads allowed inside the container, 0 when unlimited."},
+    // the agent itself
+    {"metrics_agent_build_info", kGauge, {"version"}, always, build_info,
+     "Constant 1 labeled with the metrics-agent version."},
+    {"metrics_agent_clients", kGauge, {"endpoint"}, always, clients, "WebSocket clients connected, by endpoint."},
+    {"metrics_agent_http_connections", kGauge, {}, always, self_value<&PrometheusSelf::http_connections>,
+     "Open connections that are not WebSocket streams."},
+    {"metrics_agent_connections_accepted_total", kCounter, {}, server_stats,
+     server_count<&ServerStats::connections_accepted>, "Connections accepted."},
+    {"metrics_agent_http_requests_total", kCounter, {}, server_stats, server_count<&ServerStats::http_requests>,
+     "HTTP requests answered."},
+    {"metrics_agent_messages_sent_total", kCounter, {}, server_stats, server_count<&ServerStats::messages_sent>,
+     "WebSocket frames (data and control) queued to clients."},
+    {"metrics_agent_bytes_sent_total", kCounter, {}, server_stats, server_count<&ServerStats::bytes_sent>,
+     "Bytes written to client sockets."},
+    {"metrics_agent_clients_dropped_total", kCounter, {"reason"}, server_stats, clients_dropped,
+     "Clients disconnected by the agent: backlog (stopped reading), error (socket error), "
+     "protocol (violation), timeout (stalled request or unanswered ping)."},
+    {"metrics_agent_connections_rejected_total", kCounter, {"reason"}, server_stats, connections_rejected,
+     "Connections answered 503 because of --max-clients or --max-clients-per-ip."},
+    {"metrics_agent_accept_failures_total", kCounter, {}, server_stats, server_count<&ServerStats::accept_failures>,
+     "Connections that could not be accepted for lack of file descriptors."},
+    {"metrics_agent_callback_errors_total", kCounter, {}, server_stats, server_count<&ServerStats::callback_errors>,
+     "Exceptions thrown by WebSocket callbacks; each closed its connection with 1011."},
+    {"metrics_agent_collection_duration_seconds", kGauge, {}, always, self_value<&PrometheusSelf::collect_seconds>,
+     "Seconds the last collection took."},
+    {"metrics_agent_history_points", kGauge, {}, always, self_value<&PrometheusSelf::history_points>,
+     "Snapshots held in the history buffer."},
+    {"metrics_agent_login_tracked_addresses", kGauge, {}, auth, self_value<&PrometheusSelf::login_tracked_addresses>,
+     "Addresses whose failed logins of the last minute are remembered."},
+    {"metrics_agent_login_throttled_total", kCounter, {}, auth, self_value<&PrometheusSelf::login_throttled>,
+     "Logins answered 429 because password checks across all addresses were over their rate."},
+    {"process_start_time_seconds", kGauge, {}, started, self_value<&PrometheusSelf::start_time_seconds>,
+     "When the process started, in seconds since the epoch."},
+};
+
+}  // namespace prom
+
+// Application gauges come last, so that a name clash with any family before
+// them is seen: a gauge whose sanitized name is already taken (by a family or
+// an earlier gauge) is left out rather than duplicated, which Prometheus would
+// reject. `begin` is where this exposition starts in `out`.
+inline void append_application_gauges(std::string& out, std::size_t begin, const std::vector<Gauge>& gauges,
+                                      const std::vector<std::string>& gauge_help) {
+  for (std::size_t i = 0; i < gauges.size(); ++i) {
+    const Gauge& g = gauges[i];
     const std::size_t mark = out.size();
     out += "# HELP ";
     const std::size_t name_at = out.size();
@@ -3784,6 +3860,24 @@ inline void append_prometheus(std::string& out, const Snapshot& s, const std::ve
     append_prom_number(out, g.value);
     out += '\n';
   }
+}
+
+// One snapshot as Prometheus text exposition 0.0.4: the rows of
+// prom::kFamilies, then the application gauges. A group that failed to
+// collect is left out, and node_scrape_collector_success{collector} says so.
+// `gauge_help[i]` is the help text of s.custom[i].
+inline void append_prometheus(std::string& out, const Snapshot& s, const std::vector<std::string>& gauge_help,
+                              const PrometheusSelf& self) {
+  const std::size_t begin = out.size();
+  out.reserve(begin + prometheus_size_estimate(s, gauge_help));
+  const prom::Input in{s, self};
+  for (const prom::Family& f : prom::kFamilies) {
+    if (!f.when(in)) continue;
+    append_prom_family(out, f.name, f.type, f.help);
+    prom::Series series(out, f);
+    f.read(series, in);
+  }
+  append_application_gauges(out, begin, s.custom, gauge_help);
 }
 
 }  // namespace detail
