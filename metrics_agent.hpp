@@ -296,6 +296,28 @@ struct Options {
   std::function<void(const std::string&)> logger;
 };
 
+class Responder;
+
+namespace detail {
+struct Conn;
+class Loop;
+struct DeferContext;
+struct DeferredAnswer;
+
+// Where HttpRequest::respond_later() finds its handler's connection. A copy
+// of the request starts with none: only the request a handler was given can
+// defer its answer, and only while the handler runs.
+struct DeferSlot {
+  DeferContext* context = nullptr;
+  DeferSlot() = default;
+  DeferSlot(const DeferSlot&) {}
+  DeferSlot& operator=(const DeferSlot&) {
+    context = nullptr;
+    return *this;
+  }
+};
+}  // namespace detail
+
 struct HttpRequest {
   std::string method, target, path, query, version;
   std::vector<std::pair<std::string, std::string>> headers;  // names lower-case
@@ -312,6 +334,17 @@ struct HttpRequest {
   // A query parameter, percent-decoded; `fallback` when absent.
   std::string param(std::string_view key, std::string fallback = {}) const;
   bool has_param(std::string_view key) const;
+
+  // Called by an HTTP handler (on the loop thread, during the handler) that
+  // answers later, e.g. from a worker thread: the value the handler returns is
+  // then ignored, and the answer is whatever the Responder sends. Until then
+  // the connection reads no further request (pipelined requests keep their
+  // order). Outside a handler it returns an empty Responder.
+  Responder respond_later() const;
+
+ private:
+  friend class detail::Loop;
+  detail::DeferSlot defer_;
 };
 
 struct HttpResponse {
@@ -329,10 +362,22 @@ struct HttpResponse {
   static HttpResponse error(int status, std::string_view message);
 };
 
-namespace detail {
-struct Conn;
-class Loop;
-}  // namespace detail
+// The answer to a request whose handler called HttpRequest::respond_later().
+// Copyable; send() may be called from any thread, once (later calls do
+// nothing). An answer for a connection that has closed in the meantime, or
+// for a server that has stopped, is dropped. A Responder that is never sent
+// leaves its connection waiting until the idle timeout.
+class Responder {
+ public:
+  Responder() = default;
+  void send(HttpResponse response) const;
+  explicit operator bool() const { return state_ != nullptr; }
+
+ private:
+  friend struct HttpRequest;
+  explicit Responder(std::shared_ptr<detail::DeferredAnswer> s) : state_(std::move(s)) {}
+  std::shared_ptr<detail::DeferredAnswer> state_;
+};
 
 // A WebSocket connection as the on-message callbacks see it. The handle is
 // valid until its on_close callback has returned.
@@ -412,10 +457,13 @@ class Server {
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
 
-  // `path` "*" takes every path that no other route serves.
-  void websocket(std::string path, WebSocketRoute route);
-  // `path` ending in "/*" matches every path below it.
-  void http(std::string method, std::string path, HttpHandler handler);
+  // `path` "*" takes every path that no other route serves. False (and
+  // logged) when a WebSocket or HTTP route already serves `path`.
+  bool websocket(std::string path, WebSocketRoute route);
+  // `path` ending in "/*" matches every path below it. False (and logged)
+  // when a route already serves this method and path, or a WebSocket route
+  // serves the path.
+  bool http(std::string method, std::string path, HttpHandler handler);
   // Called at every wall-clock multiple of `period_seconds` on the loop thread.
   void every(double period_seconds, std::function<void(std::int64_t tick_us)> fn);
 
@@ -435,6 +483,10 @@ class Server {
   std::size_t client_count() const;  // connections open now
   std::size_t websocket_count(std::string_view path) const;
   void log(const std::string& line) const;
+  // Thread-safe: runs `fn` on the loop thread at its next pass, e.g. to send
+  // to a WebSocket from an application thread. Functions posted before the
+  // loop runs wait for it; those still queued when it ends are discarded.
+  void post(std::function<void()> fn);
 
  private:
   std::unique_ptr<detail::Loop> loop_;
@@ -446,6 +498,27 @@ class Server {
 // the host program's business: the server never changes it by itself; the
 // metrics-agent program calls this at start. False when it cannot.
 bool raise_open_file_limit();
+
+// Parses a whole string as a finite number, whatever the locale; false on
+// anything else (trailing text, "nan", "inf").
+bool parse_number(std::string_view text, double& out);
+
+// A duration as the agent writes it in logs and alerts: "30s", "1.5s", "5m", "2h".
+std::string format_duration(double seconds);
+
+// Whether `host` is a host name or address as Options::allowed_hosts takes
+// it (dash.example.org, 10.0.0.2, [fd00::1], with or without a port).
+bool valid_host(std::string_view host);
+
+// A salted PBKDF2-SHA256 hash of `password` for Options::users (what
+// `metrics-agent hash-password` prints); empty when the system has no random
+// source for the salt.
+std::string hash_password(std::string_view password);
+
+// Whether `text` is an alert rule as Options::alerts takes it ("cpu>90:30s",
+// "memory>=95:1m:critical"); false with the reason in `error`. The metric
+// name is checked against the gauges by Agent::validate.
+bool parse_alert_rule(std::string_view text, std::string* error = nullptr);
 
 }  // namespace metrics_agent
 
@@ -494,6 +567,12 @@ class Agent {
   // One rich snapshot (SPEC §5.2 `data`) as JSON, with rates measured over
   // `interval_seconds`: what `metrics-agent --once` prints.
   std::string collect_once_json(double interval_seconds = 1.0);
+
+  // Called on the agent's thread after each tick, once the tick's messages
+  // are queued, with the snapshot they were made from. Added before
+  // listen()/start()/run() (afterwards false with a reason, like add_gauge);
+  // an exception it throws is logged and ignored.
+  bool on_snapshot(std::function<void(const Snapshot&)> fn, std::string* error = nullptr);
 
  private:
   std::unique_ptr<detail::AgentCore> core_;
@@ -2199,6 +2278,7 @@ struct Conn {
   std::unique_ptr<WsDecoder> decoder;
   struct RouteEntry* route = nullptr;
   std::unique_ptr<HttpRequest> request;  // the upgrade request, for WebSocket::request()
+  std::shared_ptr<DeferredAnswer> awaiting;  // a deferred answer not sent yet
   double last_rx = 0, partial_since = 0, ping_sent = 0, deadline = 0;
   double out_since = 0;            // last progress of queued output
   std::uint64_t user = 0;
@@ -2310,10 +2390,65 @@ struct Ticker {
   TickSchedule schedule;
 };
 
+// Functions posted to the loop from any thread (Server::post, Responder),
+// run on the loop thread when the waker fires. Closed when the loop is
+// destroyed: later posts are dropped, and so is what was still queued.
+class PostQueue {
+ public:
+  explicit PostQueue(const net::Waker& waker) : waker_(&waker) {}
+  void post(std::function<void()> fn) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closed_) return;
+    fns_.push_back(std::move(fn));
+    pending_.store(true);
+    waker_->wake();
+  }
+  std::vector<std::function<void()>> take() {
+    std::vector<std::function<void()>> out;
+    if (!pending_.load()) return out;
+    std::lock_guard<std::mutex> lock(mu_);
+    out.swap(fns_);
+    pending_.store(false);
+    return out;
+  }
+  void close() {
+    std::vector<std::function<void()>> dropped;
+    std::lock_guard<std::mutex> lock(mu_);
+    closed_ = true;
+    dropped.swap(fns_);
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<std::function<void()>> fns_;
+  std::atomic<bool> pending_{false};
+  bool closed_ = false;
+  const net::Waker* waker_;
+};
+
+// A deferred HTTP answer, shared by the Responders and the connection that
+// awaits it. `conn` is read and written on the loop thread only; it is
+// cleared when the connection closes, so that a late answer does nothing.
+struct DeferredAnswer {
+  std::shared_ptr<PostQueue> queue;
+  Loop* loop = nullptr;
+  Conn* conn = nullptr;
+  bool keep_alive = true, head_only = false;
+  std::atomic<bool> sent{false};
+};
+
+struct DeferContext {
+  Loop* loop;
+  Conn* conn;
+  bool keep_alive, head_only;
+  std::shared_ptr<DeferredAnswer> answer;  // made by the first respond_later()
+};
+
 class Loop {
  public:
   explicit Loop(Server::Config cfg) : cfg_(std::move(cfg)) { rbuf_.resize(64 * 1024); }
   ~Loop() {
+    posted_->close();
     for (auto& c : conns_)
       if (c->fd != net::invalid_socket) net::close_socket(c->fd);
     if (listener_ != net::invalid_socket) net::close_socket(listener_);
@@ -2384,6 +2519,7 @@ class Loop {
     }
     double next_housekeeping = mono_now() + 0.25;
     double shutdown_deadline = 0;
+    run_posted();
     for (;;) {
       if (stop_requested_.load() && shutdown_deadline == 0) {
         begin_shutdown();
@@ -2404,6 +2540,7 @@ class Loop {
           accept_all();
         } else if (ev.ptr == &waker_) {
           waker_.drain();
+          run_posted();
         } else {
           Conn* c = static_cast<Conn*>(ev.ptr);
           if (c->dead) continue;
@@ -2442,6 +2579,34 @@ class Loop {
       net::close_socket(listener_);
       listener_ = net::invalid_socket;
     }
+  }
+
+  std::shared_ptr<PostQueue> posted_ = std::make_shared<PostQueue>(waker_);
+
+  void run_posted() {
+    for (auto& fn : posted_->take()) {
+      try {
+        fn();
+      } catch (const std::exception& e) {
+        log(std::string("a function posted to the loop failed: ") + e.what());
+      } catch (...) {
+        log("a function posted to the loop failed");
+      }
+    }
+  }
+
+  // Sends a deferred answer (on the loop thread), then goes on with the
+  // requests that waited behind it on the same connection.
+  void finish_deferred(DeferredAnswer& a, HttpResponse res) {
+    Conn* c = a.conn;
+    a.conn = nullptr;
+    if (!c || c->dead) return;
+    c->awaiting.reset();
+    if (!cfg_.cors_origin.empty()) res.headers.push_back({"Access-Control-Allow-Origin", cfg_.cors_origin});
+    respond(c, res, a.keep_alive, a.head_only);
+    if (c->dead) return;
+    process(c);
+    update_interest(c);
   }
 
   // ---- sending -----------------------------------------------------------
@@ -2591,7 +2756,7 @@ class Loop {
   void process(Conn* c) {
     double now = mono_now();
     while (!c->dead && c->state == Conn::State::Http && !c->in.empty() && !c->close_after_flush &&
-           !backed_up(c)) {
+           !c->awaiting && !backed_up(c)) {
       HttpRequest req;
       HttpLimits limits;
       auto r = parse_http_request(c->in, req, limits);
@@ -2711,11 +2876,20 @@ class Loop {
       }
     }
     if (match) {
+      DeferContext defer{this, c, req.keep_alive, head, nullptr};
+      req.defer_.context = &defer;
       try {
         res = match->handler(req);
       } catch (const std::exception& e) {
         log(std::string("handler for ") + req.path + " failed: " + e.what());
         res = HttpResponse::error(500, "internal error");
+        defer.answer.reset();  // its Responders send nothing
+      }
+      req.defer_.context = nullptr;
+      if (defer.answer) {
+        defer.answer->conn = c;
+        c->awaiting = std::move(defer.answer);
+        return;
       }
     } else if (!allow.empty() && req.method == "OPTIONS") {
       // CORS preflight (Fetch standard): say what the path accepts.
@@ -2969,6 +3143,10 @@ class Loop {
   void kill(Conn* c) {
     if (c->dead) return;
     c->dead = true;
+    if (c->awaiting) {
+      c->awaiting->conn = nullptr;
+      c->awaiting.reset();
+    }
     poller_.remove(c->fd);
     net::close_socket(c->fd);
     c->fd = net::invalid_socket;
@@ -3079,14 +3257,54 @@ inline Server::~Server() {
   stop();
   join();
 }
-inline void Server::websocket(std::string path, WebSocketRoute route) {
-  loop_->ws_routes_[std::move(path)].route = std::move(route);
+inline Responder HttpRequest::respond_later() const {
+  detail::DeferContext* d = defer_.context;
+  if (!d) return Responder();
+  if (!d->answer) {
+    d->answer = std::make_shared<detail::DeferredAnswer>();
+    d->answer->queue = d->loop->posted_;
+    d->answer->loop = d->loop;
+    d->answer->keep_alive = d->keep_alive;
+    d->answer->head_only = d->head_only;
+  }
+  return Responder(d->answer);
 }
-inline void Server::http(std::string method, std::string path, HttpHandler handler) {
+
+// The loop runs posted functions only while it exists (the queue is closed
+// when it is destroyed), so `loop` is valid whenever the function runs.
+inline void Responder::send(HttpResponse response) const {
+  if (!state_ || state_->sent.exchange(true)) return;
+  auto s = state_;
+  s->queue->post([s, r = std::move(response)]() mutable { s->loop->finish_deferred(*s, std::move(r)); });
+}
+
+// A route that could never be reached, or that would silently replace
+// another, is refused: the first registration stays.
+inline bool Server::websocket(std::string path, WebSocketRoute route) {
+  bool taken = loop_->ws_routes_.count(path) != 0;
+  for (const auto& r : loop_->http_routes_)
+    taken = taken || (!r.prefix && r.path == path);
+  if (taken) {
+    loop_->log("WebSocket route " + path + " not added: the path is already served");
+    return false;
+  }
+  loop_->ws_routes_[std::move(path)].route = std::move(route);
+  return true;
+}
+inline bool Server::http(std::string method, std::string path, HttpHandler handler) {
   bool prefix = path.size() >= 2 && path.compare(path.size() - 2, 2, "/*") == 0;
   if (prefix) path.pop_back();
+  bool taken = !prefix && path != "*" && loop_->ws_routes_.count(path) != 0;
+  for (const auto& r : loop_->http_routes_)
+    taken = taken || (r.method == method && r.path == path && r.prefix == prefix);
+  if (taken) {
+    loop_->log("HTTP route " + method + " " + path + (prefix ? "*" : "") + " not added: it is already served");
+    return false;
+  }
   loop_->http_routes_.push_back({std::move(method), std::move(path), prefix, std::move(handler)});
+  return true;
 }
+inline void Server::post(std::function<void()> fn) { loop_->posted_->post(std::move(fn)); }
 inline void Server::every(double period_seconds, std::function<void(std::int64_t)> fn) {
   auto us = std::int64_t(std::llround(period_seconds * 1e6));
   loop_->tickers_.push_back({std::max<std::int64_t>(us, 1000), std::move(fn), detail::TickSchedule()});
@@ -3129,6 +3347,8 @@ inline std::size_t Server::websocket_count(std::string_view path) const {
 inline void Server::log(const std::string& line) const { loop_->log(line); }
 
 inline bool raise_open_file_limit() { return detail::net::raise_fd_limit(); }
+
+inline bool parse_number(std::string_view text, double& out) { return detail::parse_double(text, out); }
 
 }  // namespace metrics_agent
 
@@ -4307,6 +4527,14 @@ inline int health_check(const std::string& url, double timeout_seconds, std::str
 }
 
 }  // namespace detail
+
+// What `metrics-agent check` does: GET <url>/health within `timeout_seconds`.
+// 0 healthy (`message`: "healthy (version X, N clients)"), 1 unhealthy or
+// unreachable (`message`: why), 2 a malformed URL or timeout.
+inline int check(const std::string& url, double timeout_seconds, std::string& message) {
+  return detail::health_check(url, timeout_seconds, message);
+}
+
 }  // namespace metrics_agent
 
 // ============================================================================
@@ -5010,6 +5238,7 @@ class AgentCore {
   std::shared_ptr<Collector> collector_;
   std::vector<std::pair<std::string, std::function<double()>>> gauge_fns_;
   std::vector<std::string> gauge_help_;
+  std::vector<std::function<void(const Snapshot&)>> snapshot_fns_;
   std::unique_ptr<SlowSampler> slow_;
   // Orders add_gauge against prepare(): once prepared_ is set, gauge_fns_
   // never changes (the history rows are that wide).
@@ -5039,6 +5268,16 @@ class AgentCore {
     }
     gauge_fns_.emplace_back(std::move(name), std::move(read));
     gauge_help_.push_back(std::move(help));
+    return true;
+  }
+
+  bool on_snapshot(std::function<void(const Snapshot&)> fn, std::string* error) {
+    std::lock_guard<std::mutex> lk(setup_mu_);
+    if (prepared_) {
+      if (error) *error = "on_snapshot: observers are added before listen()/start()/run()";
+      return false;
+    }
+    snapshot_fns_.push_back(std::move(fn));
     return true;
   }
 
@@ -5108,6 +5347,15 @@ class AgentCore {
       s.ws.send_frame(frame_for(s));
     }
     collect_seconds_ = mono_now() - t0;
+    for (auto& fn : snapshot_fns_) {
+      try {
+        fn(snap_);
+      } catch (const std::exception& e) {
+        server_.log(std::string("on_snapshot callback failed: ") + e.what());
+      } catch (...) {
+        server_.log("on_snapshot callback failed");
+      }
+    }
   }
 
   std::shared_ptr<const std::string> frame_for(const Subscriber& s) {
@@ -5705,6 +5953,20 @@ class AgentCore {
 // Implementation: public agent API
 // ============================================================================
 
+inline std::string format_duration(double seconds) { return detail::format_duration(seconds); }
+
+inline bool valid_host(std::string_view host) { return !detail::host_name_part(host).empty(); }
+
+inline std::string hash_password(std::string_view password) { return detail::password_hash(password); }
+
+inline bool parse_alert_rule(std::string_view text, std::string* error) {
+  detail::AlertRule rule;
+  std::string why;
+  if (detail::parse_alert_rule(text, rule, why)) return true;
+  if (error) *error = std::move(why);
+  return false;
+}
+
 inline Agent::Agent(Options options) : core_(new detail::AgentCore(std::move(options))) {}
 
 inline Agent::~Agent() {
@@ -5802,6 +6064,10 @@ inline void Agent::join() {
 }
 
 inline int Agent::port() const { return core_->server_.port(); }
+
+inline bool Agent::on_snapshot(std::function<void(const Snapshot&)> fn, std::string* error) {
+  return core_->on_snapshot(std::move(fn), error);
+}
 
 inline std::string Agent::collect_once_json(double interval_seconds) {
   Snapshot* s = &core_->snap_;
