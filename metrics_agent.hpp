@@ -77,6 +77,7 @@
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
+#include <deque>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -107,6 +108,7 @@
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -2062,6 +2064,11 @@ inline bool raise_fd_limit() {
   rl.rlim_cur = rl.rlim_max;
   return setrlimit(RLIMIT_NOFILE, &rl) == 0;
 }
+
+// Lowers the calling thread's scheduling priority (nice +10), for background
+// work that must yield the CPU to the event loop. On Linux a thread id given
+// to setpriority(2) names that thread alone (see its NOTES).
+inline void lower_thread_priority() { ::setpriority(PRIO_PROCESS, id_t(::syscall(SYS_gettid)), 10); }
 
 inline socket_t accept_nonblocking(socket_t l, std::string& remote, bool& loopback) {
   sockaddr_storage ss{};
@@ -5188,6 +5195,61 @@ struct LoginAttempts {
   int failures = 0;
 };
 
+// Checks passwords (100,000 PBKDF2 rounds, tens of milliseconds each) on one
+// worker thread of its own, so that logins never hold up the event loop.
+// `done` runs on the worker; jobs still queued when it is destroyed are
+// dropped. The thread starts with the first job.
+class PasswordChecker {
+ public:
+  PasswordChecker() = default;
+  PasswordChecker(const PasswordChecker&) = delete;
+  PasswordChecker& operator=(const PasswordChecker&) = delete;
+  ~PasswordChecker() {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  void submit(std::string password, std::string hash, std::function<void(bool)> done) {
+    std::lock_guard<std::mutex> lk(mu_);
+    jobs_.push_back({std::move(password), std::move(hash), std::move(done)});
+    if (!thread_.joinable())
+      thread_ = std::thread([this] {
+        net::lower_thread_priority();
+        work();
+      });
+    cv_.notify_one();
+  }
+
+ private:
+  struct Job {
+    std::string password, hash;
+    std::function<void(bool)> done;
+  };
+
+  void work() {
+    std::unique_lock<std::mutex> lk(mu_);
+    for (;;) {
+      cv_.wait(lk, [this] { return stop_ || !jobs_.empty(); });
+      if (stop_) return;
+      Job job = std::move(jobs_.front());
+      jobs_.pop_front();
+      lk.unlock();
+      job.done(password_verify(job.password, job.hash));
+      lk.lock();
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Job> jobs_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
 class AgentCore {
  public:
   explicit AgentCore(Options o)
@@ -5779,12 +5841,13 @@ class AgentCore {
     return HttpResponse::json(200, out);
   }
 
-  // Each password check is 100,000 PBKDF2 rounds (tens of milliseconds) on the
-  // loop, so checks across all addresses share one token bucket: at most
-  // kLoginChecksPerSecond on average, kLoginCheckBurst at once; beyond that 429
-  // at once. That bounds the loop's share spent on logins, whatever number of
-  // source addresses send them. Failed logins are remembered per address for a
-  // minute, for at most kLoginTrackedMax addresses.
+  // Each password check is 100,000 PBKDF2 rounds (tens of milliseconds), done
+  // on the PasswordChecker's thread; checks across all addresses share one
+  // token bucket: at most kLoginChecksPerSecond on average, kLoginCheckBurst
+  // at once; beyond that 429 at once. That bounds the CPU spent on logins and
+  // the checker's queue, whatever number of source addresses send them. The
+  // bucket and the failures, remembered per address for a minute for at most
+  // kLoginTrackedMax addresses, are kept on the loop thread.
   static constexpr double kLoginChecksPerSecond = 4, kLoginCheckBurst = 4;
   static constexpr std::size_t kLoginTrackedMax = 10000;
   static constexpr std::int64_t kLoginWindowSeconds = 60;
@@ -5840,15 +5903,33 @@ class AgentCore {
     const std::string* hash = &dummy_hash_;
     for (const auto& acct : users_)
       if (acct.first == name) hash = &acct.second;
-    bool ok = password_verify(p->second.get<std::string>(), *hash) && hash != &dummy_hash_;
+    bool known_name = hash != &dummy_hash_;
+    Responder answer = req.respond_later();
+    checker_.submit(p->second.get<std::string>(), *hash,
+                    [this, answer, known_name, name, remote = req.remote_address](bool match) {
+                      server_.post([this, answer, ok = match && known_name, name, remote] {
+                        answer.send(login_checked(remote, name, ok));
+                      });
+                    });
+    return HttpResponse();  // the answer is sent by login_checked
+  }
+
+  // The end of a login, back on the loop thread once its password is checked.
+  HttpResponse login_checked(const std::string& remote, const std::string& name, bool ok) {
+    std::int64_t now = wall_now_us() / 1000000;
     if (!ok) {
+      auto known = attempts_.find(remote);
+      if (known != attempts_.end() && now - known->second.window_start >= kLoginWindowSeconds) {
+        attempts_.erase(known);
+        known = attempts_.end();
+      }
       if (known == attempts_.end()) {
         if (attempts_.size() >= kLoginTrackedMax) prune_login_attempts(now);
         // Still full: failures from this many addresses within a minute are
         // an attack; new addresses wait until the oldest windows expire.
         if (attempts_.size() >= kLoginTrackedMax)
           return too_many_logins("too many addresses are failing to log in; try again later", kLoginWindowSeconds);
-        known = attempts_.emplace(req.remote_address, LoginAttempts{now, 0}).first;
+        known = attempts_.emplace(remote, LoginAttempts{now, 0}).first;
       }
       ++known->second.failures;
       return HttpResponse::error(401, "invalid credentials");
@@ -5945,6 +6026,8 @@ class AgentCore {
   double login_tokens_ = kLoginCheckBurst, login_tokens_at_ = 0;
   std::uint64_t login_throttled_ = 0;
   std::string dummy_hash_ = "pbkdf2-sha256$100000$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+  // Last: destroyed (its thread joined) before the server its jobs post to.
+  PasswordChecker checker_;
 };
 
 }  // namespace detail
