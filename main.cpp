@@ -1,5 +1,6 @@
 // metrics-agent: the command line around metrics_agent.hpp (SPEC §3).
 #include "metrics_agent.hpp"
+#include "tools/check_client.hpp"
 
 #include <csignal>
 #include <fstream>

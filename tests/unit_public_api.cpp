@@ -3,6 +3,7 @@
 // duplicate routes, deferred HTTP answers, Agent::on_snapshot, and the
 // helpers the command line is built on.
 #include "metrics_agent.hpp"
+#include "tools/check_client.hpp"
 
 #include <gtest/gtest.h>
 
