@@ -20,6 +20,11 @@
 //     METRICS_AGENT_MAX_BACKLOG_BYTES  output queued for one client before it is dropped
 //     METRICS_AGENT_MAX_MESSAGE_BYTES  default largest inbound WebSocket message (else 1009)
 //     METRICS_AGENT_MAX_FRAGMENTS      most fragments accepted in one message
+//     METRICS_AGENT_NO_DASHBOARD       defined: the dashboard page (about 47 KB) is
+//                                      left out, and GET / answers 404 saying so
+//
+// The client behind `metrics-agent check` is not part of this header: include
+// "tools/check_client.hpp" after it for metrics_agent::check().
 
 #ifndef METRICS_AGENT_HPP
 #define METRICS_AGENT_HPP
@@ -5315,6 +5320,11 @@ class AgentCore {
     server_.http("GET", "/api/metrics/*", [this](const HttpRequest& r) { return history(r); });
     server_.http("POST", "/api/auth/login", [this](const HttpRequest& r) { return login(r); });
     server_.http("POST", "/api/ws/broadcast/alert", [this](const HttpRequest& r) { return broadcast(r); });
+#if defined(METRICS_AGENT_NO_DASHBOARD)
+    server_.http("GET", "/", [](const HttpRequest&) {
+      return HttpResponse::error(404, "this agent is built without the dashboard (METRICS_AGENT_NO_DASHBOARD)");
+    });
+#else
     server_.http("GET", "/", [](const HttpRequest&) {
       HttpResponse r;
       r.content_type = "text/html; charset=utf-8";
@@ -5322,9 +5332,12 @@ class AgentCore {
       r.headers.push_back({"Cache-Control", "no-cache"});
       return r;
     });
+#endif  // METRICS_AGENT_NO_DASHBOARD
   }
 
+#if !defined(METRICS_AGENT_NO_DASHBOARD)
   static std::string dashboard_html();
+#endif  // !METRICS_AGENT_NO_DASHBOARD
 
   std::vector<Subscriber> subs_;
   std::vector<std::pair<std::uint32_t, std::shared_ptr<const std::string>>> frames_;
@@ -5485,6 +5498,8 @@ inline std::string Agent::collect_once_json(double interval_seconds) {
 // ============================================================================
 // Dashboard (SPEC §7): one self-contained page, no external resources
 // ============================================================================
+
+#if !defined(METRICS_AGENT_NO_DASHBOARD)
 
 namespace metrics_agent {
 namespace detail {
@@ -6351,5 +6366,7 @@ boot();
 
 }  // namespace detail
 }  // namespace metrics_agent
+
+#endif  // !METRICS_AGENT_NO_DASHBOARD
 
 #endif  // METRICS_AGENT_HPP
