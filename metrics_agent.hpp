@@ -5497,6 +5497,8 @@ inline std::string Agent::collect_once_json(double interval_seconds) {
 
 // ============================================================================
 // Dashboard (SPEC §7): one self-contained page, no external resources
+//   Authored as dashboard/index.html; scripts/gen_dashboard.py writes it
+//   here. Edit the page there, not below.
 // ============================================================================
 
 #if !defined(METRICS_AGENT_NO_DASHBOARD)
