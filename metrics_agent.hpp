@@ -6372,3 +6372,6 @@ boot();
 #endif  // !METRICS_AGENT_NO_DASHBOARD
 
 #endif  // METRICS_AGENT_HPP
+
+// metrics-agent is distributed under the MIT License: Copyright (c) 2026 The
+// metrics-agent authors. See LICENSE for the full text.
