@@ -20,6 +20,10 @@
 //     METRICS_AGENT_MAX_BACKLOG_BYTES  output queued for one client before it is dropped
 //     METRICS_AGENT_MAX_MESSAGE_BYTES  default largest inbound WebSocket message (else 1009)
 //     METRICS_AGENT_MAX_FRAGMENTS      most fragments accepted in one message
+//     METRICS_AGENT_SEPARATE_IMPLEMENTATION  defined in every translation unit: the
+//                                      header declares the public API only, and the
+//                                      one unit that also defines
+//                                      METRICS_AGENT_IMPLEMENTATION compiles the rest
 //     METRICS_AGENT_NO_DASHBOARD       defined: the dashboard page (about 47 KB) is
 //                                      left out, and GET / answers 404 saying so
 //
@@ -52,6 +56,15 @@
 #ifndef METRICS_AGENT_MAX_MESSAGE_BYTES
 #define METRICS_AGENT_MAX_MESSAGE_BYTES 65536
 #endif
+
+// Header-only by default: every function is inline. In split mode the public
+// functions are defined once, in the translation unit that defines
+// METRICS_AGENT_IMPLEMENTATION, so they are not inline there.
+#if defined(METRICS_AGENT_SEPARATE_IMPLEMENTATION)
+#define METRICS_AGENT_API_INLINE
+#else
+#define METRICS_AGENT_API_INLINE inline
+#endif  // METRICS_AGENT_SEPARATE_IMPLEMENTATION
 
 #ifndef METRICS_AGENT_MAX_FRAGMENTS
 #define METRICS_AGENT_MAX_FRAGMENTS 1000000
@@ -587,6 +600,8 @@ class Agent {
 };
 
 }  // namespace metrics_agent
+
+#if !defined(METRICS_AGENT_SEPARATE_IMPLEMENTATION) || defined(METRICS_AGENT_IMPLEMENTATION)
 
 // ============================================================================
 // Collector (one file per OS; each fills the Snapshot above)
@@ -3220,16 +3235,16 @@ class Loop {
 // Implementation: public server API
 // ============================================================================
 
-inline std::string HttpRequest::param(std::string_view key, std::string fallback) const {
+METRICS_AGENT_API_INLINE std::string HttpRequest::param(std::string_view key, std::string fallback) const {
   std::string v;
   return detail::query_lookup(query, key, &v) ? v : fallback;
 }
 
-inline bool HttpRequest::has_param(std::string_view key) const {
+METRICS_AGENT_API_INLINE bool HttpRequest::has_param(std::string_view key) const {
   return detail::query_lookup(query, key, nullptr);
 }
 
-inline HttpResponse HttpResponse::error(int status, std::string_view message) {
+METRICS_AGENT_API_INLINE HttpResponse HttpResponse::error(int status, std::string_view message) {
   HttpResponse r;
   r.status = status;
   r.body = "{\"error\":" + detail::json_string(message) + "}";
@@ -3238,38 +3253,38 @@ inline HttpResponse HttpResponse::error(int status, std::string_view message) {
 
 // A text frame is valid UTF-8 by construction: peers fail the connection with
 // 1007 otherwise (RFC 6455 section 8.1), and would reconnect into the same frame.
-inline std::shared_ptr<const std::string> encode_text_frame(std::string_view text) {
+METRICS_AGENT_API_INLINE std::shared_ptr<const std::string> encode_text_frame(std::string_view text) {
   if (!detail::valid_utf8(text))
     return std::make_shared<const std::string>(detail::encode_frame(detail::WsOp::Text, detail::utf8_substituted(text)));
   return std::make_shared<const std::string>(detail::encode_frame(detail::WsOp::Text, text));
 }
 
 // RFC 6455 §5.5.1: no data frames after our close frame.
-inline void WebSocket::send_text(std::string_view text) {
+METRICS_AGENT_API_INLINE void WebSocket::send_text(std::string_view text) {
   if (c_->state == detail::Conn::State::WebSocket)
     c_->loop->send_owned(c_, detail::valid_utf8(text)
                                  ? detail::encode_frame(detail::WsOp::Text, text)
                                  : detail::encode_frame(detail::WsOp::Text, detail::utf8_substituted(text)));
 }
-inline void WebSocket::send_binary(std::string_view data) {
+METRICS_AGENT_API_INLINE void WebSocket::send_binary(std::string_view data) {
   if (c_->state == detail::Conn::State::WebSocket)
     c_->loop->send_owned(c_, detail::encode_frame(detail::WsOp::Binary, data));
 }
-inline void WebSocket::send_frame(const std::shared_ptr<const std::string>& frame) {
+METRICS_AGENT_API_INLINE void WebSocket::send_frame(const std::shared_ptr<const std::string>& frame) {
   if (c_->state == detail::Conn::State::WebSocket) c_->loop->send_shared(c_, frame);
 }
-inline void WebSocket::close(std::uint16_t code, std::string_view reason) { c_->loop->close_ws(c_, code, reason); }
-inline const HttpRequest& WebSocket::request() const { return *c_->request; }
-inline std::uint64_t WebSocket::user_data() const { return c_->user; }
-inline void WebSocket::set_user_data(std::uint64_t value) { c_->user = value; }
+METRICS_AGENT_API_INLINE void WebSocket::close(std::uint16_t code, std::string_view reason) { c_->loop->close_ws(c_, code, reason); }
+METRICS_AGENT_API_INLINE const HttpRequest& WebSocket::request() const { return *c_->request; }
+METRICS_AGENT_API_INLINE std::uint64_t WebSocket::user_data() const { return c_->user; }
+METRICS_AGENT_API_INLINE void WebSocket::set_user_data(std::uint64_t value) { c_->user = value; }
 
-inline Server::Server() : Server(Config()) {}
-inline Server::Server(Config config) : loop_(new detail::Loop(std::move(config))) {}
-inline Server::~Server() {
+METRICS_AGENT_API_INLINE Server::Server() : Server(Config()) {}
+METRICS_AGENT_API_INLINE Server::Server(Config config) : loop_(new detail::Loop(std::move(config))) {}
+METRICS_AGENT_API_INLINE Server::~Server() {
   stop();
   join();
 }
-inline Responder HttpRequest::respond_later() const {
+METRICS_AGENT_API_INLINE Responder HttpRequest::respond_later() const {
   detail::DeferContext* d = defer_.context;
   if (!d) return Responder();
   if (!d->answer) {
@@ -3284,7 +3299,7 @@ inline Responder HttpRequest::respond_later() const {
 
 // The loop runs posted functions only while it exists (the queue is closed
 // when it is destroyed), so `loop` is valid whenever the function runs.
-inline void Responder::send(HttpResponse response) const {
+METRICS_AGENT_API_INLINE void Responder::send(HttpResponse response) const {
   if (!state_ || state_->sent.exchange(true)) return;
   auto s = state_;
   s->queue->post([s, r = std::move(response)]() mutable { s->loop->finish_deferred(*s, std::move(r)); });
@@ -3292,7 +3307,7 @@ inline void Responder::send(HttpResponse response) const {
 
 // A route that could never be reached, or that would silently replace
 // another, is refused: the first registration stays.
-inline bool Server::websocket(std::string path, WebSocketRoute route) {
+METRICS_AGENT_API_INLINE bool Server::websocket(std::string path, WebSocketRoute route) {
   bool taken = loop_->ws_routes_.count(path) != 0;
   for (const auto& r : loop_->http_routes_)
     taken = taken || (!r.prefix && r.path == path);
@@ -3303,7 +3318,7 @@ inline bool Server::websocket(std::string path, WebSocketRoute route) {
   loop_->ws_routes_[std::move(path)].route = std::move(route);
   return true;
 }
-inline bool Server::http(std::string method, std::string path, HttpHandler handler) {
+METRICS_AGENT_API_INLINE bool Server::http(std::string method, std::string path, HttpHandler handler) {
   bool prefix = path.size() >= 2 && path.compare(path.size() - 2, 2, "/*") == 0;
   if (prefix) path.pop_back();
   bool taken = !prefix && path != "*" && loop_->ws_routes_.count(path) != 0;
@@ -3316,13 +3331,13 @@ inline bool Server::http(std::string method, std::string path, HttpHandler handl
   loop_->http_routes_.push_back({std::move(method), std::move(path), prefix, std::move(handler)});
   return true;
 }
-inline void Server::post(std::function<void()> fn) { loop_->posted_->post(std::move(fn)); }
-inline void Server::every(double period_seconds, std::function<void(std::int64_t)> fn) {
+METRICS_AGENT_API_INLINE void Server::post(std::function<void()> fn) { loop_->posted_->post(std::move(fn)); }
+METRICS_AGENT_API_INLINE void Server::every(double period_seconds, std::function<void(std::int64_t)> fn) {
   auto us = std::int64_t(std::llround(period_seconds * 1e6));
   loop_->tickers_.push_back({std::max<std::int64_t>(us, 1000), std::move(fn), detail::TickSchedule()});
 }
-inline bool Server::listen(std::string* error) { return loop_->listen(error); }
-inline void Server::run() {
+METRICS_AGENT_API_INLINE bool Server::listen(std::string* error) { return loop_->listen(error); }
+METRICS_AGENT_API_INLINE void Server::run() {
   std::string err;
   if (!loop_->listen(&err)) {
     loop_->log(err);
@@ -3332,7 +3347,7 @@ inline void Server::run() {
   loop_->run();
   loop_->loop_thread_.store(std::thread::id());
 }
-inline bool Server::start(std::string* error) {
+METRICS_AGENT_API_INLINE bool Server::start(std::string* error) {
   if (thread_.joinable()) return true;
   std::string err;
   if (!loop_->listen(&err)) {
@@ -3345,22 +3360,22 @@ inline bool Server::start(std::string* error) {
   thread_ = std::thread([this] { run(); });
   return true;
 }
-inline void Server::stop() { loop_->request_stop(); }
-inline void Server::join() {
+METRICS_AGENT_API_INLINE void Server::stop() { loop_->request_stop(); }
+METRICS_AGENT_API_INLINE void Server::join() {
   if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
 }
-inline int Server::port() const { return loop_->port(); }
-inline ServerStats Server::stats() const { return loop_->stats(); }
-inline std::size_t Server::client_count() const { return loop_->client_count(); }
-inline std::size_t Server::websocket_count(std::string_view path) const {
+METRICS_AGENT_API_INLINE int Server::port() const { return loop_->port(); }
+METRICS_AGENT_API_INLINE ServerStats Server::stats() const { return loop_->stats(); }
+METRICS_AGENT_API_INLINE std::size_t Server::client_count() const { return loop_->client_count(); }
+METRICS_AGENT_API_INLINE std::size_t Server::websocket_count(std::string_view path) const {
   auto it = loop_->ws_routes_.find(path);
   return it == loop_->ws_routes_.end() ? 0 : it->second.clients.load();
 }
-inline void Server::log(const std::string& line) const { loop_->log(line); }
+METRICS_AGENT_API_INLINE void Server::log(const std::string& line) const { loop_->log(line); }
 
-inline bool raise_open_file_limit() { return detail::net::raise_fd_limit(); }
+METRICS_AGENT_API_INLINE bool raise_open_file_limit() { return detail::net::raise_fd_limit(); }
 
-inline bool parse_number(std::string_view text, double& out) { return detail::parse_double(text, out); }
+METRICS_AGENT_API_INLINE bool parse_number(std::string_view text, double& out) { return detail::parse_double(text, out); }
 
 }  // namespace metrics_agent
 
@@ -5364,13 +5379,13 @@ class AgentCore {
 // Implementation: public agent API
 // ============================================================================
 
-inline std::string format_duration(double seconds) { return detail::format_duration(seconds); }
+METRICS_AGENT_API_INLINE std::string format_duration(double seconds) { return detail::format_duration(seconds); }
 
-inline bool valid_host(std::string_view host) { return !detail::host_name_part(host).empty(); }
+METRICS_AGENT_API_INLINE bool valid_host(std::string_view host) { return !detail::host_name_part(host).empty(); }
 
-inline std::string hash_password(std::string_view password) { return detail::password_hash(password); }
+METRICS_AGENT_API_INLINE std::string hash_password(std::string_view password) { return detail::password_hash(password); }
 
-inline bool parse_alert_rule(std::string_view text, std::string* error) {
+METRICS_AGENT_API_INLINE bool parse_alert_rule(std::string_view text, std::string* error) {
   detail::AlertRule rule;
   std::string why;
   if (detail::parse_alert_rule(text, rule, why)) return true;
@@ -5378,14 +5393,14 @@ inline bool parse_alert_rule(std::string_view text, std::string* error) {
   return false;
 }
 
-inline Agent::Agent(Options options) : core_(new detail::AgentCore(std::move(options))) {}
+METRICS_AGENT_API_INLINE Agent::Agent(Options options) : core_(new detail::AgentCore(std::move(options))) {}
 
-inline Agent::~Agent() {
+METRICS_AGENT_API_INLINE Agent::~Agent() {
   stop();
   join();
 }
 
-inline bool Agent::validate(const Options& o, std::string* error) {
+METRICS_AGENT_API_INLINE bool Agent::validate(const Options& o, std::string* error) {
   auto fail = [&](std::string why) {
     if (error) *error = std::move(why);
     return false;
@@ -5432,19 +5447,19 @@ inline bool Agent::validate(const Options& o, std::string* error) {
   return true;
 }
 
-inline bool Agent::validate(std::string* error) const { return core_->validate(error); }
+METRICS_AGENT_API_INLINE bool Agent::validate(std::string* error) const { return core_->validate(error); }
 
-inline bool Agent::add_gauge(std::string name, std::string help, std::function<double()> read, std::string* error) {
+METRICS_AGENT_API_INLINE bool Agent::add_gauge(std::string name, std::string help, std::function<double()> read, std::string* error) {
   return core_->add_gauge(std::move(name), std::move(help), std::move(read), error);
 }
 
-inline Server& Agent::server() { return core_->server_; }
+METRICS_AGENT_API_INLINE Server& Agent::server() { return core_->server_; }
 
-inline bool Agent::listen(std::string* error) {
+METRICS_AGENT_API_INLINE bool Agent::listen(std::string* error) {
   return core_->prepare(error) && core_->server_.listen(error);
 }
 
-inline int Agent::run() {
+METRICS_AGENT_API_INLINE int Agent::run() {
   std::string err;
   if (!listen(&err)) {
     core_->server_.log(err);
@@ -5454,7 +5469,7 @@ inline int Agent::run() {
   return 0;
 }
 
-inline bool Agent::start(std::string* error) {
+METRICS_AGENT_API_INLINE bool Agent::start(std::string* error) {
   if (thread_.joinable()) return true;
   std::string err;
   if (!listen(&err)) {
@@ -5468,19 +5483,19 @@ inline bool Agent::start(std::string* error) {
   return true;
 }
 
-inline void Agent::stop() { core_->server_.stop(); }
+METRICS_AGENT_API_INLINE void Agent::stop() { core_->server_.stop(); }
 
-inline void Agent::join() {
+METRICS_AGENT_API_INLINE void Agent::join() {
   if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
 }
 
-inline int Agent::port() const { return core_->server_.port(); }
+METRICS_AGENT_API_INLINE int Agent::port() const { return core_->server_.port(); }
 
-inline bool Agent::on_snapshot(std::function<void(const Snapshot&)> fn, std::string* error) {
+METRICS_AGENT_API_INLINE bool Agent::on_snapshot(std::function<void(const Snapshot&)> fn, std::string* error) {
   return core_->on_snapshot(std::move(fn), error);
 }
 
-inline std::string Agent::collect_once_json(double interval_seconds) {
+METRICS_AGENT_API_INLINE std::string Agent::collect_once_json(double interval_seconds) {
   Snapshot* s = &core_->snap_;
   std::this_thread::sleep_for(std::chrono::duration<double>(interval_seconds));
   core_->sample(*s);  // the fast part and the gauges
@@ -6370,6 +6385,8 @@ boot();
 }  // namespace metrics_agent
 
 #endif  // !METRICS_AGENT_NO_DASHBOARD
+
+#endif  // !METRICS_AGENT_SEPARATE_IMPLEMENTATION || METRICS_AGENT_IMPLEMENTATION
 
 #endif  // METRICS_AGENT_HPP
 
