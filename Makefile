@@ -11,7 +11,7 @@ BUILD    ?= build
 CXXFLAGS ?= -O2 -g
 WARN     := -Wall -Wextra
 STD      := -std=c++17
-HEADERS  := metrics_agent.hpp $(wildcard platform/*.hpp)
+HEADERS  := metrics_agent.hpp $(wildcard platform/*.hpp) $(wildcard tools/*.hpp)
 ifeq ($(SANITIZE),1)
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer
 CMAKE_SAN := -DMETRICS_AGENT_SANITIZE=ON

@@ -1,5 +1,6 @@
 // metrics-agent: the command line around metrics_agent.hpp (SPEC §3).
 #include "metrics_agent.hpp"
+#include "tools/check_client.hpp"
 
 #include <csignal>
 #include <fstream>
@@ -56,7 +57,7 @@ double read_number_file(const std::string& path) {
   std::string text;
   std::getline(f, text);
   double v = 0;
-  return f || f.eof() ? (metrics_agent::detail::parse_double(text, v) ? v : std::nan("")) : std::nan("");
+  return f || f.eof() ? (metrics_agent::parse_number(text, v) ? v : std::nan("")) : std::nan("");
 }
 
 extern "C" void on_signal(int) {
@@ -71,7 +72,7 @@ struct UsageError {
 
 double number(const std::string& flag, const std::string& v, double lo, double hi, const char* unit) {
   double d = 0;
-  if (!metrics_agent::detail::parse_double(v, d) || d < lo || d > hi) {
+  if (!metrics_agent::parse_number(v, d) || d < lo || d > hi) {
     std::ostringstream os;
     os << flag << ": '" << v << "' is not a number between " << lo << " and " << hi << " " << unit;
     usage_error(os.str());
@@ -82,14 +83,14 @@ double number(const std::string& flag, const std::string& v, double lo, double h
 // The agent's flags are only parsed here: Agent::validate checks their ranges.
 double seconds(const std::string& flag, const std::string& v) {
   double d = 0;
-  if (!metrics_agent::detail::parse_double(v, d)) usage_error(flag + ": '" + v + "' is not a number of seconds");
+  if (!metrics_agent::parse_number(v, d)) usage_error(flag + ": '" + v + "' is not a number of seconds");
   return d;
 }
 
 std::size_t count(const std::string& flag, const std::string& v) {
   double d = 0;
   // Up to 2^53, where a double still holds every whole number.
-  if (!metrics_agent::detail::parse_double(v, d) || d < 0 || d > 9007199254740992.0 || d != std::floor(d))
+  if (!metrics_agent::parse_number(v, d) || d < 0 || d > 9007199254740992.0 || d != std::floor(d))
     usage_error(flag + ": '" + v + "' is not a whole number");
   return std::size_t(d);
 }
@@ -134,7 +135,7 @@ void apply(metrics_agent::Options& o, const std::string& flag, const std::string
   } else if (flag == "cors-origin") {
     o.cors_origin = v;
   } else if (flag == "allowed-host") {
-    if (v != "*" && metrics_agent::detail::host_name_part(v).empty())
+    if (v != "*" && !metrics_agent::valid_host(v))
       usage_error(f + ": expected a host name or address such as dash.example.org or [fd00::1], got '" + v + "'");
     o.allowed_hosts.push_back(v);
   } else if (flag == "heartbeat") {
@@ -202,7 +203,7 @@ int hash_password() {
     std::cerr << "metrics-agent: hash-password: read an empty password from stdin\n";
     return 2;
   }
-  std::string hash = metrics_agent::detail::password_hash(pw);
+  std::string hash = metrics_agent::hash_password(pw);
   if (hash.empty()) {
     std::cerr << "metrics-agent: hash-password: no random source for the salt\n";
     return 1;
@@ -241,7 +242,7 @@ int check_command(const std::vector<std::string>& args) {
     return 2;
   }
   std::string message;
-  const int rc = metrics_agent::detail::health_check(url, timeout, message);
+  const int rc = metrics_agent::check(url, timeout, message);
   if (rc == 2) {
     std::cerr << "metrics-agent: check: " << message << "\n" << kUsage;
     return 2;
@@ -321,7 +322,7 @@ int main(int argc, char** argv) {
     std::cerr << "metrics-agent: " << err << "\n";
     return 1;
   }
-  agent.server().log("listening on " + opt.listen + " (tick " + metrics_agent::detail::format_duration(opt.tick_seconds) +
+  agent.server().log("listening on " + opt.listen + " (tick " + metrics_agent::format_duration(opt.tick_seconds) +
                      (opt.jwt_secret.empty() ? ", authentication off)" : ", authentication on)"));
   int rc = agent.run();
   g_agent = nullptr;

@@ -20,6 +20,15 @@
 //     METRICS_AGENT_MAX_BACKLOG_BYTES  output queued for one client before it is dropped
 //     METRICS_AGENT_MAX_MESSAGE_BYTES  default largest inbound WebSocket message (else 1009)
 //     METRICS_AGENT_MAX_FRAGMENTS      most fragments accepted in one message
+//     METRICS_AGENT_SEPARATE_IMPLEMENTATION  defined in every translation unit: the
+//                                      header declares the public API only, and the
+//                                      one unit that also defines
+//                                      METRICS_AGENT_IMPLEMENTATION compiles the rest
+//     METRICS_AGENT_NO_DASHBOARD       defined: the dashboard page (about 47 KB) is
+//                                      left out, and GET / answers 404 saying so
+//
+// The client behind `metrics-agent check` is not part of this header: include
+// "tools/check_client.hpp" after it for metrics_agent::check().
 //
 // Platform macros (defined by the header in "Platform detection", from the
 // compiler's own; later code tests only these):
@@ -59,6 +68,15 @@
 #ifndef METRICS_AGENT_MAX_MESSAGE_BYTES
 #define METRICS_AGENT_MAX_MESSAGE_BYTES 65536
 #endif
+
+// Header-only by default: every function is inline. In split mode the public
+// functions are defined once, in the translation unit that defines
+// METRICS_AGENT_IMPLEMENTATION, so they are not inline there.
+#if defined(METRICS_AGENT_SEPARATE_IMPLEMENTATION)
+#define METRICS_AGENT_API_INLINE
+#else
+#define METRICS_AGENT_API_INLINE inline
+#endif  // METRICS_AGENT_SEPARATE_IMPLEMENTATION
 
 #ifndef METRICS_AGENT_MAX_FRAGMENTS
 #define METRICS_AGENT_MAX_FRAGMENTS 1000000
@@ -105,6 +123,7 @@
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
+#include <deque>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -134,6 +153,7 @@
 #include <poll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -367,6 +387,28 @@ struct Options {
   std::function<void(const std::string&)> logger;
 };
 
+class Responder;
+
+namespace detail {
+struct Conn;
+class Loop;
+struct DeferContext;
+struct DeferredAnswer;
+
+// Where HttpRequest::respond_later() finds its handler's connection. A copy
+// of the request starts with none: only the request a handler was given can
+// defer its answer, and only while the handler runs.
+struct DeferSlot {
+  DeferContext* context = nullptr;
+  DeferSlot() = default;
+  DeferSlot(const DeferSlot&) {}
+  DeferSlot& operator=(const DeferSlot&) {
+    context = nullptr;
+    return *this;
+  }
+};
+}  // namespace detail
+
 struct HttpRequest {
   std::string method, target, path, query, version;
   std::vector<std::pair<std::string, std::string>> headers;  // names lower-case
@@ -383,6 +425,17 @@ struct HttpRequest {
   // A query parameter, percent-decoded; `fallback` when absent.
   std::string param(std::string_view key, std::string fallback = {}) const;
   bool has_param(std::string_view key) const;
+
+  // Called by an HTTP handler (on the loop thread, during the handler) that
+  // answers later, e.g. from a worker thread: the value the handler returns is
+  // then ignored, and the answer is whatever the Responder sends. Until then
+  // the connection reads no further request (pipelined requests keep their
+  // order). Outside a handler it returns an empty Responder.
+  Responder respond_later() const;
+
+ private:
+  friend class detail::Loop;
+  detail::DeferSlot defer_;
 };
 
 struct HttpResponse {
@@ -400,10 +453,22 @@ struct HttpResponse {
   static HttpResponse error(int status, std::string_view message);
 };
 
-namespace detail {
-struct Conn;
-class Loop;
-}  // namespace detail
+// The answer to a request whose handler called HttpRequest::respond_later().
+// Copyable; send() may be called from any thread, once (later calls do
+// nothing). An answer for a connection that has closed in the meantime, or
+// for a server that has stopped, is dropped. A Responder that is never sent
+// leaves its connection waiting until the idle timeout.
+class Responder {
+ public:
+  Responder() = default;
+  void send(HttpResponse response) const;
+  explicit operator bool() const { return state_ != nullptr; }
+
+ private:
+  friend struct HttpRequest;
+  explicit Responder(std::shared_ptr<detail::DeferredAnswer> s) : state_(std::move(s)) {}
+  std::shared_ptr<detail::DeferredAnswer> state_;
+};
 
 // A WebSocket connection as the on-message callbacks see it. The handle is
 // valid until its on_close callback has returned.
@@ -483,10 +548,13 @@ class Server {
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
 
-  // `path` "*" takes every path that no other route serves.
-  void websocket(std::string path, WebSocketRoute route);
-  // `path` ending in "/*" matches every path below it.
-  void http(std::string method, std::string path, HttpHandler handler);
+  // `path` "*" takes every path that no other route serves. False (and
+  // logged) when a WebSocket or HTTP route already serves `path`.
+  bool websocket(std::string path, WebSocketRoute route);
+  // `path` ending in "/*" matches every path below it. False (and logged)
+  // when a route already serves this method and path, or a WebSocket route
+  // serves the path.
+  bool http(std::string method, std::string path, HttpHandler handler);
   // Called at every wall-clock multiple of `period_seconds` on the loop thread.
   void every(double period_seconds, std::function<void(std::int64_t tick_us)> fn);
 
@@ -506,6 +574,10 @@ class Server {
   std::size_t client_count() const;  // connections open now
   std::size_t websocket_count(std::string_view path) const;
   void log(const std::string& line) const;
+  // Thread-safe: runs `fn` on the loop thread at its next pass, e.g. to send
+  // to a WebSocket from an application thread. Functions posted before the
+  // loop runs wait for it; those still queued when it ends are discarded.
+  void post(std::function<void()> fn);
 
  private:
   std::unique_ptr<detail::Loop> loop_;
@@ -517,6 +589,27 @@ class Server {
 // the host program's business: the server never changes it by itself; the
 // metrics-agent program calls this at start. False when it cannot.
 bool raise_open_file_limit();
+
+// Parses a whole string as a finite number, whatever the locale; false on
+// anything else (trailing text, "nan", "inf").
+bool parse_number(std::string_view text, double& out);
+
+// A duration as the agent writes it in logs and alerts: "30s", "1.5s", "5m", "2h".
+std::string format_duration(double seconds);
+
+// Whether `host` is a host name or address as Options::allowed_hosts takes
+// it (dash.example.org, 10.0.0.2, [fd00::1], with or without a port).
+bool valid_host(std::string_view host);
+
+// A salted PBKDF2-SHA256 hash of `password` for Options::users (what
+// `metrics-agent hash-password` prints); empty when the system has no random
+// source for the salt.
+std::string hash_password(std::string_view password);
+
+// Whether `text` is an alert rule as Options::alerts takes it ("cpu>90:30s",
+// "memory>=95:1m:critical"); false with the reason in `error`. The metric
+// name is checked against the gauges by Agent::validate.
+bool parse_alert_rule(std::string_view text, std::string* error = nullptr);
 
 }  // namespace metrics_agent
 
@@ -566,12 +659,20 @@ class Agent {
   // `interval_seconds`: what `metrics-agent --once` prints.
   std::string collect_once_json(double interval_seconds = 1.0);
 
+  // Called on the agent's thread after each tick, once the tick's messages
+  // are queued, with the snapshot they were made from. Added before
+  // listen()/start()/run() (afterwards false with a reason, like add_gauge);
+  // an exception it throws is logged and ignored.
+  bool on_snapshot(std::function<void(const Snapshot&)> fn, std::string* error = nullptr);
+
  private:
   std::unique_ptr<detail::AgentCore> core_;
   std::thread thread_;
 };
 
 }  // namespace metrics_agent
+
+#if !defined(METRICS_AGENT_SEPARATE_IMPLEMENTATION) || defined(METRICS_AGENT_IMPLEMENTATION)
 
 // ============================================================================
 // Collector (one file per OS; each fills the Snapshot above and keeps the
@@ -2091,6 +2192,11 @@ inline bool raise_fd_limit() {
   return setrlimit(RLIMIT_NOFILE, &rl) == 0;
 }
 
+// Lowers the calling thread's scheduling priority (nice +10), for background
+// work that must yield the CPU to the event loop. On Linux a thread id given
+// to setpriority(2) names that thread alone (see its NOTES).
+inline void lower_thread_priority() { ::setpriority(PRIO_PROCESS, id_t(::syscall(SYS_gettid)), 10); }
+
 inline socket_t accept_nonblocking(socket_t l, std::string& remote, bool& loopback) {
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;
@@ -2338,6 +2444,7 @@ struct Conn {
   std::unique_ptr<WsDecoder> decoder;
   struct RouteEntry* route = nullptr;
   std::unique_ptr<HttpRequest> request;  // the upgrade request, for WebSocket::request()
+  std::shared_ptr<DeferredAnswer> awaiting;  // a deferred answer not sent yet
   double last_rx = 0, partial_since = 0, ping_sent = 0, deadline = 0;
   double out_since = 0;            // last progress of queued output
   std::uint64_t user = 0;
@@ -2449,10 +2556,65 @@ struct Ticker {
   TickSchedule schedule;
 };
 
+// Functions posted to the loop from any thread (Server::post, Responder),
+// run on the loop thread when the waker fires. Closed when the loop is
+// destroyed: later posts are dropped, and so is what was still queued.
+class PostQueue {
+ public:
+  explicit PostQueue(const net::Waker& waker) : waker_(&waker) {}
+  void post(std::function<void()> fn) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closed_) return;
+    fns_.push_back(std::move(fn));
+    pending_.store(true);
+    waker_->wake();
+  }
+  std::vector<std::function<void()>> take() {
+    std::vector<std::function<void()>> out;
+    if (!pending_.load()) return out;
+    std::lock_guard<std::mutex> lock(mu_);
+    out.swap(fns_);
+    pending_.store(false);
+    return out;
+  }
+  void close() {
+    std::vector<std::function<void()>> dropped;
+    std::lock_guard<std::mutex> lock(mu_);
+    closed_ = true;
+    dropped.swap(fns_);
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<std::function<void()>> fns_;
+  std::atomic<bool> pending_{false};
+  bool closed_ = false;
+  const net::Waker* waker_;
+};
+
+// A deferred HTTP answer, shared by the Responders and the connection that
+// awaits it. `conn` is read and written on the loop thread only; it is
+// cleared when the connection closes, so that a late answer does nothing.
+struct DeferredAnswer {
+  std::shared_ptr<PostQueue> queue;
+  Loop* loop = nullptr;
+  Conn* conn = nullptr;
+  bool keep_alive = true, head_only = false;
+  std::atomic<bool> sent{false};
+};
+
+struct DeferContext {
+  Loop* loop;
+  Conn* conn;
+  bool keep_alive, head_only;
+  std::shared_ptr<DeferredAnswer> answer;  // made by the first respond_later()
+};
+
 class Loop {
  public:
   explicit Loop(Server::Config cfg) : cfg_(std::move(cfg)) { rbuf_.resize(64 * 1024); }
   ~Loop() {
+    posted_->close();
     for (auto& c : conns_)
       if (c->fd != net::invalid_socket) net::close_socket(c->fd);
     if (listener_ != net::invalid_socket) net::close_socket(listener_);
@@ -2523,6 +2685,7 @@ class Loop {
     }
     double next_housekeeping = mono_now() + 0.25;
     double shutdown_deadline = 0;
+    run_posted();
     for (;;) {
       if (stop_requested_.load() && shutdown_deadline == 0) {
         begin_shutdown();
@@ -2543,6 +2706,7 @@ class Loop {
           accept_all();
         } else if (ev.ptr == &waker_) {
           waker_.drain();
+          run_posted();
         } else {
           Conn* c = static_cast<Conn*>(ev.ptr);
           if (c->dead) continue;
@@ -2581,6 +2745,34 @@ class Loop {
       net::close_socket(listener_);
       listener_ = net::invalid_socket;
     }
+  }
+
+  std::shared_ptr<PostQueue> posted_ = std::make_shared<PostQueue>(waker_);
+
+  void run_posted() {
+    for (auto& fn : posted_->take()) {
+      try {
+        fn();
+      } catch (const std::exception& e) {
+        log(std::string("a function posted to the loop failed: ") + e.what());
+      } catch (...) {
+        log("a function posted to the loop failed");
+      }
+    }
+  }
+
+  // Sends a deferred answer (on the loop thread), then goes on with the
+  // requests that waited behind it on the same connection.
+  void finish_deferred(DeferredAnswer& a, HttpResponse res) {
+    Conn* c = a.conn;
+    a.conn = nullptr;
+    if (!c || c->dead) return;
+    c->awaiting.reset();
+    if (!cfg_.cors_origin.empty()) res.headers.push_back({"Access-Control-Allow-Origin", cfg_.cors_origin});
+    respond(c, res, a.keep_alive, a.head_only);
+    if (c->dead) return;
+    process(c);
+    update_interest(c);
   }
 
   // ---- sending -----------------------------------------------------------
@@ -2730,7 +2922,7 @@ class Loop {
   void process(Conn* c) {
     double now = mono_now();
     while (!c->dead && c->state == Conn::State::Http && !c->in.empty() && !c->close_after_flush &&
-           !backed_up(c)) {
+           !c->awaiting && !backed_up(c)) {
       HttpRequest req;
       HttpLimits limits;
       auto r = parse_http_request(c->in, req, limits);
@@ -2850,6 +3042,8 @@ class Loop {
       }
     }
     if (match) {
+      DeferContext defer{this, c, req.keep_alive, head, nullptr};
+      req.defer_.context = &defer;
       try {
         res = match->handler(req);
       } catch (const std::exception& e) {
@@ -2858,6 +3052,14 @@ class Loop {
       } catch (...) {
         log(std::string("handler for ") + req.path + " failed: an exception not derived from std::exception");
         res = HttpResponse::error(500, "internal error");
+        defer.answer.reset();
+        defer.answer.reset();  // its Responders send nothing
+      }
+      req.defer_.context = nullptr;
+      if (defer.answer) {
+        defer.answer->conn = c;
+        c->awaiting = std::move(defer.answer);
+        return;
       }
     } else if (!allow.empty() && req.method == "OPTIONS") {
       // CORS preflight (Fetch standard): say what the path accepts.
@@ -3126,6 +3328,10 @@ class Loop {
   void kill(Conn* c) {
     if (c->dead) return;
     c->dead = true;
+    if (c->awaiting) {
+      c->awaiting->conn = nullptr;
+      c->awaiting.reset();
+    }
     poller_.remove(c->fd);
     net::close_socket(c->fd);
     c->fd = net::invalid_socket;
@@ -3187,16 +3393,16 @@ class Loop {
 // Implementation: public server API
 // ============================================================================
 
-inline std::string HttpRequest::param(std::string_view key, std::string fallback) const {
+METRICS_AGENT_API_INLINE std::string HttpRequest::param(std::string_view key, std::string fallback) const {
   std::string v;
   return detail::query_lookup(query, key, &v) ? v : fallback;
 }
 
-inline bool HttpRequest::has_param(std::string_view key) const {
+METRICS_AGENT_API_INLINE bool HttpRequest::has_param(std::string_view key) const {
   return detail::query_lookup(query, key, nullptr);
 }
 
-inline HttpResponse HttpResponse::error(int status, std::string_view message) {
+METRICS_AGENT_API_INLINE HttpResponse HttpResponse::error(int status, std::string_view message) {
   HttpResponse r;
   r.status = status;
   r.body = "{\"error\":" + detail::json_string(message) + "}";
@@ -3205,51 +3411,91 @@ inline HttpResponse HttpResponse::error(int status, std::string_view message) {
 
 // A text frame is valid UTF-8 by construction: peers fail the connection with
 // 1007 otherwise (RFC 6455 section 8.1), and would reconnect into the same frame.
-inline std::shared_ptr<const std::string> encode_text_frame(std::string_view text) {
+METRICS_AGENT_API_INLINE std::shared_ptr<const std::string> encode_text_frame(std::string_view text) {
   if (!detail::valid_utf8(text))
     return std::make_shared<const std::string>(detail::encode_frame(detail::WsOp::Text, detail::utf8_substituted(text)));
   return std::make_shared<const std::string>(detail::encode_frame(detail::WsOp::Text, text));
 }
 
 // RFC 6455 §5.5.1: no data frames after our close frame.
-inline void WebSocket::send_text(std::string_view text) {
+METRICS_AGENT_API_INLINE void WebSocket::send_text(std::string_view text) {
   if (c_->state == detail::Conn::State::WebSocket)
     c_->loop->send_owned(c_, detail::valid_utf8(text)
                                  ? detail::encode_frame(detail::WsOp::Text, text)
                                  : detail::encode_frame(detail::WsOp::Text, detail::utf8_substituted(text)));
 }
-inline void WebSocket::send_binary(std::string_view data) {
+METRICS_AGENT_API_INLINE void WebSocket::send_binary(std::string_view data) {
   if (c_->state == detail::Conn::State::WebSocket)
     c_->loop->send_owned(c_, detail::encode_frame(detail::WsOp::Binary, data));
 }
-inline void WebSocket::send_frame(const std::shared_ptr<const std::string>& frame) {
+METRICS_AGENT_API_INLINE void WebSocket::send_frame(const std::shared_ptr<const std::string>& frame) {
   if (c_->state == detail::Conn::State::WebSocket) c_->loop->send_shared(c_, frame);
 }
-inline void WebSocket::close(std::uint16_t code, std::string_view reason) { c_->loop->close_ws(c_, code, reason); }
-inline const HttpRequest& WebSocket::request() const { return *c_->request; }
-inline std::uint64_t WebSocket::user_data() const { return c_->user; }
-inline void WebSocket::set_user_data(std::uint64_t value) { c_->user = value; }
+METRICS_AGENT_API_INLINE void WebSocket::close(std::uint16_t code, std::string_view reason) { c_->loop->close_ws(c_, code, reason); }
+METRICS_AGENT_API_INLINE const HttpRequest& WebSocket::request() const { return *c_->request; }
+METRICS_AGENT_API_INLINE std::uint64_t WebSocket::user_data() const { return c_->user; }
+METRICS_AGENT_API_INLINE void WebSocket::set_user_data(std::uint64_t value) { c_->user = value; }
 
-inline Server::Server() : Server(Config()) {}
-inline Server::Server(Config config) : loop_(new detail::Loop(std::move(config))) {}
-inline Server::~Server() {
+METRICS_AGENT_API_INLINE Server::Server() : Server(Config()) {}
+METRICS_AGENT_API_INLINE Server::Server(Config config) : loop_(new detail::Loop(std::move(config))) {}
+METRICS_AGENT_API_INLINE Server::~Server() {
   stop();
   join();
 }
-inline void Server::websocket(std::string path, WebSocketRoute route) {
-  loop_->ws_routes_[std::move(path)].route = std::move(route);
+METRICS_AGENT_API_INLINE Responder HttpRequest::respond_later() const {
+  detail::DeferContext* d = defer_.context;
+  if (!d) return Responder();
+  if (!d->answer) {
+    d->answer = std::make_shared<detail::DeferredAnswer>();
+    d->answer->queue = d->loop->posted_;
+    d->answer->loop = d->loop;
+    d->answer->keep_alive = d->keep_alive;
+    d->answer->head_only = d->head_only;
+  }
+  return Responder(d->answer);
 }
-inline void Server::http(std::string method, std::string path, HttpHandler handler) {
+
+// The loop runs posted functions only while it exists (the queue is closed
+// when it is destroyed), so `loop` is valid whenever the function runs.
+METRICS_AGENT_API_INLINE void Responder::send(HttpResponse response) const {
+  if (!state_ || state_->sent.exchange(true)) return;
+  auto s = state_;
+  s->queue->post([s, r = std::move(response)]() mutable { s->loop->finish_deferred(*s, std::move(r)); });
+}
+
+// A route that could never be reached, or that would silently replace
+// another, is refused: the first registration stays.
+METRICS_AGENT_API_INLINE bool Server::websocket(std::string path, WebSocketRoute route) {
+  bool taken = loop_->ws_routes_.count(path) != 0;
+  for (const auto& r : loop_->http_routes_)
+    taken = taken || (!r.prefix && r.path == path);
+  if (taken) {
+    loop_->log("WebSocket route " + path + " not added: the path is already served");
+    return false;
+  }
+  loop_->ws_routes_[std::move(path)].route = std::move(route);
+  return true;
+}
+METRICS_AGENT_API_INLINE bool Server::http(std::string method, std::string path, HttpHandler handler) {
   bool prefix = path.size() >= 2 && path.compare(path.size() - 2, 2, "/*") == 0;
   if (prefix) path.pop_back();
+  bool taken = !prefix && path != "*" && loop_->ws_routes_.count(path) != 0;
+  for (const auto& r : loop_->http_routes_)
+    taken = taken || (r.method == method && r.path == path && r.prefix == prefix);
+  if (taken) {
+    loop_->log("HTTP route " + method + " " + path + (prefix ? "*" : "") + " not added: it is already served");
+    return false;
+  }
   loop_->http_routes_.push_back({std::move(method), std::move(path), prefix, std::move(handler)});
+  return true;
 }
-inline void Server::every(double period_seconds, std::function<void(std::int64_t)> fn) {
+METRICS_AGENT_API_INLINE void Server::post(std::function<void()> fn) { loop_->posted_->post(std::move(fn)); }
+METRICS_AGENT_API_INLINE void Server::every(double period_seconds, std::function<void(std::int64_t)> fn) {
   auto us = std::int64_t(std::llround(period_seconds * 1e6));
   loop_->tickers_.push_back({std::max<std::int64_t>(us, 1000), std::move(fn), detail::TickSchedule()});
 }
-inline bool Server::listen(std::string* error) { return loop_->listen(error); }
-inline void Server::run() {
+METRICS_AGENT_API_INLINE bool Server::listen(std::string* error) { return loop_->listen(error); }
+METRICS_AGENT_API_INLINE void Server::run() {
   std::string err;
   if (!loop_->listen(&err)) {
     loop_->log(err);
@@ -3259,7 +3505,7 @@ inline void Server::run() {
   loop_->run();
   loop_->loop_thread_.store(std::thread::id());
 }
-inline bool Server::start(std::string* error) {
+METRICS_AGENT_API_INLINE bool Server::start(std::string* error) {
   if (thread_.joinable()) return true;
   std::string err;
   if (!loop_->listen(&err)) {
@@ -3272,20 +3518,22 @@ inline bool Server::start(std::string* error) {
   thread_ = std::thread([this] { run(); });
   return true;
 }
-inline void Server::stop() { loop_->request_stop(); }
-inline void Server::join() {
+METRICS_AGENT_API_INLINE void Server::stop() { loop_->request_stop(); }
+METRICS_AGENT_API_INLINE void Server::join() {
   if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
 }
-inline int Server::port() const { return loop_->port(); }
-inline ServerStats Server::stats() const { return loop_->stats(); }
-inline std::size_t Server::client_count() const { return loop_->client_count(); }
-inline std::size_t Server::websocket_count(std::string_view path) const {
+METRICS_AGENT_API_INLINE int Server::port() const { return loop_->port(); }
+METRICS_AGENT_API_INLINE ServerStats Server::stats() const { return loop_->stats(); }
+METRICS_AGENT_API_INLINE std::size_t Server::client_count() const { return loop_->client_count(); }
+METRICS_AGENT_API_INLINE std::size_t Server::websocket_count(std::string_view path) const {
   auto it = loop_->ws_routes_.find(path);
   return it == loop_->ws_routes_.end() ? 0 : it->second.clients.load();
 }
-inline void Server::log(const std::string& line) const { loop_->log(line); }
+METRICS_AGENT_API_INLINE void Server::log(const std::string& line) const { loop_->log(line); }
 
-inline bool raise_open_file_limit() { return detail::net::raise_fd_limit(); }
+METRICS_AGENT_API_INLINE bool raise_open_file_limit() { return detail::net::raise_fd_limit(); }
+
+METRICS_AGENT_API_INLINE bool parse_number(std::string_view text, double& out) { return detail::parse_double(text, out); }
 
 }  // namespace metrics_agent
 
@@ -3878,683 +4126,6 @@ inline void append_prometheus(std::string& out, const Snapshot& s, const std::ve
     f.read(series, in);
   }
   append_application_gauges(out, begin, s.custom, gauge_help);
-}
-
-}  // namespace detail
-}  // namespace metrics_agent
-
-// ============================================================================
-// Implementation: `metrics-agent check`, a minimal blocking HTTP/1.1 client
-//   (RFC 9112) of the agent's own: the static binary cannot link Debian's
-//   shared cpp-httplib. Its OS calls are the client half of the socket shim.
-// ============================================================================
-
-namespace metrics_agent {
-namespace detail {
-namespace net {
-
-#if defined(METRICS_AGENT_PLATFORM_POSIX)
-struct Endpoint {
-  sockaddr_storage addr{};
-  socklen_t len = 0;
-};
-
-// getaddrinfo(3); "" or the resolver's reason. With numeric_only it never
-// touches DNS and fails with EAI_NONAME for a name.
-inline std::string lookup(const std::string& host, std::uint16_t port, bool numeric_only,
-                          std::vector<Endpoint>& out, bool* not_numeric = nullptr) {
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_NUMERICSERV | (numeric_only ? AI_NUMERICHOST : 0);
-  char service[8];
-  std::snprintf(service, sizeof service, "%u", unsigned(port));
-  addrinfo* list = nullptr;
-  const int rc = ::getaddrinfo(host.c_str(), service, &hints, &list);
-  if (not_numeric) *not_numeric = rc == EAI_NONAME;
-  if (rc != 0) return rc == EAI_SYSTEM ? std::strerror(errno) : ::gai_strerror(rc);
-  for (const addrinfo* a = list; a; a = a->ai_next) {
-    if (a->ai_addrlen > sizeof(sockaddr_storage)) continue;
-    Endpoint e;
-    std::memcpy(&e.addr, a->ai_addr, a->ai_addrlen);
-    e.len = socklen_t(a->ai_addrlen);
-    out.push_back(e);
-  }
-  ::freeaddrinfo(list);
-  return out.empty() ? "no address" : "";
-}
-
-// A non-blocking socket with connect(2) under way; `err` is 0 (connected),
-// pending (connect_pending: wait for writability, then connect_result) or an
-// errno value.
-inline socket_t connect_start(const Endpoint& e, int& err) {
-  socket_t s = ::socket(e.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (s < 0) {
-    err = errno;
-    return invalid_socket;
-  }
-  int rc;
-  do {
-    rc = ::connect(s, reinterpret_cast<const sockaddr*>(&e.addr), e.len);
-  } while (rc != 0 && errno == EINTR);
-  err = rc == 0 ? 0 : errno;
-  return s;
-}
-
-inline int connect_result(socket_t s) {
-  int err = 0;
-  socklen_t len = sizeof err;
-  if (::getsockopt(s, SOL_SOCKET, SO_ERROR, &err, &len) != 0) return errno;
-  return err;
-}
-
-// 1 when the socket is ready (or failed: the next call says how), 0 on timeout.
-inline int wait_socket(socket_t s, bool for_write, int timeout_ms) {
-  pollfd p{};
-  p.fd = s;
-  p.events = for_write ? POLLOUT : POLLIN;
-  const int rc = ::poll(&p, 1, timeout_ms);
-  if (rc < 0) return errno == EINTR ? 0 : 1;  // EINTR: the caller re-checks its deadline
-  return rc;
-}
-
-inline bool refused(int e) { return e == ECONNREFUSED; }
-inline bool connect_pending(int e) { return e == EINPROGRESS; }
-inline bool is_ipv6_literal(const std::string& host) {
-  in6_addr a{};
-  return inet_pton(AF_INET6, host.c_str(), &a) == 1;
-}
-inline std::string error_text(int e) { return std::strerror(e); }
-
-inline std::string endpoint_text(const Endpoint& e) {
-  char host[INET6_ADDRSTRLEN] = "?";
-  unsigned port = 0;
-  if (e.addr.ss_family == AF_INET6) {
-    const auto* a = reinterpret_cast<const sockaddr_in6*>(&e.addr);
-    inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
-    port = ntohs(a->sin6_port);
-    return "[" + std::string(host) + "]:" + std::to_string(port);
-  }
-  const auto* a = reinterpret_cast<const sockaddr_in*>(&e.addr);
-  inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
-  port = ntohs(a->sin_port);
-  return std::string(host) + ":" + std::to_string(port);
-}
-#endif  // METRICS_AGENT_PLATFORM_POSIX
-
-}  // namespace net
-
-// ---------------------------------------------------------------- URL
-
-struct HttpUrl {
-  bool https = false;
-  std::string host;         // without brackets
-  std::uint16_t port = 80;
-  std::string host_header;  // host[:port] as sent in Host (RFC 9110 section 7.2)
-  std::string target;       // the /health request target
-};
-
-// "http://HOST[:PORT][/PREFIX]", HOST a name, an IPv4 address or [IPv6];
-// the scheme may be left out. The target is PREFIX/health, or PREFIX itself
-// when it already ends in /health. https parses (health_check then says it
-// is not supported); other schemes, credentials and bad ports do not.
-inline bool parse_http_url(std::string_view url, HttpUrl& out, std::string& error) {
-  out = HttpUrl{};
-  const std::string quoted = "'" + std::string(url) + "'";
-  if (url.empty()) {
-    error = "empty URL";
-    return false;
-  }
-  for (char c : url) {
-    if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) {
-      error = "bad URL " + quoted + ": it contains blanks or control characters";
-      return false;
-    }
-  }
-  const std::size_t sep = url.find("://");
-  if (sep != std::string_view::npos) {
-    const std::string_view scheme = url.substr(0, sep);
-    if (iequals(scheme, "https")) {
-      out.https = true;
-      out.port = 443;
-    } else if (!iequals(scheme, "http")) {
-      error = "bad URL " + quoted + ": scheme '" + std::string(scheme) + "' (only http:// is supported)";
-      return false;
-    }
-    url.remove_prefix(sep + 3);
-  }
-  const std::size_t auth_end = url.find_first_of("/?#");
-  std::string_view authority = url.substr(0, auth_end);
-  std::string_view rest = auth_end == std::string_view::npos ? std::string_view() : url.substr(auth_end);
-  if (authority.find('@') != std::string_view::npos) {
-    error = "bad URL " + quoted + ": credentials in the URL are not supported";
-    return false;
-  }
-  std::string_view host, port;
-  bool has_port = false;
-  if (!authority.empty() && authority.front() == '[') {
-    const std::size_t close = authority.find(']');
-    if (close == std::string_view::npos) {
-      error = "bad URL " + quoted + ": no ']' after the IPv6 address";
-      return false;
-    }
-    host = authority.substr(1, close - 1);
-    std::string_view after = authority.substr(close + 1);
-    if (!after.empty()) {
-      if (after.front() != ':') {
-        error = "bad URL " + quoted + ": unexpected text after ']'";
-        return false;
-      }
-      has_port = true;
-      port = after.substr(1);
-    }
-    if (!net::is_ipv6_literal(std::string(host))) {
-      error = "bad URL " + quoted + ": '" + std::string(host) + "' is not an IPv6 address";
-      return false;
-    }
-  } else {
-    const std::size_t colon = authority.find(':');
-    if (colon != std::string_view::npos && authority.find(':', colon + 1) != std::string_view::npos) {
-      error = "bad URL " + quoted + ": an IPv6 address needs brackets, as in http://[::1]:54112";
-      return false;
-    }
-    host = authority.substr(0, colon);
-    if (colon != std::string_view::npos) {
-      has_port = true;
-      port = authority.substr(colon + 1);
-    }
-    for (char c : host) {
-      const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-                      c == '-' || c == '_';
-      if (!ok) {
-        error = "bad URL " + quoted + ": bad character in the host name";
-        return false;
-      }
-    }
-  }
-  if (host.empty()) {
-    error = "bad URL " + quoted + ": no host";
-    return false;
-  }
-  if (has_port) {
-    std::uint64_t p = 0;
-    if (port.empty() || port.find_first_not_of("0123456789") != std::string_view::npos || !to_u64(port, p) ||
-        p == 0 || p > 65535) {
-      error = "bad URL " + quoted + ": the port must be a number from 1 to 65535";
-      return false;
-    }
-    out.port = std::uint16_t(p);
-  }
-  out.host = std::string(host);
-  const bool v6 = out.host.find(':') != std::string::npos;
-  out.host_header = v6 ? "[" + out.host + "]" : out.host;
-  if (out.port != (out.https ? 443 : 80)) out.host_header += ":" + std::to_string(out.port);
-
-  rest = rest.substr(0, rest.find('#'));
-  const std::size_t q = rest.find('?');
-  std::string_view path = rest.substr(0, q);
-  const std::string_view query = q == std::string_view::npos ? std::string_view() : rest.substr(q);
-  while (!path.empty() && path.back() == '/') path.remove_suffix(1);
-  out.target = std::string(path);
-  if (out.target.size() < 7 || out.target.compare(out.target.size() - 7, 7, "/health") != 0) out.target += "/health";
-  out.target += query;
-  return true;
-}
-
-// ---------------------------------------------------------------- the answer
-
-struct HttpAnswer {
-  int status = 0;
-  std::string reason;
-  std::string body;
-};
-
-// Up to `max` bytes of `s` on one line: control bytes become blanks.
-inline std::string printable_prefix(std::string_view s, std::size_t max) {
-  std::string out;
-  for (std::size_t i = 0; i < s.size() && i < max; ++i) {
-    const unsigned char c = static_cast<unsigned char>(s[i]);
-    out += (c < 0x20 || c == 0x7f) ? ' ' : char(c);
-  }
-  if (s.size() > max) out += "...";
-  return out;
-}
-
-// Decodes a chunked body (RFC 9112 section 7.1) as its bytes arrive; extensions
-// and trailer fields are read and ignored.
-class ChunkedDecoder {
- public:
-  enum Result { NeedMore, Done, Bad };
-
-  // `raw` is the whole body received so far (it only grows between calls).
-  Result feed(std::string_view raw, std::string& out, std::size_t cap, std::string& error) {
-    for (;;) {
-      switch (state_) {
-        case State::Size: {
-          std::string_view line;
-          if (const Result r = take_line(raw, line, error); r != Done) return r;
-          std::size_t i = 0;
-          std::uint64_t size = 0;
-          for (; i < line.size() && hex_digit(line[i]) >= 0; ++i) {
-            if (size >> 56) return bad(error, "chunk size too large");
-            size = size * 16 + std::uint64_t(hex_digit(line[i]));
-          }
-          if (i == 0 || (i < line.size() && line[i] != ';' && line[i] != ' ' && line[i] != '\t'))
-            return bad(error, "malformed chunk size");
-          if (size == 0) {
-            state_ = State::Trailer;
-          } else {
-            if (size > cap || out.size() + size > cap) return bad(error, "answer larger than the size limit");
-            remaining_ = size;
-            state_ = State::Data;
-          }
-          break;
-        }
-        case State::Data: {
-          const std::size_t n = std::size_t(std::min<std::uint64_t>(remaining_, raw.size() - pos_));
-          out.append(raw.data() + pos_, n);
-          pos_ += n;
-          remaining_ -= n;
-          if (remaining_ != 0) return NeedMore;
-          state_ = State::DataEnd;
-          break;
-        }
-        case State::DataEnd: {
-          std::string_view line;
-          if (const Result r = take_line(raw, line, error); r != Done) return r;
-          if (!line.empty()) return bad(error, "chunk longer than its size");
-          state_ = State::Size;
-          break;
-        }
-        case State::Trailer: {
-          std::string_view line;
-          if (const Result r = take_line(raw, line, error); r != Done) return r;
-          if (line.empty()) return Done;
-          break;
-        }
-      }
-    }
-  }
-
- private:
-  enum class State { Size, Data, DataEnd, Trailer };
-
-  static constexpr std::size_t kMaxLine = 4096;
-
-  // A line ending in LF (a CR before it is dropped), from pos_: Done with
-  // `line`, NeedMore until its end arrives. A line longer than kMaxLine is
-  // Bad whether or not its end is in yet, so that the outcome never depends
-  // on how the bytes were split.
-  Result take_line(std::string_view raw, std::string_view& line, std::string& error) {
-    const std::size_t lf = raw.find('\n', pos_);
-    if ((lf == std::string_view::npos ? raw.size() : lf) - pos_ > kMaxLine) return bad(error, "chunk line too long");
-    if (lf == std::string_view::npos) return NeedMore;
-    line = raw.substr(pos_, lf - pos_);
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    pos_ = lf + 1;
-    return Done;
-  }
-  static Result bad(std::string& error, const char* why) {
-    error = std::string("malformed chunked answer: ") + why;
-    return Bad;
-  }
-
-  State state_ = State::Size;
-  std::size_t pos_ = 0;
-  std::uint64_t remaining_ = 0;
-};
-
-// Parses a response from the bytes received so far. NeedMore until it is
-// complete (`eof`: the server closed); Bad with a reason. A status other than
-// 200 is Done as soon as its head is in: its body does not matter. The outcome
-// depends only on the bytes, never on how they were split into reads.
-class HttpAnswerParser {
- public:
-  enum Result { NeedMore, Done, Bad };
-  static constexpr std::size_t kMaxHead = 64 * 1024;
-
-  explicit HttpAnswerParser(std::size_t max_body) : max_body_(max_body) {}
-
-  Result feed(std::string_view data, bool eof, HttpAnswer& out, std::string& error) {
-    while (body_at_ == 0) {
-      const std::size_t end = head_end(data, head_at_);
-      if ((end == std::string_view::npos ? data.size() : end) - head_at_ > kMaxHead)
-        return fail(error, "the answer's header is larger than 64 KiB");
-      if (end == std::string_view::npos) {
-        if (eof) return fail(error, data.empty() ? "the server closed the connection without answering"
-                                                 : "the server closed the connection in the middle of its header");
-        return NeedMore;
-      }
-      const Result r = parse_head(data.substr(head_at_, end - head_at_), out, error);
-      if (r == Bad) return Bad;
-      if (out.status >= 100 && out.status < 200) {  // an interim answer: the real one follows
-        head_at_ = end;
-        continue;
-      }
-      body_at_ = end;
-      if (out.status != 200) return Done;
-    }
-    const std::string_view body = data.substr(body_at_);
-    if (chunked_) {
-      const auto r = chunks_.feed(body, out.body, max_body_, error);
-      if (r == ChunkedDecoder::Bad) return Bad;
-      if (r == ChunkedDecoder::Done) return Done;
-      return eof ? fail(error, "the server closed the connection in the middle of a chunked answer") : NeedMore;
-    }
-    if (has_length_) {
-      if (length_ > max_body_) return fail(error, "answer larger than the size limit");
-      if (body.size() >= length_) {
-        out.body.assign(body.data(), std::size_t(length_));
-        return Done;
-      }
-      return eof ? fail(error, "the server closed the connection before the end of the answer") : NeedMore;
-    }
-    if (body.size() > max_body_) return fail(error, "answer larger than the size limit");
-    if (!eof) return NeedMore;
-    out.body.assign(body.data(), body.size());
-    return Done;
-  }
-
- private:
-  // Just past the first empty line after `from` (a line ends in LF, with or
-  // without CR: RFC 9112 section 2.2), or npos while it has not arrived.
-  static std::size_t head_end(std::string_view data, std::size_t from) {
-    for (std::size_t lf = data.find('\n', from); lf != std::string_view::npos; lf = data.find('\n', lf + 1)) {
-      if (lf + 1 < data.size() && data[lf + 1] == '\n') return lf + 2;
-      if (lf + 2 < data.size() && data[lf + 1] == '\r' && data[lf + 2] == '\n') return lf + 3;
-    }
-    return std::string_view::npos;
-  }
-
-  Result parse_head(std::string_view head, HttpAnswer& out, std::string& error) {
-    std::size_t nl = head.find('\n');
-    std::string_view status_line = head.substr(0, nl);
-    if (!status_line.empty() && status_line.back() == '\r') status_line.remove_suffix(1);
-    // status-line = HTTP-version SP status-code SP [ reason-phrase ] (RFC 9112 section 4)
-    const auto digit = [&](std::size_t i) { return status_line[i] >= '0' && status_line[i] <= '9'; };
-    if (status_line.size() < 12 || status_line.compare(0, 7, "HTTP/1.") != 0 || !digit(7) || status_line[8] != ' ' ||
-        !digit(9) || !digit(10) || !digit(11) || (status_line.size() > 12 && status_line[12] != ' '))
-      return fail(error, "not an HTTP answer: " + printable_prefix(status_line, 60));
-    out.status = (status_line[9] - '0') * 100 + (status_line[10] - '0') * 10 + (status_line[11] - '0');
-    out.reason = printable_prefix(trim_ows(status_line.substr(12)), 60);
-    chunked_ = has_length_ = false;
-    length_ = 0;
-    while (nl != std::string_view::npos) {
-      head.remove_prefix(nl + 1);
-      nl = head.find('\n');
-      std::string_view line = head.substr(0, nl);
-      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-      const std::size_t colon = line.find(':');
-      if (colon == std::string_view::npos) continue;
-      const std::string_view name = line.substr(0, colon), value = trim_ows(line.substr(colon + 1));
-      if (iequals(name, "transfer-encoding")) {
-        chunked_ = header_has_token(value, "chunked");
-      } else if (iequals(name, "content-length")) {
-        std::uint64_t n = 0;
-        if (!to_u64(value, n) || (has_length_ && n != length_))
-          return fail(error, "bad Content-Length '" + std::string(value) + "'");
-        has_length_ = true;
-        length_ = n;
-      }
-    }
-    return NeedMore;
-  }
-
-  static Result fail(std::string& error, std::string why) {
-    error = std::move(why);
-    return Bad;
-  }
-
-  std::size_t max_body_;
-  std::size_t head_at_ = 0, body_at_ = 0;
-  bool chunked_ = false, has_length_ = false;
-  std::uint64_t length_ = 0;
-  ChunkedDecoder chunks_;
-};
-
-// ---------------------------------------------------------------- health_check
-
-// A socket closed when it goes out of scope.
-struct ClientSocket {
-  net::socket_t s = net::invalid_socket;
-  ~ClientSocket() { reset(); }
-  void reset(net::socket_t n = net::invalid_socket) {
-    if (s != net::invalid_socket) net::close_socket(s);
-    s = n;
-  }
-};
-
-class Deadline {
- public:
-  explicit Deadline(double seconds)
-      : end_(std::chrono::steady_clock::now() +
-             std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(seconds))) {}
-  std::chrono::steady_clock::time_point end() const { return end_; }
-  // Milliseconds left, rounded up so that poll never returns early; 0 when past.
-  int remaining_ms() const {
-    const auto left = end_ - std::chrono::steady_clock::now();
-    if (left <= std::chrono::steady_clock::duration::zero()) return 0;
-    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(left).count() + 1;
-    return ms > 3600000 ? 3600000 : int(ms);
-  }
-  bool passed() const { return std::chrono::steady_clock::now() >= end_; }
-
- private:
-  std::chrono::steady_clock::time_point end_;
-};
-
-// Resolves within the deadline. getaddrinfo cannot be interrupted, so a name
-// (not a numeric address) is looked up on a thread of its own, which is left
-// to finish by itself if the deadline passes first.
-inline std::string resolve_within(const std::string& host, std::uint16_t port, const Deadline& deadline,
-                                  std::vector<net::Endpoint>& out, bool& timed_out) {
-  timed_out = false;
-  bool not_numeric = false;
-  std::string error = net::lookup(host, port, true, out, &not_numeric);
-  if (!not_numeric) return error;
-  struct Shared {
-    std::mutex m;
-    std::condition_variable cv;
-    bool done = false;
-    std::string error;
-    std::vector<net::Endpoint> endpoints;
-  };
-  auto shared = std::make_shared<Shared>();
-  try {
-    std::thread([shared, host, port] {
-      std::vector<net::Endpoint> eps;
-      std::string err = net::lookup(host, port, false, eps);
-      std::lock_guard<std::mutex> lock(shared->m);
-      shared->endpoints = std::move(eps);
-      shared->error = std::move(err);
-      shared->done = true;
-      shared->cv.notify_all();
-    }).detach();
-  } catch (const std::system_error&) {
-    out.clear();
-    return net::lookup(host, port, false, out);  // no thread to be had: wait for the resolver
-  }
-  std::unique_lock<std::mutex> lock(shared->m);
-  if (!shared->cv.wait_until(lock, deadline.end(), [&] { return shared->done; })) {
-    timed_out = true;
-    return "resolving '" + host + "'";
-  }
-  out = std::move(shared->endpoints);
-  return shared->error;
-}
-
-// GET <url>/health within `timeout_seconds` in all (resolving, connecting,
-// sending, reading). Returns 0 when the agent answers 200 with JSON whose
-// "status" is "ok" (`message`: "healthy (version X, N clients)"), 1 when it
-// does not (`message`: the one-line reason), 2 when `url` is malformed or the
-// timeout is not positive (a usage error).
-inline int health_check(const std::string& url, double timeout_seconds, std::string& message) {
-  message.clear();
-  HttpUrl u;
-  if (!parse_http_url(url, u, message)) return 2;
-  if (!(timeout_seconds > 0) || timeout_seconds > 86400) {
-    message = "the timeout must be between 0 and 86400 seconds";
-    return 2;
-  }
-  if (u.https) {
-    message = "https is not supported (the agent serves plain http)";
-    return 1;
-  }
-  std::string seconds;
-  append_number(seconds, timeout_seconds, 3);
-  const std::string timed_out = "timed out after " + seconds + "s";
-  const Deadline deadline(timeout_seconds);
-
-  std::vector<net::Endpoint> endpoints;
-  bool resolve_timeout = false;
-  std::string error = resolve_within(u.host, u.port, deadline, endpoints, resolve_timeout);
-  if (resolve_timeout) {
-    message = timed_out + " " + error;
-    return 1;
-  }
-  if (!error.empty()) {
-    message = "cannot resolve '" + u.host + "': " + error;
-    return 1;
-  }
-
-  // The addresses in the resolver's order (RFC 6724), until one accepts.
-  ClientSocket sock;
-  std::string peer;
-  for (const net::Endpoint& e : endpoints) {
-    peer = net::endpoint_text(e);
-    int err = 0;
-    sock.reset(net::connect_start(e, err));
-    if (sock.s == net::invalid_socket) {
-      error = "cannot connect to " + peer + ": " + net::error_text(err);
-      continue;
-    }
-    if (net::connect_pending(err)) {
-      while (!deadline.passed() && net::wait_socket(sock.s, true, deadline.remaining_ms()) == 0) {
-      }
-      if (deadline.passed() && net::wait_socket(sock.s, true, 0) == 0) {
-        message = timed_out + " connecting to " + peer;
-        return 1;
-      }
-      err = net::connect_result(sock.s);
-    }
-    if (err == 0) {
-      error.clear();
-      break;
-    }
-    error = net::refused(err) ? "connection refused by " + peer : "cannot connect to " + peer + ": " + net::error_text(err);
-    sock.reset();
-  }
-  if (sock.s == net::invalid_socket) {
-    message = error.empty() ? "no address to connect to" : error;
-    return 1;
-  }
-
-  const std::string request = "GET " + u.target + " HTTP/1.1\r\nHost: " + u.host_header +
-                              "\r\nUser-Agent: metrics-agent-check/" METRICS_AGENT_VERSION
-                              "\r\nAccept: application/json\r\nConnection: close\r\n\r\n";
-  std::size_t sent = 0;
-  while (sent < request.size()) {
-    const long n = net::send_some(sock.s, request.data() + sent, request.size() - sent);
-    if (n > 0) {
-      sent += std::size_t(n);
-      continue;
-    }
-    const int err = net::last_error();
-    if (n < 0 && !net::would_block(err)) {
-      message = "cannot send the request to " + peer + ": " + net::error_text(err);
-      return 1;
-    }
-    if (net::wait_socket(sock.s, true, deadline.remaining_ms()) == 0 && deadline.passed()) {
-      message = timed_out + " sending the request to " + peer;
-      return 1;
-    }
-  }
-
-  constexpr std::size_t kMaxBody = 1024 * 1024;
-  HttpAnswerParser parser(kMaxBody);
-  HttpAnswer answer;
-  std::string raw;
-  char buf[16384];
-  bool done = false;
-  for (;;) {
-    const long n = net::recv_some(sock.s, buf, sizeof buf);
-    bool eof = false;
-    if (n > 0) {
-      raw.append(buf, std::size_t(n));
-    } else if (n == 0) {
-      eof = true;
-    } else {
-      const int err = net::last_error();
-      if (!net::would_block(err)) {
-        if (raw.empty()) {
-          message = "connection to " + peer + " failed: " + net::error_text(err);
-          return 1;
-        }
-        eof = true;  // a reset after the answer was sent: judge what arrived
-      } else {
-        if (net::wait_socket(sock.s, false, deadline.remaining_ms()) == 0 && deadline.passed()) break;
-        continue;
-      }
-    }
-    const auto r = parser.feed(raw, eof, answer, message);
-    if (r == HttpAnswerParser::Bad) {
-      if (message.rfind("answer larger", 0) == 0) message = "answer larger than 1 MiB";
-      return 1;
-    }
-    if (r == HttpAnswerParser::Done) {
-      done = true;
-      break;
-    }
-    if (raw.size() > kMaxBody + HttpAnswerParser::kMaxHead) {
-      message = "answer larger than 1 MiB";
-      return 1;
-    }
-    if (deadline.passed()) break;  // a server that trickles bytes forever
-  }
-  if (!done) {
-    message = timed_out + (raw.empty() ? " waiting for an answer from " : " reading the answer from ") + peer;
-    return 1;
-  }
-
-  if (answer.status != 200) {
-    message = "HTTP " + std::to_string(answer.status) + (answer.reason.empty() ? "" : " " + answer.reason);
-    return 1;
-  }
-  picojson::value doc;
-  std::size_t json_end = 0;
-  const std::string json_error = parse_json(doc, answer.body, &json_end);
-  if (!json_error.empty() || !json_blank_from(answer.body, json_end)) {
-    message = "not JSON: " + (answer.body.empty() ? std::string("empty body")
-                                                  : printable_prefix(answer.body, 60));
-    return 1;
-  }
-  if (!doc.is<picojson::object>()) {
-    message = "not a JSON object: " + printable_prefix(answer.body, 60);
-    return 1;
-  }
-  const picojson::object& o = doc.get<picojson::object>();
-  const auto status = o.find("status");
-  if (status == o.end() || !status->second.is<std::string>()) {
-    message = "no \"status\" in the answer: " + printable_prefix(answer.body, 60);
-    return 1;
-  }
-  if (status->second.get<std::string>() != "ok") {
-    message = "status is '" + printable_prefix(status->second.get<std::string>(), 60) + "'";
-    return 1;
-  }
-  message = "healthy";
-  std::string details;
-  const auto version = o.find("version");
-  if (version != o.end() && version->second.is<std::string>())
-    details = "version " + printable_prefix(version->second.get<std::string>(), 40);
-  const auto clients = o.find("clients");
-  if (clients != o.end() && clients->second.is<double>()) {
-    if (!details.empty()) details += ", ";
-    append_number(details, clients->second.get<double>(), 0);
-    details += clients->second.get<double>() == 1 ? " client" : " clients";
-  }
-  if (!details.empty()) message += " (" + details + ")";
-  return 0;
 }
 
 }  // namespace detail
@@ -5223,6 +4794,61 @@ inline bool public_stream_path(std::string_view path) {
 inline std::string stream_error_message(std::string_view why) {
   return "{\"type\":\"error\",\"error\":" + json_string(why) + "}";
 }
+// Checks passwords (100,000 PBKDF2 rounds, tens of milliseconds each) on one
+// worker thread of its own, so that logins never hold up the event loop.
+// `done` runs on the worker; jobs still queued when it is destroyed are
+// dropped. The thread starts with the first job.
+class PasswordChecker {
+ public:
+  PasswordChecker() = default;
+  PasswordChecker(const PasswordChecker&) = delete;
+  PasswordChecker& operator=(const PasswordChecker&) = delete;
+  ~PasswordChecker() {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  void submit(std::string password, std::string hash, std::function<void(bool)> done) {
+    std::lock_guard<std::mutex> lk(mu_);
+    jobs_.push_back({std::move(password), std::move(hash), std::move(done)});
+    if (!thread_.joinable())
+      thread_ = std::thread([this] {
+        net::lower_thread_priority();
+        work();
+      });
+    cv_.notify_one();
+  }
+
+ private:
+  struct Job {
+    std::string password, hash;
+    std::function<void(bool)> done;
+  };
+
+  void work() {
+    std::unique_lock<std::mutex> lk(mu_);
+    for (;;) {
+      cv_.wait(lk, [this] { return stop_ || !jobs_.empty(); });
+      if (stop_) return;
+      Job job = std::move(jobs_.front());
+      jobs_.pop_front();
+      lk.unlock();
+      job.done(password_verify(job.password, job.hash));
+      lk.lock();
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Job> jobs_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
 
 template <class Socket>
 struct BasicSubscriber {
@@ -5657,6 +5283,10 @@ class Auth {
     last_login_prune_ = now;
   }
 
+  // How a checked login gets back to the loop thread (Server::post). Without
+  // one (unit tests), passwords are checked in place.
+  void set_post(std::function<void(std::function<void()>)> post) { post_ = std::move(post); }
+
   bool take_login_check() {
     double t = mono();
     login_tokens_ = std::min(kLoginCheckBurst, login_tokens_ + (t - login_tokens_at_) * kLoginChecksPerSecond);
@@ -5695,15 +5325,39 @@ class Auth {
     const std::string* hash = &dummy_hash_;
     for (const auto& acct : users_)
       if (acct.first == name) hash = &acct.second;
-    bool ok = password_verify(p->second.get<std::string>(), *hash) && hash != &dummy_hash_;
+    const bool known_name = hash != &dummy_hash_;
+    if (post_) {
+      // 100,000 PBKDF2 rounds on the PasswordChecker's thread; the answer
+      // comes back to the loop, where the failures are counted.
+      Responder answer = req.respond_later();
+      checker_.submit(p->second.get<std::string>(), *hash,
+                      [this, answer, known_name, name, remote = req.remote_address](bool match) {
+                        post_([this, answer, ok = match && known_name, name, remote] {
+                          answer.send(login_checked(remote, name, ok));
+                        });
+                      });
+      return HttpResponse();  // the answer is sent by login_checked
+    }
+    return login_checked(req.remote_address, name,
+                         password_verify(p->second.get<std::string>(), *hash) && known_name);
+  }
+
+  // The end of a login, on the loop thread once its password is checked.
+  HttpResponse login_checked(const std::string& remote, const std::string& name, bool ok) {
+    std::int64_t now = wall_us() / 1000000;
     if (!ok) {
+      auto known = attempts_.find(remote);
+      if (known != attempts_.end() && now - known->second.window_start >= kLoginWindowSeconds) {
+        attempts_.erase(known);
+        known = attempts_.end();
+      }
       if (known == attempts_.end()) {
         if (attempts_.size() >= kLoginTrackedMax) prune_login_attempts(now);
         // Still full: failures from this many addresses within a minute are
         // an attack; new addresses wait until the oldest windows expire.
         if (attempts_.size() >= kLoginTrackedMax)
           return too_many_logins("too many addresses are failing to log in; try again later", kLoginWindowSeconds);
-        known = attempts_.emplace(req.remote_address, LoginAttempts{now, 0}).first;
+        known = attempts_.emplace(remote, LoginAttempts{now, 0}).first;
       }
       ++known->second.failures;
       return HttpResponse::error(401, "invalid credentials");
@@ -5728,6 +5382,9 @@ class Auth {
   std::string dummy_hash_ = "pbkdf2-sha256$100000$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
   std::function<std::int64_t()> wall_clock_;
   std::function<double()> mono_clock_;
+  std::function<void(std::function<void()>)> post_;
+  // Last: destroyed (its thread joined) before anything its jobs use.
+  PasswordChecker checker_;
 };
 
 // ============================================================================
@@ -5858,7 +5515,9 @@ class RestApi {
     route("GET", "/", &RestApi::dashboard, Access::Public);
   }
 
+#if !defined(METRICS_AGENT_NO_DASHBOARD)
   static std::string dashboard_html();
+#endif  // !METRICS_AGENT_NO_DASHBOARD
 
  private:
   using Handler = HttpResponse (RestApi::*)(const HttpRequest&);
@@ -6015,11 +5674,15 @@ class RestApi {
   }
 
   HttpResponse dashboard(const HttpRequest&) {
+#if defined(METRICS_AGENT_NO_DASHBOARD)
+    return HttpResponse::error(404, "this agent is built without the dashboard (METRICS_AGENT_NO_DASHBOARD)");
+#else
     HttpResponse r;
     r.content_type = "text/html; charset=utf-8";
     r.body = dashboard_html();
     r.headers.push_back({"Cache-Control", "no-cache"});
     return r;
+#endif  // METRICS_AGENT_NO_DASHBOARD
   }
 
   const Options& opt_;
@@ -6051,6 +5714,7 @@ class AgentCore {
         rest_(opt_, server_, sampling_, auth_, alerts_, hub_) {
     for (const auto& spec : kStreams) server_.websocket(spec.path, stream_route(spec));
     rest_.install();
+    auth_.set_post([this](std::function<void()> fn) { server_.post(std::move(fn)); });
   }
 
   // `path` under the host root ("/host" + "/proc"); the root without a
@@ -6090,6 +5754,7 @@ class AgentCore {
   // never change (the history rows are that wide).
   std::mutex setup_mu_;
   bool prepared_ = false;
+  std::vector<std::function<void(const Snapshot&)>> snapshot_fns_;
 
   // Options and alert rules (each rule's metric is built in or a gauge).
   bool validate(std::string* error) const {
@@ -6115,6 +5780,16 @@ class AgentCore {
     }
     sampling_.gauge_fns.emplace_back(std::move(name), std::move(read));
     sampling_.gauge_help.push_back(std::move(help));
+    return true;
+  }
+
+  bool on_snapshot(std::function<void(const Snapshot&)> fn, std::string* error) {
+    std::lock_guard<std::mutex> lk(setup_mu_);
+    if (prepared_) {
+      if (error) *error = "on_snapshot: observers are added before listen()/start()/run()";
+      return false;
+    }
+    snapshot_fns_.push_back(std::move(fn));
     return true;
   }
 
@@ -6185,6 +5860,18 @@ class AgentCore {
     alerts_.evaluate(s.snap, tick_us, [this](const std::string& json, std::uint8_t level) { hub_.publish_alert(json, level); });
     hub_.fan_out(s.snap, tick_us);
     s.collect_seconds = mono_now() - t0;
+    for (auto& fn : snapshot_fns_) notify(fn, s.snap);
+  }
+
+  // An embedder's observer that throws is logged; the tick goes on.
+  void notify(const std::function<void(const Snapshot&)>& fn, const Snapshot& snap) {
+    try {
+      fn(snap);
+    } catch (const std::exception& e) {
+      server_.log(std::string("on_snapshot callback failed: ") + e.what());
+    } catch (...) {
+      server_.log("on_snapshot callback failed");
+    }
   }
 
   // ---- stream routes -------------------------------------------------------
@@ -6220,14 +5907,28 @@ class AgentCore {
 // Implementation: public agent API
 // ============================================================================
 
-inline Agent::Agent(Options options) : core_(new detail::AgentCore(std::move(options))) {}
+METRICS_AGENT_API_INLINE std::string format_duration(double seconds) { return detail::format_duration(seconds); }
 
-inline Agent::~Agent() {
+METRICS_AGENT_API_INLINE bool valid_host(std::string_view host) { return !detail::host_name_part(host).empty(); }
+
+METRICS_AGENT_API_INLINE std::string hash_password(std::string_view password) { return detail::password_hash(password); }
+
+METRICS_AGENT_API_INLINE bool parse_alert_rule(std::string_view text, std::string* error) {
+  detail::AlertRule rule;
+  std::string why;
+  if (detail::parse_alert_rule(text, rule, why)) return true;
+  if (error) *error = std::move(why);
+  return false;
+}
+
+METRICS_AGENT_API_INLINE Agent::Agent(Options options) : core_(new detail::AgentCore(std::move(options))) {}
+
+METRICS_AGENT_API_INLINE Agent::~Agent() {
   stop();
   join();
 }
 
-inline bool Agent::validate(const Options& o, std::string* error) {
+METRICS_AGENT_API_INLINE bool Agent::validate(const Options& o, std::string* error) {
   auto fail = [&](std::string why) {
     if (error) *error = std::move(why);
     return false;
@@ -6274,19 +5975,19 @@ inline bool Agent::validate(const Options& o, std::string* error) {
   return true;
 }
 
-inline bool Agent::validate(std::string* error) const { return core_->validate(error); }
+METRICS_AGENT_API_INLINE bool Agent::validate(std::string* error) const { return core_->validate(error); }
 
-inline bool Agent::add_gauge(std::string name, std::string help, std::function<double()> read, std::string* error) {
+METRICS_AGENT_API_INLINE bool Agent::add_gauge(std::string name, std::string help, std::function<double()> read, std::string* error) {
   return core_->add_gauge(std::move(name), std::move(help), std::move(read), error);
 }
 
-inline Server& Agent::server() { return core_->server_; }
+METRICS_AGENT_API_INLINE Server& Agent::server() { return core_->server_; }
 
-inline bool Agent::listen(std::string* error) {
+METRICS_AGENT_API_INLINE bool Agent::listen(std::string* error) {
   return core_->prepare(error) && core_->server_.listen(error);
 }
 
-inline int Agent::run() {
+METRICS_AGENT_API_INLINE int Agent::run() {
   std::string err;
   if (!listen(&err)) {
     core_->server_.log(err);
@@ -6296,7 +5997,7 @@ inline int Agent::run() {
   return 0;
 }
 
-inline bool Agent::start(std::string* error) {
+METRICS_AGENT_API_INLINE bool Agent::start(std::string* error) {
   if (thread_.joinable()) return true;
   std::string err;
   if (!listen(&err)) {
@@ -6310,15 +6011,19 @@ inline bool Agent::start(std::string* error) {
   return true;
 }
 
-inline void Agent::stop() { core_->server_.stop(); }
+METRICS_AGENT_API_INLINE void Agent::stop() { core_->server_.stop(); }
 
-inline void Agent::join() {
+METRICS_AGENT_API_INLINE void Agent::join() {
   if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
 }
 
-inline int Agent::port() const { return core_->server_.port(); }
+METRICS_AGENT_API_INLINE int Agent::port() const { return core_->server_.port(); }
 
-inline std::string Agent::collect_once_json(double interval_seconds) {
+METRICS_AGENT_API_INLINE bool Agent::on_snapshot(std::function<void(const Snapshot&)> fn, std::string* error) {
+  return core_->on_snapshot(std::move(fn), error);
+}
+
+METRICS_AGENT_API_INLINE std::string Agent::collect_once_json(double interval_seconds) {
   Snapshot* s = &core_->sampling_.snap;
   std::this_thread::sleep_for(std::chrono::duration<double>(interval_seconds));
   core_->sample(*s);  // the fast part and the gauges
@@ -6337,7 +6042,11 @@ inline std::string Agent::collect_once_json(double interval_seconds) {
 
 // ============================================================================
 // Dashboard (SPEC §7): one self-contained page, no external resources
+//   Authored as dashboard/index.html; scripts/gen_dashboard.py writes it
+//   here. Edit the page there, not below.
 // ============================================================================
+
+#if !defined(METRICS_AGENT_NO_DASHBOARD)
 
 namespace metrics_agent {
 namespace detail {
@@ -7205,4 +6914,11 @@ boot();
 }  // namespace detail
 }  // namespace metrics_agent
 
+#endif  // !METRICS_AGENT_NO_DASHBOARD
+
+#endif  // !METRICS_AGENT_SEPARATE_IMPLEMENTATION || METRICS_AGENT_IMPLEMENTATION
+
 #endif  // METRICS_AGENT_HPP
+
+// metrics-agent is distributed under the MIT License: Copyright (c) 2026 The
+// metrics-agent authors. See LICENSE for the full text.

@@ -2,6 +2,7 @@
 // outcome however they are split into reads (every split point, and one byte
 // at a time), as the server's own parsers are tested.
 #include "metrics_agent.hpp"
+#include "tools/check_client.hpp"
 
 #include <gtest/gtest.h>
 

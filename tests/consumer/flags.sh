@@ -11,6 +11,8 @@ for cxx in g++ clang++; do
     echo "== $cxx -std=$std"
     $cxx -std=$std -Wall -Wextra -Wpedantic -Werror -fsyntax-only -I"$src" "$src/main.cpp"
     $cxx -std=$std -Wall -Wextra -Wpedantic -Werror -fsyntax-only -I"$src" "$src/examples/embedded.cpp"
+    $cxx -std=$std -Wall -Wextra -Wpedantic -Werror -fsyntax-only -I"$src" -DMETRICS_AGENT_NO_DASHBOARD \
+      "$src/examples/embedded.cpp"
   done
 done
 [ $found = 1 ] || { echo "no C++ compiler found"; exit 1; }

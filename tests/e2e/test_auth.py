@@ -6,6 +6,8 @@ left open."""
 
 import asyncio
 import json
+import select
+import socket
 import time
 
 import pytest
@@ -148,6 +150,48 @@ def test_successful_logins_are_not_limited(agent, auth):
     for i in range(8):
         r = login_req(agent, {"username": auth.user, "password": auth.password}, source=src)
         assert r.status == 200, "login %d from one address: %r" % (i + 1, r)
+
+
+def test_health_is_answered_while_logins_are_checked(agent, auth):
+    """Passwords are checked off the event loop: a /health request sent after a
+    burst of logins (each 100,000 PBKDF2 rounds) is answered before the last
+    of them, and on a kept-alive connection a request pipelined behind a
+    login waits for the login's answer."""
+    time.sleep(1.1)  # the agent-wide bucket of password checks is full again
+    body = json.dumps({"username": auth.user, "password": "wrong"}).encode()
+    login = (b"POST /api/auth/login HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+             b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+    health = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    logins = []
+    for i in range(4):
+        s = socket.create_connection(("127.0.0.1", agent.port), timeout=10,
+                                     source_address=(fresh_source(), 0))
+        logins.append(s)
+    for i, s in enumerate(logins):
+        s.sendall(login + (health if i == 0 else b""))
+    probe = socket.create_connection(("127.0.0.1", agent.port), timeout=10)
+    probe.sendall(health)
+    order = []
+    pending = {probe: b""}
+    pending.update({s: b"" for s in logins})
+    want = {probe: 1, logins[0]: 2}
+    deadline = time.monotonic() + 10
+    while pending and time.monotonic() < deadline:
+        ready, _, _ = select.select(list(pending), [], [], 1)
+        for s in ready:
+            chunk = s.recv(65536)
+            pending[s] += chunk
+            answers = pending[s].count(b"HTTP/1.1 ")
+            if not chunk or (answers >= want.get(s, 1) and pending[s].rstrip().endswith(b"}")):
+                order.append((s, pending.pop(s)))
+    for s in logins + [probe]:
+        s.close()
+    assert not pending, "answers missing after 10 s"
+    kinds = [("health" if s is probe else "login") for s, _ in order]
+    assert kinds.index("health") < len(kinds) - 1, "/health waited for every login: %r" % kinds
+    first = dict(order)[logins[0]]
+    assert first.startswith(b"HTTP/1.1 401"), first[:200]
+    assert first.find(b"invalid credentials") < first.find(b'"status":"ok"'), first
 
 
 # --------------------------------------------------------------------------- #
