@@ -25,7 +25,7 @@ namespace metrics_agent {
 namespace detail {
 namespace net {
 
-#if defined(METRICS_AGENT_PLATFORM_LINUX)
+#if defined(METRICS_AGENT_PLATFORM_POSIX)
 struct Endpoint {
   sockaddr_storage addr{};
   socklen_t len = 0;
@@ -112,7 +112,7 @@ inline std::string endpoint_text(const Endpoint& e) {
   port = ntohs(a->sin_port);
   return std::string(host) + ":" + std::to_string(port);
 }
-#endif  // METRICS_AGENT_PLATFORM_LINUX
+#endif  // METRICS_AGENT_PLATFORM_POSIX
 
 }  // namespace net
 
