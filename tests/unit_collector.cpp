@@ -2,6 +2,7 @@
 // files (tests/fixtures/linux), the formulas, the rate rules, a Collector
 // pointed at fixture trees, and invariants on the live machine.
 #include "metrics_agent.hpp"
+#include "test_fixtures.hpp"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -34,30 +35,7 @@ std::string fixture(const std::string& rel) { return slurp(kFixtures + "/" + rel
 
 constexpr std::uint64_t KiB = 1024;
 
-// A private copy of fixture trees that a test can change between samples.
-class TempTree {
- public:
-  TempTree() {
-    std::string tmpl = (fs::temp_directory_path() / "metrics-agent-collector-XXXXXX").string();
-    if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    root_ = tmpl;
-  }
-  ~TempTree() {
-    std::error_code ec;
-    fs::remove_all(root_, ec);
-  }
-  // Overlays fixture <name> (its proc/ and sys/) onto the tree.
-  void load(const std::string& name) {
-    fs::copy(kFixtures + "/" + name, root_,
-             fs::copy_options::recursive | fs::copy_options::overwrite_existing);
-  }
-  std::string proc() const { return (root_ / "proc").string(); }
-  std::string sys() const { return (root_ / "sys").string(); }
-  fs::path path(const std::string& rel) const { return root_ / rel; }
-
- private:
-  fs::path root_;
-};
+using test_fixtures::TempTree;
 
 const InterfaceStats* find_interface(const NetworkStats& n, const std::string& name) {
   for (const InterfaceStats& i : n.interfaces)

@@ -7,6 +7,7 @@
 // Regenerate them on purpose with
 //     METRICS_AGENT_REGENERATE=1 build/cmake/tests/unit_tests --gtest_filter='FixtureGolden*'
 #include "metrics_agent.hpp"
+#include "test_fixtures.hpp"
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
@@ -51,27 +52,7 @@ void expect_golden(const std::string& name, const std::string& actual) {
                               << " (if the change is intended: METRICS_AGENT_REGENERATE=1, then review the diff)";
 }
 
-// A private copy of fixture trees, overlaid one after the other between samples.
-class TempTree {
- public:
-  TempTree() {
-    std::string tmpl = (fs::temp_directory_path() / "metrics-agent-golden-XXXXXX").string();
-    if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    root_ = tmpl;
-  }
-  ~TempTree() {
-    std::error_code ec;
-    fs::remove_all(root_, ec);
-  }
-  void load(const std::string& name) {
-    fs::copy(kFixtures + "/" + name, root_, fs::copy_options::recursive | fs::copy_options::overwrite_existing);
-  }
-  std::string proc() const { return (root_ / "proc").string(); }
-  std::string sys() const { return (root_ / "sys").string(); }
-
- private:
-  fs::path root_;
-};
+using test_fixtures::TempTree;
 
 constexpr std::int64_t kTimestampUs = 1762777847123456;  // 2025-11-10T12:30:47.123456Z
 constexpr std::int64_t kTickUs = 1762777847000000;
