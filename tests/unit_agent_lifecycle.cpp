@@ -2,6 +2,7 @@
 // listens, errors come back as values, and the shape of the data (gauges,
 // history rows) is fixed from listen() on.
 #include "metrics_agent.hpp"
+#include "test_net.hpp"
 
 #include <gtest/gtest.h>
 
@@ -29,16 +30,10 @@ Options quiet_options() {
 
 // One GET over loopback with Connection: close; the status code and the body.
 int http_get(int port, const std::string& path, std::string* body) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  int fd = test_net::connect_to(port);
   if (fd < 0) return -1;
-  timeval tv{5, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(std::uint16_t(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   std::string raw;
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
+  {
     std::string req = "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
     if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) == ssize_t(req.size())) {
       char buf[4096];

@@ -3,6 +3,7 @@
 // duplicate routes, deferred HTTP answers, Agent::on_snapshot, and the
 // helpers the command line is built on.
 #include "metrics_agent.hpp"
+#include "test_net.hpp"
 #include "tools/check_client.hpp"
 
 #include <gtest/gtest.h>
@@ -33,21 +34,7 @@ Server::Config quiet_any_port(std::vector<std::string>* logged = nullptr) {
   return cfg;
 }
 
-int connect_to(int port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return -1;
-  timeval tv{5, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(std::uint16_t(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
-}
+using test_net::connect_to;
 
 bool send_all(int fd, const std::string& data) {
   return ::send(fd, data.data(), data.size(), MSG_NOSIGNAL) == ssize_t(data.size());

@@ -3,6 +3,7 @@
 // failure, the counters can be read from any thread, and the process's
 // open-file limit is left alone.
 #include "metrics_agent.hpp"
+#include "test_net.hpp"
 
 #include <gtest/gtest.h>
 
@@ -30,22 +31,7 @@ Server::Config loopback_any_port() {
   return cfg;
 }
 
-// A blocking loopback connection to `port`, or -1.
-int connect_to(int port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return -1;
-  timeval tv{5, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(std::uint16_t(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
-}
+using test_net::connect_to;
 
 // Sends one request and reads the answer's first bytes (enough for a status line).
 std::string exchange(int fd, const std::string& request) {
