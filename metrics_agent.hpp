@@ -105,6 +105,9 @@
 #if defined(__GLIBC__)
 #define METRICS_AGENT_HAS_STATVFS64 1
 #endif  // __GLIBC__
+#if defined(__linux__)
+#define METRICS_AGENT_HAS_NODE_READER 1  // platform/linux.hpp's NodeReader fills NodeDetail
+#endif  // __linux__
 #endif  // _WIN32 / POSIX
 
 #if !defined(METRICS_AGENT_PLATFORM_LINUX) && !defined(METRICS_AGENT_PLATFORM_WINDOWS)
@@ -137,6 +140,7 @@
 #include <thread>
 #include <type_traits>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 #include <limits>
@@ -309,6 +313,85 @@ struct Snapshot {
   std::vector<Gauge> custom;
 };
 
+// ---- what only /metrics shows -----------------------------------------------
+//
+// node_exporter's families beyond the Snapshot. A platform that has them
+// defines detail::NodeReader (constructed from the proc and sys roots,
+// `void read(NodeDetail&)`), which the /metrics route calls at most once per
+// tick and only when scraped: a tick with nobody scraping never reads them.
+// Names are node_exporter's; numbers it does not have here are NaN or absent.
+
+struct NodeValue {  // one series of a family named by its source's field
+  std::string name;  // the part after the family's prefix, e.g. "Active_anon_bytes"
+  double value = 0;
+};
+struct NodeNetDev {  // every column of /proc/net/dev
+  std::string device;
+  std::uint64_t rx[8] = {}, tx[8] = {};
+};
+struct NodeNetClass {  // /sys/class/net/<device>
+  std::string device, address, broadcast, duplex, ifalias, operstate;
+  double mtu = std::nan(""), speed_bytes = std::nan(""), carrier = std::nan("");
+};
+struct NodeDisk {  // every column of /proc/diskstats (11, 15 or 17 of them)
+  std::string device;
+  std::uint64_t f[17] = {};
+  int fields = 0;
+};
+struct NodeSoftnet {
+  std::uint64_t processed = 0, dropped = 0, squeezed = 0;
+};
+struct NodeTemperature {  // hwmon: chip and sensor; thermal zones: zone number and type
+  std::string chip, sensor;
+  double celsius = 0;
+};
+struct NodeChip {
+  std::string chip, name;
+};
+struct NodeCollector {  // how one reader fared, under node_exporter's collector name
+  std::string name;
+  double seconds = 0;
+  bool ok = false;
+};
+struct NodeTimex {  // adjtimex(2), in node_exporter's units
+  bool ok = false;
+  double offset_seconds = 0, frequency_adjustment_ratio = 0, maxerror_seconds = 0, estimated_error_seconds = 0,
+         status = 0, loop_time_constant = 0, tick_seconds = 0, pps_frequency_hertz = 0, pps_jitter_seconds = 0,
+         pps_shift_seconds = 0, pps_stability_hertz = 0, pps_jitter_total = 0, pps_calibration_total = 0,
+         pps_error_total = 0, pps_stability_exceeded_total = 0, tai_offset_seconds = 0, sync_status = 0;
+};
+
+struct NodeDetail {
+  std::vector<NodeValue> meminfo, vmstat, netstat, sockstat;
+  std::vector<NodeNetDev> netdev;  // without lo, as node_exporter's default filter
+  std::vector<NodeNetClass> netclass;
+  std::vector<NodeDisk> disks;  // node_exporter's default filter: whole devices, zram kept
+  std::vector<NodeSoftnet> softnet;  // one per CPU line
+  std::vector<NodeTemperature> hwmon, thermal;
+  std::vector<NodeChip> hwmon_chips;
+  std::vector<std::pair<std::string, std::uint64_t>> arp;  // device, entries
+  // Pressure stall totals, seconds: cpu, io, memory x some ("waiting"), full ("stalled").
+  double pressure[3][2] = {{std::nan(""), std::nan("")}, {std::nan(""), std::nan("")}, {std::nan(""), std::nan("")}};
+  double context_switches = std::nan(""), interrupts = std::nan(""), forks = std::nan(""),
+         procs_running = std::nan(""), procs_blocked = std::nan("");
+  double entropy_available_bits = std::nan(""), entropy_pool_size_bits = std::nan("");
+  double filefd_allocated = std::nan(""), filefd_maximum = std::nan("");
+  double conntrack_entries = std::nan(""), conntrack_limit = std::nan("");
+  NodeTimex timex;
+  // The agent's own process, as every Prometheus exporter reports it.
+  double process_cpu_seconds = std::nan(""), process_resident_bytes = std::nan(""),
+         process_virtual_bytes = std::nan(""), process_virtual_max_bytes = std::nan(""),
+         process_open_fds = std::nan(""), process_max_fds = std::nan("");
+  bool uname_ok = false;
+  std::string sysname, release, version, machine, nodename, domainname;
+  bool os_ok = false;
+  // os-release values in the order of node_os_info's labels: build_id, id,
+  // id_like, image_id, image_version, name, pretty_name, variant, variant_id,
+  // version, version_codename, version_id.
+  std::array<std::string, 12> os;
+  std::vector<NodeCollector> collectors;
+};
+
 // ---- the collector contract ---------------------------------------------------
 //
 // Each platform/<os>.hpp is guarded by its METRICS_AGENT_PLATFORM_* flag and
@@ -383,6 +466,9 @@ struct Options {
   std::size_t max_message_bytes = METRICS_AGENT_MAX_MESSAGE_BYTES;
   std::size_t max_backlog_bytes = METRICS_AGENT_MAX_BACKLOG_BYTES;
   double token_ttl_seconds = 3600;
+  // A directory of *.prom files (Prometheus text format) whose samples
+  // /metrics adds, as node_exporter's textfile collector does. Empty: none.
+  std::string textfile_dir;
   // Where log lines go; empty: stderr. Called on the agent's thread.
   std::function<void(const std::string&)> logger;
 };
@@ -3713,12 +3799,16 @@ inline std::size_t prometheus_size_estimate(const Snapshot& s, const std::vector
 // the golden files pin its output byte for byte. A new family is one row,
 // plus a reader function where none of the generic ones fits.
 
+struct TextfileScrape;
+
 namespace prom {
 
 // What a family is read from: the snapshot, and the agent's own numbers.
 struct Input {
   const Snapshot& s;
   const PrometheusSelf& self;
+  const NodeDetail* node = nullptr;             // read when scraped; null: not on this platform
+  const TextfileScrape* textfile = nullptr;  // null: no --textfile-dir
 };
 
 class Series;
@@ -3730,7 +3820,7 @@ inline constexpr std::string_view kCounter = "counter", kGauge = "gauge";
 struct Family {
   std::string_view name;
   std::string_view type;                   // kCounter or kGauge
-  std::array<std::string_view, 8> labels;  // names in node_exporter's order (sorted); unused ones empty
+  std::array<std::string_view, 12> labels;  // names in node_exporter's order (sorted); unused ones empty
   When when;                               // false: the family is left out
   Read read;                               // writes the family's series
   std::string_view help;
@@ -4072,6 +4162,638 @@ inline constexpr Family kFamilies[] = {
 
 }  // namespace prom
 
+// ---- node_exporter's further families (NodeDetail, the textfile directory) ----
+// Read only when /metrics is scraped (see NodeExposition). When they are
+// there, they replace the snapshot's node_memory_*, node_network_{receive,
+// transmit}_*, node_disk_*, node_uname_info and node_scrape_collector_*
+// families (superseded), which hold a subset of the same numbers.
+
+// One sample of a textfile: the name, its labels already written as
+// `a="x",b="y"` (escaped), and the value.
+struct TextSample {
+  std::string name, labels;
+  double value = 0;
+};
+struct TextFamily {
+  std::string name, help, type;  // type: counter, gauge, histogram, summary or untyped
+  std::vector<TextSample> samples;
+};
+struct TextfileFile {
+  std::string path;
+  double mtime = 0;
+};
+struct TextfileScrape {
+  std::vector<TextfileFile> files;  // the files whose samples are exposed
+  std::vector<TextFamily> families;
+  bool error = false;               // a file could not be read or parsed
+};
+
+inline bool starts_with_text(std::string_view s, std::string_view prefix) {
+  return s.size() >= prefix.size() && s.compare(0, prefix.size(), prefix) == 0;
+}
+
+namespace prom {
+
+inline constexpr std::string_view kUntyped = "untyped";
+
+// Whether a family of the snapshot gives way to its NodeDetail version.
+inline bool superseded(std::string_view name, const NodeDetail& d) {
+  auto has = [&](const char* collector) {
+    for (const NodeCollector& c : d.collectors)
+      if (c.name == collector) return c.ok;
+    return false;
+  };
+  if (starts_with_text(name, "node_memory_")) return has("meminfo");
+  if (starts_with_text(name, "node_network_receive_") || starts_with_text(name, "node_network_transmit_"))
+    return has("netdev");
+  if (starts_with_text(name, "node_disk_")) return has("diskstats");
+  if (name == "node_uname_info") return d.uname_ok;
+  return name == "node_scrape_collector_success";
+}
+
+// ---- when
+template <auto Field>
+bool node_has(const Input& in) { return in.node != nullptr && std::isfinite(in.node->*Field); }
+template <auto Member>
+bool node_any(const Input& in) { return in.node != nullptr && !(in.node->*Member).empty(); }
+inline bool node_timex(const Input& in) { return in.node != nullptr && in.node->timex.ok; }
+inline bool node_uname(const Input& in) { return in.node != nullptr && in.node->uname_ok; }
+inline bool node_os(const Input& in) { return in.node != nullptr && in.node->os_ok; }
+inline bool node_present(const Input& in) { return in.node != nullptr; }
+template <int Resource, int Kind>
+bool node_pressure(const Input& in) { return in.node != nullptr && std::isfinite(in.node->pressure[Resource][Kind]); }
+template <auto Field>
+bool node_netclass_has(const Input& in) {
+  if (in.node == nullptr) return false;
+  for (const NodeNetClass& c : in.node->netclass)
+    if (std::isfinite(c.*Field)) return true;
+  return false;
+}
+// A diskstats column that the kernel prints (discards since 4.18, flushes since 5.5).
+template <int Column>
+bool node_disk_column(const Input& in) {
+  if (in.node == nullptr) return false;
+  for (const NodeDisk& d : in.node->disks)
+    if (d.fields > Column) return true;
+  return false;
+}
+inline bool textfile(const Input& in) { return in.textfile != nullptr; }
+inline bool textfile_files(const Input& in) { return in.textfile != nullptr && !in.textfile->files.empty(); }
+
+// ---- read
+template <auto Field>
+void node_value(Series& w, const Input& in) { w.sample(in.node->*Field); }
+template <auto Field>
+void node_timex_value(Series& w, const Input& in) { w.sample(in.node->timex.*Field); }
+template <int Resource, int Kind>
+void node_pressure_value(Series& w, const Input& in) { w.sample(in.node->pressure[Resource][Kind]); }
+template <int Column>
+void node_netdev(Series& w, const Input& in) {
+  for (const NodeNetDev& d : in.node->netdev) w.sample({d.device}, Column < 8 ? d.rx[Column] : d.tx[Column - 8]);
+}
+template <auto Field>
+void node_netclass(Series& w, const Input& in) {
+  for (const NodeNetClass& c : in.node->netclass)
+    if (std::isfinite(c.*Field)) w.sample({c.device}, c.*Field);
+}
+inline void node_network_up(Series& w, const Input& in) {
+  for (const NodeNetClass& c : in.node->netclass) w.sample({c.device}, c.operstate == "up" ? 1 : 0);
+}
+inline void node_network_info(Series& w, const Input& in) {
+  for (const NodeNetClass& c : in.node->netclass)
+    w.sample({c.address, c.broadcast, c.device, c.duplex, c.ifalias, c.operstate}, 1);
+}
+// Column of /proc/diskstats; Scale turns sectors into bytes (512) or
+// milliseconds into seconds (0.001).
+template <int Column, int Scale = 1>
+void node_disk(Series& w, const Input& in) {
+  for (const NodeDisk& d : in.node->disks) {
+    if (d.fields <= Column) continue;
+    if (Scale == 1) {
+      w.sample({d.device}, d.f[Column]);
+    } else if (Scale > 0) {
+      w.sample({d.device}, d.f[Column] * static_cast<std::uint64_t>(Scale));
+    } else {
+      w.sample({d.device}, static_cast<double>(d.f[Column]) / 1000.0);
+    }
+  }
+}
+template <int Column>
+void node_softnet(Series& w, const Input& in) {
+  for (std::size_t i = 0; i < in.node->softnet.size(); ++i) {
+    const NodeSoftnet& s = in.node->softnet[i];
+    w.sample({Index(i).text}, Column == 0 ? s.processed : Column == 1 ? s.dropped : s.squeezed);
+  }
+}
+inline void node_arp(Series& w, const Input& in) {
+  for (const auto& a : in.node->arp) w.sample({a.first}, a.second);
+}
+inline void node_hwmon_temp(Series& w, const Input& in) {
+  for (const NodeTemperature& t : in.node->hwmon) w.sample({t.chip, t.sensor}, t.celsius);
+}
+inline void node_hwmon_chips(Series& w, const Input& in) {
+  for (const NodeChip& c : in.node->hwmon_chips) w.sample({c.chip, c.name}, 1);
+}
+inline void node_thermal(Series& w, const Input& in) {
+  for (const NodeTemperature& t : in.node->thermal) w.sample({t.sensor, t.chip}, t.celsius);
+}
+inline void node_uname_all(Series& w, const Input& in) {
+  const NodeDetail& d = *in.node;
+  w.sample({d.domainname, d.machine, d.nodename, d.release, d.sysname, d.version}, 1);
+}
+inline void node_os_info(Series& w, const Input& in) {
+  const auto& o = in.node->os;
+  w.sample({o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7], o[8], o[9], o[10], o[11]}, 1);
+}
+// The snapshot's collectors (no duration of their own: they ran in the
+// tick), then each NodeDetail reader with the time it took.
+inline void node_collector_duration(Series& w, const Input& in) {
+  for (const NodeCollector& c : in.node->collectors) w.sample({c.name}, c.seconds);
+}
+inline void node_collector_success(Series& w, const Input& in) {
+  const Snapshot& s = in.s;
+  const std::pair<std::string_view, bool> tick[] = {
+      {"cpu", s.cpu.ok}, {"filesystem", s.disk.partitions_ok}, {"loadavg", s.load.ok}};
+  for (const auto& c : tick) w.sample({c.first}, c.second ? 1 : 0);
+  for (const NodeCollector& c : in.node->collectors) w.sample({c.name}, c.ok ? 1 : 0);
+  if (in.textfile != nullptr) w.sample({"textfile"}, in.textfile->error ? 0 : 1);
+}
+inline void textfile_mtime(Series& w, const Input& in) {
+  for (const TextfileFile& f : in.textfile->files) w.sample({f.path}, f.mtime);
+}
+inline void textfile_error(Series& w, const Input& in) { w.sample(in.textfile->error ? 1 : 0); }
+
+#define METRICS_AGENT_TIMEX_(name, type, field, help) \
+  {"node_timex_" name, type, {}, node_timex, node_timex_value<&NodeTimex::field>, help}
+#define METRICS_AGENT_DISK_(name, column, scale, help, when) \
+  {"node_disk_" name, kCounter, {"device"}, when, node_disk<column, scale>, help}
+#define METRICS_AGENT_NETDEV_(dir, col, column) \
+  {"node_network_" dir "_" col "_total", kCounter, {"device"}, node_any<&NodeDetail::netdev>, \
+   node_netdev<column>, "Column " col " of /proc/net/dev (" dir ")."}
+
+inline constexpr Family kNodeFamilies[] = {
+    // /proc/stat
+    {"node_context_switches_total", kCounter, {}, node_has<&NodeDetail::context_switches>,
+     node_value<&NodeDetail::context_switches>, "Context switches since boot."},
+    {"node_intr_total", kCounter, {}, node_has<&NodeDetail::interrupts>, node_value<&NodeDetail::interrupts>,
+     "Interrupts serviced since boot."},
+    {"node_forks_total", kCounter, {}, node_has<&NodeDetail::forks>, node_value<&NodeDetail::forks>,
+     "Processes and threads created since boot."},
+    {"node_procs_running", kGauge, {}, node_has<&NodeDetail::procs_running>, node_value<&NodeDetail::procs_running>,
+     "Tasks runnable now."},
+    {"node_procs_blocked", kGauge, {}, node_has<&NodeDetail::procs_blocked>, node_value<&NodeDetail::procs_blocked>,
+     "Tasks waiting for I/O now."},
+    // small /proc/sys files
+    {"node_entropy_available_bits", kGauge, {}, node_has<&NodeDetail::entropy_available_bits>,
+     node_value<&NodeDetail::entropy_available_bits>, "Entropy the kernel's random pool holds, in bits."},
+    {"node_entropy_pool_size_bits", kGauge, {}, node_has<&NodeDetail::entropy_pool_size_bits>,
+     node_value<&NodeDetail::entropy_pool_size_bits>, "Size of the kernel's random pool, in bits."},
+    {"node_filefd_allocated", kGauge, {}, node_has<&NodeDetail::filefd_allocated>,
+     node_value<&NodeDetail::filefd_allocated>, "File handles the kernel has allocated (fs/file-nr)."},
+    {"node_filefd_maximum", kGauge, {}, node_has<&NodeDetail::filefd_maximum>,
+     node_value<&NodeDetail::filefd_maximum>, "Most file handles the kernel will allocate (fs/file-nr)."},
+    {"node_nf_conntrack_entries", kGauge, {}, node_has<&NodeDetail::conntrack_entries>,
+     node_value<&NodeDetail::conntrack_entries>, "Connection-tracking entries in use."},
+    {"node_nf_conntrack_entries_limit", kGauge, {}, node_has<&NodeDetail::conntrack_limit>,
+     node_value<&NodeDetail::conntrack_limit>, "Size of the connection-tracking table."},
+    {"node_arp_entries", kGauge, {"device"}, node_any<&NodeDetail::arp>, node_arp,
+     "Entries of the ARP table, by device."},
+    // pressure stall information (Documentation/accounting/psi.rst)
+    {"node_pressure_cpu_waiting_seconds_total", kCounter, {}, node_pressure<0, 0>, node_pressure_value<0, 0>,
+     "Seconds in which some task waited for a CPU."},
+    {"node_pressure_cpu_stalled_seconds_total", kCounter, {}, node_pressure<0, 1>, node_pressure_value<0, 1>,
+     "Seconds in which all non-idle tasks waited for a CPU."},
+    {"node_pressure_io_waiting_seconds_total", kCounter, {}, node_pressure<1, 0>, node_pressure_value<1, 0>,
+     "Seconds in which some task waited for I/O."},
+    {"node_pressure_io_stalled_seconds_total", kCounter, {}, node_pressure<1, 1>, node_pressure_value<1, 1>,
+     "Seconds in which all non-idle tasks waited for I/O."},
+    {"node_pressure_memory_waiting_seconds_total", kCounter, {}, node_pressure<2, 0>, node_pressure_value<2, 0>,
+     "Seconds in which some task waited for memory."},
+    {"node_pressure_memory_stalled_seconds_total", kCounter, {}, node_pressure<2, 1>, node_pressure_value<2, 1>,
+     "Seconds in which all non-idle tasks waited for memory."},
+    // softnet
+    {"node_softnet_processed_total", kCounter, {"cpu"}, node_any<&NodeDetail::softnet>, node_softnet<0>,
+     "Packets the CPU's network softirq processed."},
+    {"node_softnet_dropped_total", kCounter, {"cpu"}, node_any<&NodeDetail::softnet>, node_softnet<1>,
+     "Packets dropped because the CPU's backlog queue was full."},
+    {"node_softnet_times_squeezed_total", kCounter, {"cpu"}, node_any<&NodeDetail::softnet>, node_softnet<2>,
+     "Times the CPU's network softirq ran out of budget with work left."},
+    // the kernel clock, adjtimex(2)
+    METRICS_AGENT_TIMEX_("offset_seconds", kGauge, offset_seconds, "Offset of the clock from its reference."),
+    METRICS_AGENT_TIMEX_("frequency_adjustment_ratio", kGauge, frequency_adjustment_ratio,
+                         "Rate of the clock relative to its nominal rate."),
+    METRICS_AGENT_TIMEX_("maxerror_seconds", kGauge, maxerror_seconds, "Largest error the clock may have."),
+    METRICS_AGENT_TIMEX_("estimated_error_seconds", kGauge, estimated_error_seconds, "Estimated error of the clock."),
+    METRICS_AGENT_TIMEX_("status", kGauge, status, "The clock's status bits (adjtimex STA_*)."),
+    METRICS_AGENT_TIMEX_("loop_time_constant", kGauge, loop_time_constant, "Time constant of the clock's PLL."),
+    METRICS_AGENT_TIMEX_("tick_seconds", kGauge, tick_seconds, "Time between two clock ticks."),
+    METRICS_AGENT_TIMEX_("pps_frequency_hertz", kGauge, pps_frequency_hertz, "Frequency of the PPS signal."),
+    METRICS_AGENT_TIMEX_("pps_jitter_seconds", kGauge, pps_jitter_seconds, "Jitter of the PPS signal."),
+    METRICS_AGENT_TIMEX_("pps_shift_seconds", kGauge, pps_shift_seconds, "PPS calibration interval, log2 seconds."),
+    METRICS_AGENT_TIMEX_("pps_stability_hertz", kGauge, pps_stability_hertz, "Stability of the PPS signal."),
+    METRICS_AGENT_TIMEX_("pps_jitter_total", kCounter, pps_jitter_total, "PPS samples over the jitter limit."),
+    METRICS_AGENT_TIMEX_("pps_calibration_total", kCounter, pps_calibration_total, "PPS calibration intervals."),
+    METRICS_AGENT_TIMEX_("pps_error_total", kCounter, pps_error_total, "PPS calibration errors."),
+    METRICS_AGENT_TIMEX_("pps_stability_exceeded_total", kCounter, pps_stability_exceeded_total,
+                         "PPS samples over the stability limit."),
+    METRICS_AGENT_TIMEX_("tai_offset_seconds", kGauge, tai_offset_seconds, "Offset of TAI from UTC."),
+    METRICS_AGENT_TIMEX_("sync_status", kGauge, sync_status, "1 when the clock is synchronized, else 0."),
+    // every column of /proc/net/dev
+    METRICS_AGENT_NETDEV_("receive", "bytes", 0), METRICS_AGENT_NETDEV_("receive", "packets", 1),
+    METRICS_AGENT_NETDEV_("receive", "errs", 2), METRICS_AGENT_NETDEV_("receive", "drop", 3),
+    METRICS_AGENT_NETDEV_("receive", "fifo", 4), METRICS_AGENT_NETDEV_("receive", "frame", 5),
+    METRICS_AGENT_NETDEV_("receive", "compressed", 6), METRICS_AGENT_NETDEV_("receive", "multicast", 7),
+    METRICS_AGENT_NETDEV_("transmit", "bytes", 8), METRICS_AGENT_NETDEV_("transmit", "packets", 9),
+    METRICS_AGENT_NETDEV_("transmit", "errs", 10), METRICS_AGENT_NETDEV_("transmit", "drop", 11),
+    METRICS_AGENT_NETDEV_("transmit", "fifo", 12), METRICS_AGENT_NETDEV_("transmit", "colls", 13),
+    METRICS_AGENT_NETDEV_("transmit", "carrier", 14), METRICS_AGENT_NETDEV_("transmit", "compressed", 15),
+    // /sys/class/net
+    {"node_network_mtu_bytes", kGauge, {"device"}, node_netclass_has<&NodeNetClass::mtu>,
+     node_netclass<&NodeNetClass::mtu>, "MTU of the network device, in bytes."},
+    {"node_network_speed_bytes", kGauge, {"device"}, node_netclass_has<&NodeNetClass::speed_bytes>,
+     node_netclass<&NodeNetClass::speed_bytes>, "Link speed of the network device, in bytes per second."},
+    {"node_network_carrier", kGauge, {"device"}, node_netclass_has<&NodeNetClass::carrier>,
+     node_netclass<&NodeNetClass::carrier>, "1 when the network device has a carrier, else 0."},
+    {"node_network_up", kGauge, {"device"}, node_any<&NodeDetail::netclass>, node_network_up,
+     "1 when the network device's operstate is up, else 0."},
+    {"node_network_info", kGauge, {"address", "broadcast", "device", "duplex", "ifalias", "operstate"},
+     node_any<&NodeDetail::netclass>, node_network_info, "Constant 1 labeled with the network device's properties."},
+    // every column of /proc/diskstats (Documentation/admin-guide/iostats.rst)
+    METRICS_AGENT_DISK_("reads_completed_total", 0, 1, "Reads completed by the disk device.", node_disk_column<0>),
+    METRICS_AGENT_DISK_("reads_merged_total", 1, 1, "Adjacent reads merged.", node_disk_column<1>),
+    METRICS_AGENT_DISK_("read_bytes_total", 2, 512, "Bytes read from the disk device.", node_disk_column<2>),
+    METRICS_AGENT_DISK_("read_time_seconds_total", 3, -1, "Seconds spent by all reads.", node_disk_column<3>),
+    METRICS_AGENT_DISK_("writes_completed_total", 4, 1, "Writes completed by the disk device.", node_disk_column<4>),
+    METRICS_AGENT_DISK_("writes_merged_total", 5, 1, "Adjacent writes merged.", node_disk_column<5>),
+    METRICS_AGENT_DISK_("written_bytes_total", 6, 512, "Bytes written to the disk device.", node_disk_column<6>),
+    METRICS_AGENT_DISK_("write_time_seconds_total", 7, -1, "Seconds spent by all writes.", node_disk_column<7>),
+    {"node_disk_io_now", kGauge, {"device"}, node_disk_column<8>, node_disk<8>, "I/Os in progress now."},
+    METRICS_AGENT_DISK_("io_time_seconds_total", 9, -1, "Seconds the disk device spent doing I/O.",
+                        node_disk_column<9>),
+    METRICS_AGENT_DISK_("io_time_weighted_seconds_total", 10, -1,
+                        "Seconds spent doing I/O, weighted by the I/Os in progress.", node_disk_column<10>),
+    METRICS_AGENT_DISK_("discards_completed_total", 11, 1, "Discards completed.", node_disk_column<11>),
+    METRICS_AGENT_DISK_("discards_merged_total", 12, 1, "Adjacent discards merged.", node_disk_column<12>),
+    METRICS_AGENT_DISK_("discarded_sectors_total", 13, 1, "Sectors discarded.", node_disk_column<13>),
+    METRICS_AGENT_DISK_("discard_time_seconds_total", 14, -1, "Seconds spent by all discards.",
+                        node_disk_column<14>),
+    METRICS_AGENT_DISK_("flush_requests_total", 15, 1, "Flush requests completed.", node_disk_column<15>),
+    METRICS_AGENT_DISK_("flush_requests_time_seconds_total", 16, -1, "Seconds spent by all flush requests.",
+                        node_disk_column<16>),
+    // temperatures
+    {"node_hwmon_temp_celsius", kGauge, {"chip", "sensor"}, node_any<&NodeDetail::hwmon>, node_hwmon_temp,
+     "Temperature of a hardware-monitoring sensor, in degrees Celsius."},
+    {"node_hwmon_chip_names", kGauge, {"chip", "chip_name"}, node_any<&NodeDetail::hwmon_chips>, node_hwmon_chips,
+     "Constant 1 naming each hardware-monitoring chip."},
+    {"node_thermal_zone_temp", kGauge, {"type", "zone"}, node_any<&NodeDetail::thermal>, node_thermal,
+     "Temperature of a thermal zone, in degrees Celsius."},
+    // the system
+    {"node_uname_info", kGauge, {"domainname", "machine", "nodename", "release", "sysname", "version"}, node_uname,
+     node_uname_all, "Constant 1 labeled with what uname(2) says."},
+    {"node_os_info", kGauge,
+     {"build_id", "id", "id_like", "image_id", "image_version", "name", "pretty_name", "variant", "variant_id",
+      "version", "version_codename", "version_id"},
+     node_os, node_os_info, "Constant 1 labeled with the values of os-release(5)."},
+    {"node_scrape_collector_duration_seconds", kGauge, {"collector"}, node_present, node_collector_duration,
+     "Seconds each reader took in the last scrape."},
+    {"node_scrape_collector_success", kGauge, {"collector"}, node_present, node_collector_success,
+     "1 when the collector succeeded, 0 when its metrics are missing."},
+    {"node_textfile_mtime_seconds", kGauge, {"file"}, textfile_files, textfile_mtime,
+     "Modification time of each textfile read, in seconds since the epoch."},
+    {"node_textfile_scrape_error", kGauge, {}, textfile, textfile_error,
+     "1 when a textfile could not be read or parsed, else 0."},
+    // the agent's process, as every exporter reports it
+    {"process_cpu_seconds_total", kCounter, {}, node_has<&NodeDetail::process_cpu_seconds>,
+     node_value<&NodeDetail::process_cpu_seconds>, "CPU time of the process, user and system, in seconds."},
+    {"process_resident_memory_bytes", kGauge, {}, node_has<&NodeDetail::process_resident_bytes>,
+     node_value<&NodeDetail::process_resident_bytes>, "Resident memory of the process, in bytes."},
+    {"process_virtual_memory_bytes", kGauge, {}, node_has<&NodeDetail::process_virtual_bytes>,
+     node_value<&NodeDetail::process_virtual_bytes>, "Virtual memory of the process, in bytes."},
+    {"process_virtual_memory_max_bytes", kGauge, {}, node_has<&NodeDetail::process_virtual_max_bytes>,
+     node_value<&NodeDetail::process_virtual_max_bytes>, "Limit of the process's virtual memory, in bytes."},
+    {"process_open_fds", kGauge, {}, node_has<&NodeDetail::process_open_fds>,
+     node_value<&NodeDetail::process_open_fds>, "File descriptors the process has open."},
+    {"process_max_fds", kGauge, {}, node_has<&NodeDetail::process_max_fds>, node_value<&NodeDetail::process_max_fds>,
+     "Most file descriptors the process may open."},
+};
+
+#undef METRICS_AGENT_TIMEX_
+#undef METRICS_AGENT_DISK_
+#undef METRICS_AGENT_NETDEV_
+
+// Families named by their source's fields: one family per field, e.g.
+// node_memory_Active_anon_bytes from /proc/meminfo's "Active(anon)".
+struct KeyedFamilies {
+  std::string_view prefix;
+  std::vector<NodeValue> NodeDetail::*values;
+  std::string_view type;
+  std::string_view source;  // for the help text
+};
+
+inline constexpr KeyedFamilies kNodeKeyedFamilies[] = {
+    {"node_memory_", &NodeDetail::meminfo, kGauge, "/proc/meminfo"},
+    {"node_vmstat_", &NodeDetail::vmstat, kUntyped, "/proc/vmstat"},
+    {"node_netstat_", &NodeDetail::netstat, kUntyped, "/proc/net/{netstat,snmp,snmp6}"},
+    {"node_sockstat_", &NodeDetail::sockstat, kGauge, "/proc/net/sockstat(6)"},
+};
+
+}  // namespace prom
+
+// The NodeDetail families, then the keyed ones, then the textfiles' (those
+// whose name is already taken are left out and flag the textfile error).
+inline void append_node_families(std::string& out, const prom::Input& in) {
+  for (const prom::Family& f : prom::kNodeFamilies) {
+    if (!f.when(in)) continue;
+    append_prom_family(out, f.name, f.type, f.help);
+    prom::Series series(out, f);
+    f.read(series, in);
+  }
+  if (in.node != nullptr) {
+    std::string name, help;
+    for (const prom::KeyedFamilies& k : prom::kNodeKeyedFamilies) {
+      for (const NodeValue& v : in.node->*k.values) {
+        name.assign(k.prefix.data(), k.prefix.size());
+        append_metric_name(name, v.name);
+        help = "Field ";
+        help += v.name;
+        help += " of ";
+        help += k.source;
+        help += '.';
+        append_prom_family(out, name, k.type, help);
+        out += name;
+        out += ' ';
+        append_prom_number(out, v.value);
+        out += '\n';
+      }
+    }
+  }
+}
+
+inline void append_textfile_families(std::string& out, std::size_t begin, const TextfileScrape& t) {
+  for (const TextFamily& f : t.families) {
+    if (prom_family_present(std::string_view(out.data() + begin, out.size() - begin), f.name)) continue;
+    append_prom_family(out, f.name, f.type, f.help.empty() ? std::string_view("Read from a textfile.") : f.help);
+    for (const TextSample& s : f.samples) {
+      out += s.name;
+      if (!s.labels.empty()) {
+        out += '{';
+        out += s.labels;
+        out += '}';
+      }
+      out += ' ';
+      append_prom_number(out, s.value);
+      out += '\n';
+    }
+  }
+}
+
+// ---- the text format, read (the textfile directory) --------------------------
+// Our own parser of the Prometheus text exposition format 0.0.4, for the
+// *.prom files of --textfile-dir. Pure: text in, families or the reason out.
+// Refused, as node_exporter's textfile collector refuses them: samples with
+// timestamps, a second TYPE or HELP for a family, a TYPE after the family's
+// samples, a family whose samples are not contiguous, a series given twice,
+// and anything outside the grammar.
+
+inline bool prom_name_start(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == ':'; }
+inline bool prom_name_char(char c) { return prom_name_start(c) || (c >= '0' && c <= '9'); }
+
+inline bool valid_metric_name(std::string_view n) {
+  if (n.empty() || !prom_name_start(n[0])) return false;
+  for (char c : n)
+    if (!prom_name_char(c)) return false;
+  return true;
+}
+
+inline bool valid_label_name(std::string_view n) {
+  if (n.empty() || n[0] == ':' || !prom_name_start(n[0])) return false;
+  for (char c : n)
+    if (!prom_name_char(c) || c == ':') return false;
+  return true;
+}
+
+// A sample value: a decimal or exponent float, NaN, +Inf, -Inf (Go's ParseFloat
+// spellings that the format allows). Locale-free.
+inline bool parse_prom_value(std::string_view t, double& v) {
+  if (t == "NaN" || t == "nan") {
+    v = std::numeric_limits<double>::quiet_NaN();
+    return true;
+  }
+  if (t == "+Inf" || t == "Inf" || t == "+inf" || t == "inf") {
+    v = std::numeric_limits<double>::infinity();
+    return true;
+  }
+  if (t == "-Inf" || t == "-inf") {
+    v = -std::numeric_limits<double>::infinity();
+    return true;
+  }
+  if (t.empty()) return false;
+  std::string_view u = t;
+  if (u[0] == '+') u.remove_prefix(1);  // from_chars takes no '+'
+  if (u.empty() || u[0] == '+') return false;
+  const auto r = std::from_chars(u.data(), u.data() + u.size(), v);
+  return r.ec == std::errc() && r.ptr == u.data() + u.size() && std::isfinite(v);
+}
+
+inline std::string_view prom_family_of(std::string_view sample, const TextFamily* current) {
+  if (current != nullptr && (current->type == "histogram" || current->type == "summary")) {
+    for (std::string_view suffix : {"_bucket", "_sum", "_count"}) {
+      if (suffix == "_bucket" && current->type != "histogram") continue;
+      if (sample.size() == current->name.size() + suffix.size() && starts_with_text(sample, current->name) &&
+          sample.substr(current->name.size()) == suffix)
+        return current->name;
+    }
+  }
+  return sample;
+}
+
+// Parses `text` into `out` (appended). Returns "" or why it was refused,
+// with the line number.
+inline std::string parse_prom_text(std::string_view text, std::vector<TextFamily>& out) {
+  const std::size_t first = out.size();
+  std::unordered_set<std::string> keys;    // name{labels} of every series, to refuse repeats
+  std::unordered_set<std::string> closed;  // families whose samples are behind us
+  std::unordered_set<std::string> help_seen, type_seen;
+  std::unordered_map<std::string, std::size_t> index;  // family name -> position in out
+  TextFamily* current = nullptr;
+  bool current_has_samples = false;
+  std::size_t line_no = 0;
+  auto fail = [&](const char* why) {
+    out.resize(first);
+    return "line " + std::to_string(line_no) + ": " + why;
+  };
+  auto find = [&](std::string_view name) -> TextFamily* {
+    const auto it = index.find(std::string(name));
+    return it == index.end() ? nullptr : &out[it->second];
+  };
+  auto is_closed = [&](std::string_view name) {
+    return closed.count(std::string(name)) != 0;
+  };
+  // Makes `name` the current family, creating it if new.
+  auto enter = [&](std::string_view name) -> bool {
+    if (current != nullptr && current->name == name) return true;
+    if (current != nullptr && current_has_samples) closed.insert(current->name);
+    if (is_closed(name)) return false;
+    TextFamily* f = find(name);
+    if (f == nullptr) {
+      index.emplace(std::string(name), out.size());
+      out.push_back(TextFamily{std::string(name), {}, "untyped", {}});
+      f = &out.back();
+    }
+    current = f;
+    current_has_samples = !f->samples.empty();
+    return true;
+  };
+  while (!text.empty()) {
+    ++line_no;
+    std::size_t nl = text.find('\n');
+    std::string_view line = text.substr(0, nl);
+    text.remove_prefix(nl == std::string_view::npos ? text.size() : nl + 1);
+    auto skip_ws = [](std::string_view& s) {
+      while (!s.empty() && (s[0] == ' ' || s[0] == '\t')) s.remove_prefix(1);
+    };
+    auto token = [&](std::string_view& s) {
+      skip_ws(s);
+      std::size_t n = 0;
+      while (n < s.size() && s[n] != ' ' && s[n] != '\t') ++n;
+      const std::string_view t = s.substr(0, n);
+      s.remove_prefix(n);
+      return t;
+    };
+    skip_ws(line);
+    if (line.empty()) continue;
+    if (line[0] == '#') {
+      std::string_view rest = line.substr(1);
+      const std::string_view kw = token(rest);
+      if (kw != "HELP" && kw != "TYPE") continue;  // a comment
+      const std::string_view name = token(rest);
+      if (!valid_metric_name(name)) return fail("invalid metric name in HELP or TYPE");
+      if (kw == "TYPE") {
+        const std::string_view type = token(rest);
+        skip_ws(rest);
+        if (!rest.empty()) return fail("text after the type");
+        if (type != "counter" && type != "gauge" && type != "histogram" && type != "summary" && type != "untyped")
+          return fail("unknown type");
+        TextFamily* f = find(name);
+        if (f != nullptr && !f->samples.empty()) return fail("TYPE after the family's samples");
+        if (type_seen.count(std::string(name)) != 0) return fail("second TYPE for a family");
+        if (!enter(name)) return fail("family is not contiguous");
+        current->type.assign(type.data(), type.size());
+        type_seen.insert(current->name);
+      } else {
+        if (help_seen.count(std::string(name)) != 0) return fail("second HELP for a family");
+        if (!enter(name)) return fail("family is not contiguous");
+        if (!rest.empty() && (rest[0] == ' ' || rest[0] == '\t')) rest.remove_prefix(1);
+        std::string help;
+        for (std::size_t i = 0; i < rest.size(); ++i) {
+          if (rest[i] == '\\' && i + 1 < rest.size() && (rest[i + 1] == '\\' || rest[i + 1] == 'n')) {
+            help += rest[i + 1] == 'n' ? '\n' : '\\';
+            ++i;
+          } else {
+            help += rest[i];
+          }
+        }
+        current->help = std::move(help);
+        help_seen.insert(current->name);
+      }
+      continue;
+    }
+    // A sample: name, optional {labels}, value, no timestamp.
+    std::size_t n = 0;
+    while (n < line.size() && prom_name_char(line[n])) ++n;
+    const std::string_view name = line.substr(0, n);
+    if (!valid_metric_name(name)) return fail("invalid metric name");
+    line.remove_prefix(n);
+    TextSample s;
+    s.name.assign(name.data(), name.size());
+    std::vector<std::string_view> label_names;
+    const std::size_t before_blank = line.size();
+    skip_ws(line);
+    bool blank_before_value = line.size() != before_blank;
+    if (!line.empty() && line[0] == '{') {
+      line.remove_prefix(1);
+      for (;;) {
+        skip_ws(line);
+        if (!line.empty() && line[0] == '}') {
+          line.remove_prefix(1);
+          break;
+        }
+        std::size_t k = 0;
+        while (k < line.size() && prom_name_char(line[k])) ++k;
+        const std::string_view label = line.substr(0, k);
+        if (!valid_label_name(label) || starts_with_text(label, "__")) return fail("invalid label name");
+        for (std::string_view l : label_names)
+          if (l == label) return fail("label given twice");
+        label_names.push_back(label);
+        line.remove_prefix(k);
+        skip_ws(line);
+        if (line.size() < 2 || line[0] != '=' ) return fail("expected '=' after a label name");
+        line.remove_prefix(1);
+        skip_ws(line);
+        if (line.empty() || line[0] != '"') return fail("expected a quoted label value");
+        line.remove_prefix(1);
+        std::string value;
+        bool closed_quote = false;
+        while (!line.empty()) {
+          const char c = line[0];
+          line.remove_prefix(1);
+          if (c == '"') {
+            closed_quote = true;
+            break;
+          }
+          if (c == '\\') {
+            if (line.empty()) break;
+            const char e = line[0];
+            line.remove_prefix(1);
+            if (e == 'n') {
+              value += '\n';
+            } else if (e == '\\' || e == '"') {
+              value += e;
+            } else {
+              return fail("invalid escape in a label value");
+            }
+          } else {
+            value += c;
+          }
+        }
+        if (!closed_quote) return fail("unterminated label value");
+        if (!s.labels.empty()) s.labels += ',';
+        s.labels.append(label.data(), label.size());
+        s.labels += "=\"";
+        append_prom_escaped(s.labels, value, true);
+        s.labels += '"';
+        skip_ws(line);
+        if (!line.empty() && line[0] == ',') {
+          line.remove_prefix(1);
+        } else if (line.empty() || line[0] != '}') {
+          return fail("expected ',' or '}' after a label");
+        }
+      }
+      blank_before_value = !line.empty() && (line[0] == ' ' || line[0] == '\t');
+    }
+    if (line.empty() || !blank_before_value) return fail("expected a value after the series");
+    const std::string_view value = token(line);
+    if (!parse_prom_value(value, s.value)) return fail("invalid sample value");
+    skip_ws(line);
+    if (!line.empty()) return fail("timestamps and trailing text are not supported");
+    const std::string_view family = prom_family_of(name, current);
+    if (family != name && current != nullptr && current->type == "histogram" &&
+        name.size() > 7 && name.substr(name.size() - 7) == "_bucket" &&
+        std::find(label_names.begin(), label_names.end(), "le") == label_names.end())
+      return fail("histogram bucket without le");
+    if (!enter(family)) return fail("family is not contiguous");
+    std::string key = s.name + "{" + s.labels;
+    if (!keys.insert(std::move(key)).second) return fail("series given twice");
+    current->samples.push_back(std::move(s));
+    current_has_samples = true;
+  }
+  // Families with a TYPE or HELP but no sample are dropped, as node_exporter drops them.
+  out.erase(std::remove_if(out.begin() + static_cast<std::ptrdiff_t>(first), out.end(),
+                           [](const TextFamily& f) { return f.samples.empty(); }),
+            out.end());
+  return {};
+}
+
 // Application gauges come last, so that a name clash with any family before
 // them is seen: a gauge whose sanitized name is already taken (by a family or
 // an earlier gauge) is left out rather than duplicated, which Prometheus would
@@ -4114,17 +4836,22 @@ inline void append_application_gauges(std::string& out, std::size_t begin, const
 // prom::kFamilies, then the application gauges. A group that failed to
 // collect is left out, and node_scrape_collector_success{collector} says so.
 // `gauge_help[i]` is the help text of s.custom[i].
+// `node` and `textfile`, where given, add node_exporter's further families
+// and the textfile directory's.
 inline void append_prometheus(std::string& out, const Snapshot& s, const std::vector<std::string>& gauge_help,
-                              const PrometheusSelf& self) {
+                              const PrometheusSelf& self, const NodeDetail* node = nullptr,
+                              const TextfileScrape* textfile = nullptr) {
   const std::size_t begin = out.size();
-  out.reserve(begin + prometheus_size_estimate(s, gauge_help));
-  const prom::Input in{s, self};
+  out.reserve(begin + prometheus_size_estimate(s, gauge_help) + (node != nullptr ? 32768 : 0));
+  const prom::Input in{s, self, node, textfile};
   for (const prom::Family& f : prom::kFamilies) {
-    if (!f.when(in)) continue;
+    if (!f.when(in) || (node != nullptr && prom::superseded(f.name, *node))) continue;
     append_prom_family(out, f.name, f.type, f.help);
     prom::Series series(out, f);
     f.read(series, in);
   }
+  append_node_families(out, in);
+  if (textfile != nullptr) append_textfile_families(out, begin, *textfile);
   append_application_gauges(out, begin, s.custom, gauge_help);
 }
 
@@ -5489,6 +6216,135 @@ struct Sampling {
   std::vector<std::string> gauge_help;
 };
 
+// ============================================================================
+// Implementation: node_exporter's further families and the textfile directory,
+// read for /metrics only
+// ============================================================================
+
+// Reads NodeDetail and the textfile directory when /metrics is scraped, at
+// most once per snapshot (the tick): scrapes within one tick share the
+// reading. A tick with nobody scraping reads none of it.
+class NodeExposition {
+ public:
+  static constexpr std::size_t kMaxTextfileBytes = std::size_t(4) << 20;
+  static constexpr std::size_t kMaxTextfiles = 1000;
+
+  NodeExposition(const std::string& host_root, std::string textfile_dir)
+      : textfile_dir_(std::move(textfile_dir))
+#if defined(METRICS_AGENT_HAS_NODE_READER)
+        ,
+        reader_(root(host_root) + "/proc", root(host_root) + "/sys", root(host_root))
+#endif  // METRICS_AGENT_HAS_NODE_READER
+  {
+    (void)host_root;
+  }
+
+  // Brings the readings up to the snapshot taken at `snapshot_us`.
+  void refresh(std::int64_t snapshot_us) {
+    if (have_ && snapshot_us == read_for_us_) return;
+    have_ = true;
+    read_for_us_ = snapshot_us;
+#if defined(METRICS_AGENT_HAS_NODE_READER)
+    reader_.read(detail_);
+#endif  // METRICS_AGENT_HAS_NODE_READER
+#if defined(METRICS_AGENT_HAS_NODE_READER)
+    if (!textfile_dir_.empty()) read_textfiles(textfile_dir_, textfile_);
+#endif  // METRICS_AGENT_HAS_NODE_READER
+  }
+
+  const NodeDetail* node() const {
+#if defined(METRICS_AGENT_HAS_NODE_READER)
+    return &detail_;
+#else
+    return nullptr;
+#endif  // METRICS_AGENT_HAS_NODE_READER
+  }
+  const TextfileScrape* textfile() const { return textfile_dir_.empty() || !have_ ? nullptr : &textfile_; }
+  // Why the last textfile that failed was refused ("" when none failed).
+  const std::string& textfile_problem() const { return problem_; }
+  // The problem, once each time it changes (for the log).
+  std::string new_textfile_problem() {
+    if (problem_ == logged_problem_) return {};
+    logged_problem_ = problem_;
+    return problem_;
+  }
+
+#if defined(METRICS_AGENT_HAS_NODE_READER)
+  // Every *.prom file of `dir`, in name order. A file that cannot be read
+  // or parsed, or whose families contradict an earlier file's, sets the
+  // error and is left out; the others are kept.
+  void read_textfiles(const std::string& dir, TextfileScrape& t) {
+    t = TextfileScrape{};
+    problem_.clear();
+    std::vector<std::string> names;
+    if (!list_files_with_suffix(dir, ".prom", kMaxTextfiles, names)) {
+      t.error = true;
+      problem_ = "cannot list " + dir;
+      return;
+    }
+    std::unordered_set<std::string> series;
+    std::vector<TextFamily> parsed;
+    for (const std::string& n : names) {
+      const std::string path = dir + "/" + n;
+      std::string text;
+      double mtime = 0;
+      std::string why = read_regular_file(path, kMaxTextfileBytes, text, mtime);
+      parsed.clear();
+      if (why.empty()) why = parse_prom_text(text, parsed);
+      if (why.empty()) why = merge(parsed, t.families, series);
+      if (!why.empty()) {
+        t.error = true;
+        problem_ = path + ": " + why;
+        continue;
+      }
+      t.files.push_back({path, mtime});
+    }
+  }
+#endif  // METRICS_AGENT_HAS_NODE_READER
+
+ private:
+  static std::string root(std::string r) {
+    while (!r.empty() && r.back() == '/') r.pop_back();
+    return r;
+  }
+
+  // Adds one file's families to the ones before it, or says why it cannot.
+  static std::string merge(std::vector<TextFamily>& parsed, std::vector<TextFamily>& all,
+                           std::unordered_set<std::string>& series) {
+    std::vector<std::string> keys;
+    for (const TextFamily& f : parsed) {
+      for (const TextFamily& g : all)
+        if (g.name == f.name && g.type != f.type) return "family " + f.name + " has another type in an earlier file";
+      for (const TextSample& s : f.samples) {
+        std::string key = s.name + "{" + s.labels;
+        if (series.count(key) != 0) return "series " + s.name + " is already in an earlier file";
+        keys.push_back(std::move(key));
+      }
+    }
+    for (std::string& k : keys) series.insert(std::move(k));
+    for (TextFamily& f : parsed) {
+      auto it = std::find_if(all.begin(), all.end(), [&](const TextFamily& g) { return g.name == f.name; });
+      if (it == all.end()) {
+        all.push_back(std::move(f));
+      } else {
+        for (TextSample& s : f.samples) it->samples.push_back(std::move(s));
+        if (it->help.empty()) it->help = std::move(f.help);
+      }
+    }
+    return {};
+  }
+
+  std::string textfile_dir_;
+  bool have_ = false;
+  std::int64_t read_for_us_ = 0;
+  TextfileScrape textfile_;
+  std::string problem_, logged_problem_;
+#if defined(METRICS_AGENT_HAS_NODE_READER)
+  NodeReader reader_;
+  NodeDetail detail_;
+#endif  // METRICS_AGENT_HAS_NODE_READER
+};
+
 // Who may call a route. A route needs a token (when authentication is on)
 // unless it says otherwise.
 enum class Access : std::uint8_t {
@@ -5503,7 +6359,13 @@ class RestApi {
  public:
   RestApi(const Options& opt, Server& server, const Sampling& sampling, Auth& auth, const AlertEngine& alerts,
           StreamHub& hub)
-      : opt_(opt), server_(server), sampling_(sampling), auth_(auth), alerts_(alerts), hub_(hub) {}
+      : opt_(opt),
+        server_(server),
+        sampling_(sampling),
+        auth_(auth),
+        alerts_(alerts),
+        hub_(hub),
+        node_(opt.host_root, opt.textfile_dir) {}
 
   void install() {
     route("GET", "/health", &RestApi::health, Access::Public);
@@ -5587,7 +6449,10 @@ class RestApi {
     self.login_throttled = auth_.throttled();
     HttpResponse r;
     r.content_type = std::string(kPrometheusContentType);
-    append_prometheus(r.body, sampling_.snap, sampling_.gauge_help, self);
+    node_.refresh(sampling_.snap.timestamp_us);
+    const std::string problem = node_.new_textfile_problem();
+    if (!problem.empty()) server_.log("textfile left out: " + problem);
+    append_prometheus(r.body, sampling_.snap, sampling_.gauge_help, self, node_.node(), node_.textfile());
     return r;
   }
 
@@ -5691,6 +6556,7 @@ class RestApi {
   Auth& auth_;
   const AlertEngine& alerts_;
   StreamHub& hub_;
+  NodeExposition node_;
 };
 
 // ============================================================================

@@ -21,9 +21,11 @@ import e2e_util
 PROMETHEUS = "/usr/bin/prometheus"
 PROMTOOL = "/usr/bin/promtool"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-# node_exporter's own node_memory_* names (the kernel's /proc/meminfo field
-# names) draw this notice from promtool too; nothing else is allowed.
-CAMEL_NOTICE = re.compile(r"^node_memory_\w+ metric names should be written in 'snake_case' not 'camelCase'$")
+# node_exporter's own node_memory_* and node_netstat_* names (the kernel's
+# field names) and its node_entropy_*_bits draw these notices from promtool
+# too; nothing else is allowed.
+CAMEL_NOTICE = re.compile(r"^(node_(memory|netstat)_\w+ metric names should be written in 'snake_case' not 'camelCase'"
+                          r"|node_entropy_(available|pool_size)_bits use base unit \"bytes\" instead of \"bits\")$")
 
 
 def need(path, package):
