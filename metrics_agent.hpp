@@ -300,6 +300,13 @@ struct Gauge {
   double value = 0;
 };
 
+// A temperature sensor: hwmon's chip and sensor (temp1), or a thermal zone
+// (chip thermal_zoneN in the rich stream, N on /metrics) and its type.
+struct NodeTemperature {
+  std::string chip, sensor;
+  double celsius = 0;
+};
+
 // One sample of the whole host, filled by the collector of platform/<os>.hpp.
 struct Snapshot {
   std::int64_t timestamp_us = 0;  // wall clock, microseconds since the epoch
@@ -310,6 +317,7 @@ struct Snapshot {
   DiskStats disk;
   SystemInfo system;
   ContainerStats container;
+  std::vector<NodeTemperature> sensors;  // empty: none (the slow part reads them)
   std::vector<Gauge> custom;
 };
 
@@ -340,10 +348,6 @@ struct NodeDisk {  // every column of /proc/diskstats (11, 15 or 17 of them)
 };
 struct NodeSoftnet {
   std::uint64_t processed = 0, dropped = 0, squeezed = 0;
-};
-struct NodeTemperature {  // hwmon: chip and sensor; thermal zones: zone number and type
-  std::string chip, sensor;
-  double celsius = 0;
 };
 struct NodeChip {
   std::string chip, name;
@@ -4874,7 +4878,8 @@ enum RichField : std::uint32_t {
   kRichSystem = 16,
   kRichCustom = 32,
   kRichContainer = 64,
-  kRichAll = 127,
+  kRichSensors = 128,
+  kRichAll = 255,
   kRichDashboard = kRichCpu | kRichMemory | kRichNetwork | kRichDisk,
 };
 
@@ -4894,6 +4899,7 @@ struct RichGroup {
 inline constexpr RichGroup kRichGroups[] = {
     {"cpu", kRichCpu},       {"memory", kRichMemory},       {"network", kRichNetwork}, {"disk", kRichDisk},
     {"system", kRichSystem}, {"container", kRichContainer}, {"custom", kRichCustom},
+    {"sensors", kRichSensors},
 };
 
 inline std::uint32_t rich_field(std::string_view name) {
@@ -5091,6 +5097,18 @@ inline void write_rich_data(std::string& out, const Snapshot& s, std::uint32_t f
       w.key("memory_usage_percent").num(c.memory_usage_percent);
       w.key("pids").num(c.pids, 0).key("pids_limit").num(c.pids_limit, 0);
       w.end_object();
+    }
+  }
+  if (fields & kRichSensors) {
+    // Temperatures in degrees Celsius, null on a host without sensors.
+    w.key("sensors");
+    if (s.sensors.empty()) {
+      w.null();
+    } else {
+      w.begin_object().key("temperatures").begin_array();
+      for (const NodeTemperature& t : s.sensors)
+        w.begin_object().key("chip").str(t.chip).key("sensor").str(t.sensor).key("celsius").num(t.celsius, 1).end_object();
+      w.end_array().end_object();
     }
   }
   if (fields & kRichCustom) {
@@ -7507,6 +7525,18 @@ function onMetrics(m) {
     }
   }
 
+  // Temperatures, one tile per sensor, on hosts that have any (null: none).
+  if (d.sensors !== undefined) {
+    const ts = d.sensors && Array.isArray(d.sensors.temperatures) ? d.sensors.temperatures : [];
+    const names = ts.map(x => `${x.chip} ${x.sensor}`);
+    const tiles = keyed($('tiles'), 'sensor', 'sensor', names, mkGauge);
+    ts.forEach((x, i) => {
+      const ch = tiles[names[i]].children;
+      ch[1].textContent = fin(x.celsius) ? f1(x.celsius) + ' \u00b0C' : DASH;
+      ch[2].textContent = 'temperature';
+    });
+  }
+
   const cu = d.custom;
   if (cu && typeof cu === 'object') {
     const gs = keyed($('tiles'), 'custom', 'gauge', Object.keys(cu), mkGauge);
@@ -7683,7 +7713,7 @@ class Stream {
   }
 }
 
-const metrics = new Stream('/api/ws/ws?interval=1&metrics=cpu,memory,disk,network,system,container,custom', {
+const metrics = new Stream('/api/ws/ws?interval=1&metrics=cpu,memory,disk,network,system,container,custom,sensors', {
   connecting: () => setConn(everLive ? 'reconnecting' : 'connecting'),
   wait: d => setConn('reconnecting', Date.now() + d),
   msg(m, prev) {

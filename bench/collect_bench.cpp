@@ -85,6 +85,38 @@ void BM_PrometheusText(benchmark::State& state) {
 }
 BENCHMARK(BM_PrometheusText);
 
+// What a scrape pays on the first /metrics of a tick: reading NodeDetail
+// (node_exporter's further families), and then the whole exposition with
+// them. Later scrapes in the same tick pay only the exposition.
+void BM_NodeRead(benchmark::State& state) {
+  metrics_agent::detail::NodeReader reader;
+  metrics_agent::NodeDetail d;
+  for (auto _ : state) {
+    reader.read(d);
+    benchmark::DoNotOptimize(d.meminfo.size());
+  }
+}
+BENCHMARK(BM_NodeRead);
+
+void BM_PrometheusTextWithNode(benchmark::State& state) {
+  const metrics_agent::Snapshot s = live_snapshot();
+  metrics_agent::detail::NodeReader reader;
+  metrics_agent::NodeDetail d;
+  reader.read(d);
+  metrics_agent::ServerStats stats;
+  metrics_agent::detail::PrometheusSelf self;
+  self.stats = &stats;
+  std::size_t bytes = 0;
+  for (auto _ : state) {
+    std::string out;
+    metrics_agent::detail::append_prometheus(out, s, {}, self, &d);
+    bytes = out.size();
+    benchmark::DoNotOptimize(out);
+  }
+  state.counters["bytes"] = double(bytes);
+}
+BENCHMARK(BM_PrometheusTextWithNode);
+
 }  // namespace
 
 BENCHMARK_MAIN();

@@ -1014,6 +1014,527 @@ inline void container_stats(const CgroupReading& r, double prev_usage, double el
 }
 
 // ============================================================================
+// node_exporter's further families (NodeDetail): pure parsers, then NodeReader
+// ============================================================================
+
+// A signed decimal integer token ("-1", "42"); /proc/net/snmp prints
+// Tcp MaxConn as -1.
+inline bool parse_i64_token(std::string_view& s, double& v) {
+  skip_blanks(s);
+  std::int64_t i = 0;
+  const auto r = std::from_chars(s.data(), s.data() + s.size(), i);
+  if (r.ec != std::errc()) return false;
+  s.remove_prefix(static_cast<std::size_t>(r.ptr - s.data()));
+  v = static_cast<double>(i);
+  return true;
+}
+
+// Every line of /proc/meminfo under node_exporter's name: "Active(anon)"
+// becomes "Active_anon", and a value in kB gets "_bytes" (HugePages_Total,
+// a count, does not).
+inline void parse_meminfo_all(std::string_view text, std::vector<NodeValue>& out) {
+  out.clear();
+  LineReader lines(text);
+  std::string_view line;
+  while (lines.next(line)) {
+    const std::size_t colon = line.find(':');
+    if (colon == std::string_view::npos || colon == 0) continue;
+    std::string_view rest = line.substr(colon + 1);
+    std::uint64_t v = 0;
+    if (!parse_u64(rest, v)) continue;
+    NodeValue nv;
+    for (char c : line.substr(0, colon)) {
+      if (c == '(') {
+        nv.name += '_';
+      } else if (c != ')') {
+        nv.name += c;
+      }
+    }
+    if (trim(rest) == "kB") {
+      nv.name += "_bytes";
+      v *= 1024;
+    }
+    nv.value = static_cast<double>(v);
+    out.push_back(std::move(nv));
+  }
+}
+
+// node_exporter's default vmstat fields.
+inline bool vmstat_default_field(std::string_view f) {
+  return f == "pgpgin" || f == "pgpgout" || f == "pswpin" || f == "pswpout" || f == "oom_kill" ||
+         f == "pgfault" || f == "pgmajfault";
+}
+
+// /proc/vmstat: "name value" lines; `all` keeps every field.
+inline void parse_vmstat(std::string_view text, std::vector<NodeValue>& out, bool all = false) {
+  out.clear();
+  LineReader lines(text);
+  std::string_view line;
+  while (lines.next(line)) {
+    const std::string_view name = next_token(line);
+    double v = 0;
+    if (name.empty() || !parse_i64_token(line, v)) continue;
+    if (all || vmstat_default_field(name)) out.push_back({std::string(name), v});
+  }
+}
+
+inline bool one_of(std::string_view s, std::initializer_list<std::string_view> names) {
+  for (std::string_view n : names)
+    if (s == n) return true;
+  return false;
+}
+
+// node_exporter's default netstat field filter, over protocol and field.
+inline bool netstat_default_field(std::string_view proto, std::string_view field) {
+  if (field == "InErrors" || field == "InErrs") return true;
+  if (proto == "Ip") return field == "Forwarding";
+  if (proto == "Ip6" || proto == "IpExt") return field == "InOctets" || field == "OutOctets";
+  if (proto == "Icmp" || proto == "Icmp6") return field == "InMsgs" || field == "OutMsgs";
+  if (proto == "TcpExt")
+    return starts_with(field, "Listen") || starts_with(field, "Syncookies") || field == "TCPSynRetrans" ||
+           field == "TCPTimeouts";
+  if (proto == "Tcp")
+    return one_of(field, {"ActiveOpens", "InSegs", "OutSegs", "OutRsts", "PassiveOpens", "RetransSegs", "CurrEstab"});
+  if (proto == "Udp" || proto == "Udp6")
+    return one_of(field, {"InDatagrams", "OutDatagrams", "NoPorts", "RcvbufErrors", "SndbufErrors"});
+  return false;
+}
+
+// /proc/net/netstat and /proc/net/snmp: for each protocol a line of field
+// names, then a line of values, both starting with "Proto:". Appends
+// "Proto_Field" series.
+inline void parse_netstat(std::string_view text, std::vector<NodeValue>& out, bool all = false) {
+  LineReader lines(text);
+  std::string_view names, values;
+  while (lines.next(names) && lines.next(values)) {
+    const std::size_t c1 = names.find(':'), c2 = values.find(':');
+    if (c1 == std::string_view::npos || c2 == std::string_view::npos) continue;
+    const std::string_view proto = names.substr(0, c1);
+    if (values.substr(0, c2) != proto) continue;
+    names.remove_prefix(c1 + 1);
+    values.remove_prefix(c2 + 1);
+    for (;;) {
+      const std::string_view field = next_token(names);
+      double v = 0;
+      if (field.empty() || !parse_i64_token(values, v)) break;
+      if (all || netstat_default_field(proto, field)) {
+        std::string name(proto);
+        name += '_';
+        name += field;
+        out.push_back({std::move(name), v});
+      }
+    }
+  }
+}
+
+// /proc/net/snmp6: "Ip6InOctets 123"; the protocol ends at its '6'.
+inline void parse_snmp6(std::string_view text, std::vector<NodeValue>& out, bool all = false) {
+  LineReader lines(text);
+  std::string_view line;
+  while (lines.next(line)) {
+    const std::string_view key = next_token(line);
+    double v = 0;
+    const std::size_t six = key.find('6');
+    if (six == std::string_view::npos || six + 1 >= key.size() || !parse_i64_token(line, v)) continue;
+    const std::string_view proto = key.substr(0, six + 1), field = key.substr(six + 1);
+    if (all || netstat_default_field(proto, field)) {
+      std::string name(proto);
+      name += '_';
+      name += field;
+      out.push_back({std::move(name), v});
+    }
+  }
+}
+
+// /proc/net/sockstat(6): "TCP: inuse 5 orphan 0 tw 0 alloc 7 mem 1". "mem"
+// counts pages and gets a "_mem_bytes" twin; "sockets: used" is one series.
+inline void parse_sockstat(std::string_view text, double page_bytes, std::vector<NodeValue>& out) {
+  LineReader lines(text);
+  std::string_view line;
+  while (lines.next(line)) {
+    const std::size_t colon = line.find(':');
+    if (colon == std::string_view::npos || colon == 0) continue;
+    const std::string_view proto = line.substr(0, colon);
+    std::string_view rest = line.substr(colon + 1);
+    for (;;) {
+      const std::string_view key = next_token(rest);
+      double v = 0;
+      if (key.empty() || !parse_i64_token(rest, v)) break;
+      std::string name(proto);
+      name += '_';
+      name += key;
+      if (proto != "sockets" && key == "mem") out.push_back({name + "_bytes", v * page_bytes});
+      out.push_back({std::move(name), v});
+    }
+  }
+}
+
+// /proc/net/softnet_stat: one line per CPU of hexadecimal columns, the first
+// three being processed, dropped and time_squeeze.
+inline void parse_softnet(std::string_view text, std::vector<NodeSoftnet>& out) {
+  out.clear();
+  LineReader lines(text);
+  std::string_view line;
+  while (lines.next(line)) {
+    std::uint64_t v[3];
+    int n = 0;
+    for (; n < 3; ++n) {
+      const std::string_view t = next_token(line);
+      if (t.empty() || std::from_chars(t.data(), t.data() + t.size(), v[n], 16).ec != std::errc()) break;
+    }
+    if (n == 3) out.push_back({v[0], v[1], v[2]});
+  }
+}
+
+// /proc/pressure/<resource>: "some ... total=USEC" and "full ... total=USEC".
+inline bool parse_pressure(std::string_view text, double& some_seconds, double& full_seconds) {
+  bool any = false;
+  LineReader lines(text);
+  std::string_view line;
+  while (lines.next(line)) {
+    const std::string_view kind = next_token(line);
+    const std::size_t at = line.find("total=");
+    std::uint64_t us = 0;
+    if (at == std::string_view::npos) continue;
+    std::string_view num = line.substr(at + 6);
+    if (!parse_u64(num, us)) continue;
+    if (kind == "some") {
+      some_seconds = static_cast<double>(us) / 1e6;
+      any = true;
+    } else if (kind == "full") {
+      full_seconds = static_cast<double>(us) / 1e6;
+      any = true;
+    }
+  }
+  return any;
+}
+
+// The counters of /proc/stat beyond CPU times.
+inline bool parse_stat_counters(std::string_view text, NodeDetail& d) {
+  bool any = false;
+  LineReader lines(text);
+  std::string_view line;
+  while (lines.next(line)) {
+    const std::string_view key = next_token(line);
+    double* field = key == "ctxt"            ? &d.context_switches
+                    : key == "intr"          ? &d.interrupts
+                    : key == "processes"     ? &d.forks
+                    : key == "procs_running" ? &d.procs_running
+                    : key == "procs_blocked" ? &d.procs_blocked
+                                             : nullptr;
+    std::uint64_t v = 0;
+    if (field != nullptr && parse_u64(line, v)) {
+      *field = static_cast<double>(v);
+      any = true;
+    }
+  }
+  return any;
+}
+
+// /proc/net/arp: a header line, then one line per entry whose sixth column
+// is the device. Entries counted per device, in order of first appearance.
+inline void parse_arp(std::string_view text, std::vector<std::pair<std::string, std::uint64_t>>& out) {
+  out.clear();
+  LineReader lines(text);
+  std::string_view line;
+  lines.next(line);
+  while (lines.next(line)) {
+    std::string_view device;
+    for (int i = 0; i < 6; ++i) device = next_token(line);
+    if (device.empty()) continue;
+    auto it = std::find_if(out.begin(), out.end(), [&](const auto& e) { return e.first == device; });
+    if (it == out.end()) {
+      out.emplace_back(std::string(device), 1);
+    } else {
+      ++it->second;
+    }
+  }
+}
+
+// Every column of /proc/net/dev; lo is left out, as node_exporter's default
+// device filter does.
+inline void parse_net_dev_all(std::string_view text, std::vector<NodeNetDev>& out) {
+  out.clear();
+  LineReader lines(text);
+  std::string_view line;
+  while (lines.next(line)) {
+    const std::size_t colon = line.find(':');
+    if (colon == std::string_view::npos) continue;
+    const std::string_view name = trim(line.substr(0, colon));
+    if (name.empty() || name == "lo") continue;
+    std::string_view rest = line.substr(colon + 1);
+    NodeNetDev d;
+    int n = 0;
+    for (; n < 16; ++n)
+      if (!parse_u64(rest, n < 8 ? d.rx[n] : d.tx[n - 8])) break;
+    if (n < 16) continue;
+    d.device.assign(name.data(), name.size());
+    out.push_back(std::move(d));
+  }
+}
+
+inline bool digits_then_end(std::string_view s) { return !s.empty() && all_digits(s); }
+
+// node_exporter's default diskstats filter leaves out ram, loop and fd
+// devices and the partitions of sd/hd/vd/xvd (one letter) and NVMe disks;
+// it keeps zram, dm and md devices.
+inline bool node_disk_ignored(std::string_view name) {
+  for (std::string_view p : {"ram", "loop", "fd"})
+    if (starts_with(name, p) && digits_then_end(name.substr(p.size()))) return true;
+  for (std::string_view p : {"hd", "sd", "vd", "xvd"})
+    if (starts_with(name, p) && name.size() > p.size() + 1 && name[p.size()] >= 'a' && name[p.size()] <= 'z' &&
+        digits_then_end(name.substr(p.size() + 1)))
+      return true;
+  if (starts_with(name, "nvme")) {
+    std::string_view rest = name.substr(4);
+    std::size_t i = 0;
+    auto digits = [&] {
+      const std::size_t start = i;
+      while (i < rest.size() && rest[i] >= '0' && rest[i] <= '9') ++i;
+      return i > start;
+    };
+    if (digits() && i < rest.size() && rest[i++] == 'n' && digits() && i < rest.size() && rest[i++] == 'p' &&
+        digits() && i == rest.size())
+      return true;
+  }
+  return false;
+}
+
+// Every column of /proc/diskstats: 11, 15 (4.18, discards) or 17 (5.5, flushes).
+inline void parse_diskstats_all(std::string_view text, std::vector<NodeDisk>& out) {
+  out.clear();
+  LineReader lines(text);
+  std::string_view line;
+  while (lines.next(line)) {
+    unsigned major = 0, minor = 0;
+    if (!parse_unsigned(line, major) || !parse_unsigned(line, minor)) continue;
+    const std::string_view name = next_token(line);
+    if (name.empty() || node_disk_ignored(name)) continue;
+    NodeDisk d;
+    while (d.fields < 17 && parse_u64(line, d.f[d.fields])) ++d.fields;
+    if (d.fields != 11 && d.fields != 15 && d.fields != 17) continue;
+    d.device.assign(name.data(), name.size());
+    out.push_back(std::move(d));
+  }
+}
+
+// os-release(5): KEY=value lines, values optionally quoted with shell escapes.
+inline void parse_os_release(std::string_view text, std::array<std::string, 12>& os) {
+  static constexpr std::string_view kKeys[12] = {"BUILD_ID",  "ID",         "ID_LIKE",    "IMAGE_ID",
+                                                 "IMAGE_VERSION", "NAME",   "PRETTY_NAME", "VARIANT",
+                                                 "VARIANT_ID", "VERSION",   "VERSION_CODENAME", "VERSION_ID"};
+  for (std::string& v : os) v.clear();
+  LineReader lines(text);
+  std::string_view line;
+  while (lines.next(line)) {
+    line = trim(line);
+    const std::size_t eq = line.find('=');
+    if (eq == std::string_view::npos || line[0] == '#') continue;
+    const std::string_view key = line.substr(0, eq);
+    std::string_view raw = line.substr(eq + 1);
+    std::string value;
+    if (raw.size() >= 2 && (raw.front() == '"' || raw.front() == '\'') && raw.back() == raw.front()) {
+      const char q = raw.front();
+      raw = raw.substr(1, raw.size() - 2);
+      for (std::size_t i = 0; i < raw.size(); ++i) {
+        if (q == '"' && raw[i] == '\\' && i + 1 < raw.size()) ++i;
+        value += raw[i];
+      }
+    } else {
+      value.assign(raw.data(), raw.size());
+    }
+    for (std::size_t i = 0; i < 12; ++i)
+      if (key == kKeys[i]) os[i] = std::move(value);
+  }
+}
+
+// /proc/self/stat after the command's closing parenthesis: utime and stime
+// (ticks) are fields 14 and 15, vsize (bytes) 23 and rss (pages) 24.
+inline bool parse_self_stat(std::string_view text, double ticks_per_second, double page_bytes, NodeDetail& d) {
+  const std::size_t paren = text.rfind(')');
+  if (paren == std::string_view::npos) return false;
+  std::string_view rest = text.substr(paren + 1);
+  std::uint64_t utime = 0, stime = 0, vsize = 0, rss = 0;
+  for (int field = 3; field <= 24; ++field) {
+    const std::string_view t = next_token(rest);
+    if (t.empty()) return false;
+    std::uint64_t v = 0;
+    if (field >= 14 && std::from_chars(t.data(), t.data() + t.size(), v).ec != std::errc()) v = 0;
+    if (field == 14) utime = v;
+    if (field == 15) stime = v;
+    if (field == 23) vsize = v;
+    if (field == 24) rss = v;
+  }
+  d.process_cpu_seconds = static_cast<double>(utime + stime) / ticks_per_second;
+  d.process_virtual_bytes = static_cast<double>(vsize);
+  d.process_resident_bytes = static_cast<double>(rss) * page_bytes;
+  return true;
+}
+
+// A hwmon chip's label as node_exporter derives it: the type and name of
+// the device it belongs to ("platform_coretemp_0"), else its name file,
+// else the hwmonN directory. Characters outside [a-zA-Z0-9_] become '_',
+// lower case, leading and trailing '_' trimmed.
+inline std::string hwmon_clean_name(std::string_view s) {
+  std::string out;
+  for (char c : s) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    const bool keep = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+    out += keep ? c : '_';
+  }
+  const std::size_t b = out.find_first_not_of('_');
+  if (b == std::string::npos) return {};
+  return out.substr(b, out.find_last_not_of('_') - b + 1);
+}
+
+inline std::string hwmon_chip_label(std::string_view device_path, std::string_view name_file,
+                                    std::string_view dir_name) {
+  if (!device_path.empty()) {
+    std::string_view p = device_path;
+    while (!p.empty() && p.back() == '/') p.remove_suffix(1);
+    const std::size_t slash = p.rfind('/');
+    const std::string dev = hwmon_clean_name(slash == std::string_view::npos ? p : p.substr(slash + 1));
+    std::string type;
+    if (slash != std::string_view::npos) {
+      const std::string_view parent = p.substr(0, slash);
+      const std::size_t s2 = parent.rfind('/');
+      type = hwmon_clean_name(s2 == std::string_view::npos ? parent : parent.substr(s2 + 1));
+    }
+    if (!type.empty() && !dev.empty()) return type + "_" + dev;
+    if (!dev.empty()) return dev;
+  }
+  const std::string name = hwmon_clean_name(trim(name_file));
+  if (!name.empty()) return name;
+  return std::string(dir_name);
+}
+
+// The names in `dir` ending in `suffix` (not hidden), sorted, at most `max`.
+inline bool list_files_with_suffix(const std::string& dir, std::string_view suffix, std::size_t max,
+                                   std::vector<std::string>& names) {
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return false;
+  while (const dirent* e = ::readdir(d)) {
+    const std::string_view n = e->d_name;
+    if (n.size() > suffix.size() && n.compare(n.size() - suffix.size(), suffix.size(), suffix) == 0 && n[0] != '.')
+      names.emplace_back(n);
+  }
+  ::closedir(d);
+  std::sort(names.begin(), names.end());
+  if (names.size() > max) names.resize(max);
+  return true;
+}
+
+// A regular file of at most `max_bytes` (a FIFO would block the loop) and
+// its modification time in seconds since the epoch; "" or why not.
+inline std::string read_regular_file(const std::string& path, std::size_t max_bytes, std::string& text,
+                                     double& mtime) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) return std::string("cannot open: ") + std::strerror(errno);
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return "not a regular file";
+  }
+  if (static_cast<std::uint64_t>(st.st_size) > max_bytes) {
+    ::close(fd);
+    return "larger than " + std::to_string(max_bytes) + " bytes";
+  }
+  mtime = static_cast<double>(st.st_mtime);  // whole seconds, as node_exporter reports it
+  text.resize(static_cast<std::size_t>(st.st_size) + 1);
+  std::size_t len = 0;
+  for (;;) {
+    if (len == text.size()) {
+      ::close(fd);
+      return "grew while read";
+    }
+    const ssize_t n = ::read(fd, &text[len], text.size() - len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int err = errno;
+      ::close(fd);
+      return std::string("cannot read: ") + std::strerror(err);
+    }
+    if (n == 0) break;
+    len += static_cast<std::size_t>(n);
+  }
+  ::close(fd);
+  text.resize(len);
+  return {};
+}
+
+// Small sysfs reads for the hwmon and thermal readers below.
+inline bool read_trimmed(FileReader& reader, const std::string& path, std::string& out) {
+  std::string_view text;
+  if (reader.read(path.c_str(), text) != 0) return false;
+  text = trim(text);
+  out.assign(text.data(), text.size());
+  return true;
+}
+
+inline bool read_integer(FileReader& reader, const std::string& path, double& v) {
+  std::string_view text;
+  return reader.read(path.c_str(), text) == 0 && parse_i64_token(text, v);
+}
+
+// The entries of `dir` starting with `prefix`, sorted ("." and ".." left out).
+inline std::vector<std::string> list_dir(const std::string& dir, std::string_view prefix = {}) {
+  std::vector<std::string> names;
+  DIR* dp = ::opendir(dir.c_str());
+  if (dp == nullptr) return names;
+  while (const dirent* e = ::readdir(dp)) {
+    const std::string_view n = e->d_name;
+    if (n == "." || n == ".." || !starts_with(n, prefix)) continue;
+    names.emplace_back(n);
+  }
+  ::closedir(dp);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+// <sys>/class/hwmon/*/temp*_input, in degrees Celsius; false without the class.
+inline bool read_hwmon_temperatures(const std::string& sys, FileReader& reader, std::vector<NodeTemperature>& temps,
+                                    std::vector<NodeChip>* chips) {
+  const std::string base = sys + "/class/hwmon/";
+  if (!is_directory(base.c_str())) return false;
+  for (const std::string& h : list_dir(base)) {
+    const std::string dir = base + h + "/";
+    std::string name_file, device_path;
+    read_trimmed(reader, dir + "name", name_file);
+    char resolved[PATH_MAX];
+    if (::realpath((dir + "device").c_str(), resolved) != nullptr) device_path = resolved;
+    const std::string chip = hwmon_chip_label(device_path, name_file, h);
+    if (chips != nullptr && !name_file.empty()) chips->push_back({chip, name_file});
+    // Some drivers keep their sensors in the device directory instead.
+    std::string sensor_dir = dir;
+    if (list_dir(dir, "temp").empty() && !list_dir(dir + "device/", "temp").empty()) sensor_dir = dir + "device/";
+    for (const std::string& f : list_dir(sensor_dir, "temp")) {
+      const std::size_t us = f.find('_');
+      if (us == std::string::npos || f.compare(us, std::string::npos, "_input") != 0) continue;
+      double milli = 0;
+      if (!read_integer(reader, sensor_dir + f, milli)) continue;
+      temps.push_back({chip, f.substr(0, us), milli / 1000.0});
+    }
+  }
+  return true;
+}
+
+// <sys>/class/thermal/thermal_zoneN: chip is N, sensor the zone's type.
+inline bool read_thermal_zones(const std::string& sys, FileReader& reader, std::vector<NodeTemperature>& out) {
+  const std::string base = sys + "/class/thermal/";
+  if (!is_directory(base.c_str())) return false;
+  for (const std::string& z : list_dir(base, "thermal_zone")) {
+    NodeTemperature t;
+    double milli = 0;
+    if (!read_trimmed(reader, base + z + "/type", t.sensor) || !read_integer(reader, base + z + "/temp", milli))
+      continue;
+    t.chip = z.substr(std::string_view("thermal_zone").size());
+    t.celsius = milli / 1000.0;
+    out.push_back(std::move(t));
+  }
+  return true;
+}
+
+// ============================================================================
 // Collector
 // ============================================================================
 
@@ -1076,6 +1597,7 @@ class Collector {
     std::string partitions_error;             // disk.partitions_error
     std::vector<PartitionStats> partitions;   // disk.partitions
     std::vector<double> frequency_mhz;        // cpu.frequency_mhz
+    std::vector<NodeTemperature> sensors;     // sensors
   };
 
   static void merge(const SlowPart& p, Snapshot& s) {
@@ -1084,6 +1606,7 @@ class Collector {
     s.disk.partitions_error = p.partitions_error;
     s.disk.partitions = p.partitions;
     s.cpu.frequency_mhz = p.frequency_mhz;
+    s.sensors = p.sensors;
   }
 
   // No fresh result: the watched filesystem keeps its names with `why` as
@@ -1096,6 +1619,7 @@ class Collector {
     s.disk.partitions_error = why;
     s.disk.partitions.clear();
     s.cpu.frequency_mhz.clear();
+    s.sensors.clear();
   }
 
   // One blocking slow sample merged into `out` (--once, tests, benchmarks).
@@ -1108,6 +1632,12 @@ class Collector {
   // What can block: statvfs of every mount (a dead NFS server), sysfs cpufreq.
   void sample_slow(SlowPart& out) {
     collect_frequency(out.frequency_mhz);
+    // Temperatures: sysfs reads that a driver may make slow, hence here.
+    out.sensors.clear();
+    read_hwmon_temperatures(sys_, slow_reader_, out.sensors, nullptr);
+    std::vector<NodeTemperature> zones;
+    read_thermal_zones(sys_, slow_reader_, zones);
+    for (NodeTemperature& z : zones) out.sensors.push_back({"thermal_zone" + z.chip, std::move(z.sensor), z.celsius});
     std::vector<MountEntry> mounts;
     std::string_view text;
     int err = slow_reader_.read(mountinfo_path_.c_str(), text);
@@ -1711,453 +2241,8 @@ class Collector {
 };
 
 // ============================================================================
-// node_exporter's further families (NodeDetail): pure parsers, then NodeReader
+// NodeReader: NodeDetail for the /metrics route
 // ============================================================================
-
-// A signed decimal integer token ("-1", "42"); /proc/net/snmp prints
-// Tcp MaxConn as -1.
-inline bool parse_i64_token(std::string_view& s, double& v) {
-  skip_blanks(s);
-  std::int64_t i = 0;
-  const auto r = std::from_chars(s.data(), s.data() + s.size(), i);
-  if (r.ec != std::errc()) return false;
-  s.remove_prefix(static_cast<std::size_t>(r.ptr - s.data()));
-  v = static_cast<double>(i);
-  return true;
-}
-
-// Every line of /proc/meminfo under node_exporter's name: "Active(anon)"
-// becomes "Active_anon", and a value in kB gets "_bytes" (HugePages_Total,
-// a count, does not).
-inline void parse_meminfo_all(std::string_view text, std::vector<NodeValue>& out) {
-  out.clear();
-  LineReader lines(text);
-  std::string_view line;
-  while (lines.next(line)) {
-    const std::size_t colon = line.find(':');
-    if (colon == std::string_view::npos || colon == 0) continue;
-    std::string_view rest = line.substr(colon + 1);
-    std::uint64_t v = 0;
-    if (!parse_u64(rest, v)) continue;
-    NodeValue nv;
-    for (char c : line.substr(0, colon)) {
-      if (c == '(') {
-        nv.name += '_';
-      } else if (c != ')') {
-        nv.name += c;
-      }
-    }
-    if (trim(rest) == "kB") {
-      nv.name += "_bytes";
-      v *= 1024;
-    }
-    nv.value = static_cast<double>(v);
-    out.push_back(std::move(nv));
-  }
-}
-
-// node_exporter's default vmstat fields.
-inline bool vmstat_default_field(std::string_view f) {
-  return f == "pgpgin" || f == "pgpgout" || f == "pswpin" || f == "pswpout" || f == "oom_kill" ||
-         f == "pgfault" || f == "pgmajfault";
-}
-
-// /proc/vmstat: "name value" lines; `all` keeps every field.
-inline void parse_vmstat(std::string_view text, std::vector<NodeValue>& out, bool all = false) {
-  out.clear();
-  LineReader lines(text);
-  std::string_view line;
-  while (lines.next(line)) {
-    const std::string_view name = next_token(line);
-    double v = 0;
-    if (name.empty() || !parse_i64_token(line, v)) continue;
-    if (all || vmstat_default_field(name)) out.push_back({std::string(name), v});
-  }
-}
-
-inline bool one_of(std::string_view s, std::initializer_list<std::string_view> names) {
-  for (std::string_view n : names)
-    if (s == n) return true;
-  return false;
-}
-
-// node_exporter's default netstat field filter, over protocol and field.
-inline bool netstat_default_field(std::string_view proto, std::string_view field) {
-  if (field == "InErrors" || field == "InErrs") return true;
-  if (proto == "Ip") return field == "Forwarding";
-  if (proto == "Ip6" || proto == "IpExt") return field == "InOctets" || field == "OutOctets";
-  if (proto == "Icmp" || proto == "Icmp6") return field == "InMsgs" || field == "OutMsgs";
-  if (proto == "TcpExt")
-    return starts_with(field, "Listen") || starts_with(field, "Syncookies") || field == "TCPSynRetrans" ||
-           field == "TCPTimeouts";
-  if (proto == "Tcp")
-    return one_of(field, {"ActiveOpens", "InSegs", "OutSegs", "OutRsts", "PassiveOpens", "RetransSegs", "CurrEstab"});
-  if (proto == "Udp" || proto == "Udp6")
-    return one_of(field, {"InDatagrams", "OutDatagrams", "NoPorts", "RcvbufErrors", "SndbufErrors"});
-  return false;
-}
-
-// /proc/net/netstat and /proc/net/snmp: for each protocol a line of field
-// names, then a line of values, both starting with "Proto:". Appends
-// "Proto_Field" series.
-inline void parse_netstat(std::string_view text, std::vector<NodeValue>& out, bool all = false) {
-  LineReader lines(text);
-  std::string_view names, values;
-  while (lines.next(names) && lines.next(values)) {
-    const std::size_t c1 = names.find(':'), c2 = values.find(':');
-    if (c1 == std::string_view::npos || c2 == std::string_view::npos) continue;
-    const std::string_view proto = names.substr(0, c1);
-    if (values.substr(0, c2) != proto) continue;
-    names.remove_prefix(c1 + 1);
-    values.remove_prefix(c2 + 1);
-    for (;;) {
-      const std::string_view field = next_token(names);
-      double v = 0;
-      if (field.empty() || !parse_i64_token(values, v)) break;
-      if (all || netstat_default_field(proto, field)) {
-        std::string name(proto);
-        name += '_';
-        name += field;
-        out.push_back({std::move(name), v});
-      }
-    }
-  }
-}
-
-// /proc/net/snmp6: "Ip6InOctets 123"; the protocol ends at its '6'.
-inline void parse_snmp6(std::string_view text, std::vector<NodeValue>& out, bool all = false) {
-  LineReader lines(text);
-  std::string_view line;
-  while (lines.next(line)) {
-    const std::string_view key = next_token(line);
-    double v = 0;
-    const std::size_t six = key.find('6');
-    if (six == std::string_view::npos || six + 1 >= key.size() || !parse_i64_token(line, v)) continue;
-    const std::string_view proto = key.substr(0, six + 1), field = key.substr(six + 1);
-    if (all || netstat_default_field(proto, field)) {
-      std::string name(proto);
-      name += '_';
-      name += field;
-      out.push_back({std::move(name), v});
-    }
-  }
-}
-
-// /proc/net/sockstat(6): "TCP: inuse 5 orphan 0 tw 0 alloc 7 mem 1". "mem"
-// counts pages and gets a "_mem_bytes" twin; "sockets: used" is one series.
-inline void parse_sockstat(std::string_view text, double page_bytes, std::vector<NodeValue>& out) {
-  LineReader lines(text);
-  std::string_view line;
-  while (lines.next(line)) {
-    const std::size_t colon = line.find(':');
-    if (colon == std::string_view::npos || colon == 0) continue;
-    const std::string_view proto = line.substr(0, colon);
-    std::string_view rest = line.substr(colon + 1);
-    for (;;) {
-      const std::string_view key = next_token(rest);
-      double v = 0;
-      if (key.empty() || !parse_i64_token(rest, v)) break;
-      std::string name(proto);
-      name += '_';
-      name += key;
-      if (proto != "sockets" && key == "mem") out.push_back({name + "_bytes", v * page_bytes});
-      out.push_back({std::move(name), v});
-    }
-  }
-}
-
-// /proc/net/softnet_stat: one line per CPU of hexadecimal columns, the first
-// three being processed, dropped and time_squeeze.
-inline void parse_softnet(std::string_view text, std::vector<NodeSoftnet>& out) {
-  out.clear();
-  LineReader lines(text);
-  std::string_view line;
-  while (lines.next(line)) {
-    std::uint64_t v[3];
-    int n = 0;
-    for (; n < 3; ++n) {
-      const std::string_view t = next_token(line);
-      if (t.empty() || std::from_chars(t.data(), t.data() + t.size(), v[n], 16).ec != std::errc()) break;
-    }
-    if (n == 3) out.push_back({v[0], v[1], v[2]});
-  }
-}
-
-// /proc/pressure/<resource>: "some ... total=USEC" and "full ... total=USEC".
-inline bool parse_pressure(std::string_view text, double& some_seconds, double& full_seconds) {
-  bool any = false;
-  LineReader lines(text);
-  std::string_view line;
-  while (lines.next(line)) {
-    const std::string_view kind = next_token(line);
-    const std::size_t at = line.find("total=");
-    std::uint64_t us = 0;
-    if (at == std::string_view::npos) continue;
-    std::string_view num = line.substr(at + 6);
-    if (!parse_u64(num, us)) continue;
-    if (kind == "some") {
-      some_seconds = static_cast<double>(us) / 1e6;
-      any = true;
-    } else if (kind == "full") {
-      full_seconds = static_cast<double>(us) / 1e6;
-      any = true;
-    }
-  }
-  return any;
-}
-
-// The counters of /proc/stat beyond CPU times.
-inline bool parse_stat_counters(std::string_view text, NodeDetail& d) {
-  bool any = false;
-  LineReader lines(text);
-  std::string_view line;
-  while (lines.next(line)) {
-    const std::string_view key = next_token(line);
-    double* field = key == "ctxt"            ? &d.context_switches
-                    : key == "intr"          ? &d.interrupts
-                    : key == "processes"     ? &d.forks
-                    : key == "procs_running" ? &d.procs_running
-                    : key == "procs_blocked" ? &d.procs_blocked
-                                             : nullptr;
-    std::uint64_t v = 0;
-    if (field != nullptr && parse_u64(line, v)) {
-      *field = static_cast<double>(v);
-      any = true;
-    }
-  }
-  return any;
-}
-
-// /proc/net/arp: a header line, then one line per entry whose sixth column
-// is the device. Entries counted per device, in order of first appearance.
-inline void parse_arp(std::string_view text, std::vector<std::pair<std::string, std::uint64_t>>& out) {
-  out.clear();
-  LineReader lines(text);
-  std::string_view line;
-  lines.next(line);
-  while (lines.next(line)) {
-    std::string_view device;
-    for (int i = 0; i < 6; ++i) device = next_token(line);
-    if (device.empty()) continue;
-    auto it = std::find_if(out.begin(), out.end(), [&](const auto& e) { return e.first == device; });
-    if (it == out.end()) {
-      out.emplace_back(std::string(device), 1);
-    } else {
-      ++it->second;
-    }
-  }
-}
-
-// Every column of /proc/net/dev; lo is left out, as node_exporter's default
-// device filter does.
-inline void parse_net_dev_all(std::string_view text, std::vector<NodeNetDev>& out) {
-  out.clear();
-  LineReader lines(text);
-  std::string_view line;
-  while (lines.next(line)) {
-    const std::size_t colon = line.find(':');
-    if (colon == std::string_view::npos) continue;
-    const std::string_view name = trim(line.substr(0, colon));
-    if (name.empty() || name == "lo") continue;
-    std::string_view rest = line.substr(colon + 1);
-    NodeNetDev d;
-    int n = 0;
-    for (; n < 16; ++n)
-      if (!parse_u64(rest, n < 8 ? d.rx[n] : d.tx[n - 8])) break;
-    if (n < 16) continue;
-    d.device.assign(name.data(), name.size());
-    out.push_back(std::move(d));
-  }
-}
-
-inline bool digits_then_end(std::string_view s) { return !s.empty() && all_digits(s); }
-
-// node_exporter's default diskstats filter leaves out ram, loop and fd
-// devices and the partitions of sd/hd/vd/xvd (one letter) and NVMe disks;
-// it keeps zram, dm and md devices.
-inline bool node_disk_ignored(std::string_view name) {
-  for (std::string_view p : {"ram", "loop", "fd"})
-    if (starts_with(name, p) && digits_then_end(name.substr(p.size()))) return true;
-  for (std::string_view p : {"hd", "sd", "vd", "xvd"})
-    if (starts_with(name, p) && name.size() > p.size() + 1 && name[p.size()] >= 'a' && name[p.size()] <= 'z' &&
-        digits_then_end(name.substr(p.size() + 1)))
-      return true;
-  if (starts_with(name, "nvme")) {
-    std::string_view rest = name.substr(4);
-    std::size_t i = 0;
-    auto digits = [&] {
-      const std::size_t start = i;
-      while (i < rest.size() && rest[i] >= '0' && rest[i] <= '9') ++i;
-      return i > start;
-    };
-    if (digits() && i < rest.size() && rest[i++] == 'n' && digits() && i < rest.size() && rest[i++] == 'p' &&
-        digits() && i == rest.size())
-      return true;
-  }
-  return false;
-}
-
-// Every column of /proc/diskstats: 11, 15 (4.18, discards) or 17 (5.5, flushes).
-inline void parse_diskstats_all(std::string_view text, std::vector<NodeDisk>& out) {
-  out.clear();
-  LineReader lines(text);
-  std::string_view line;
-  while (lines.next(line)) {
-    unsigned major = 0, minor = 0;
-    if (!parse_unsigned(line, major) || !parse_unsigned(line, minor)) continue;
-    const std::string_view name = next_token(line);
-    if (name.empty() || node_disk_ignored(name)) continue;
-    NodeDisk d;
-    while (d.fields < 17 && parse_u64(line, d.f[d.fields])) ++d.fields;
-    if (d.fields != 11 && d.fields != 15 && d.fields != 17) continue;
-    d.device.assign(name.data(), name.size());
-    out.push_back(std::move(d));
-  }
-}
-
-// os-release(5): KEY=value lines, values optionally quoted with shell escapes.
-inline void parse_os_release(std::string_view text, std::array<std::string, 12>& os) {
-  static constexpr std::string_view kKeys[12] = {"BUILD_ID",  "ID",         "ID_LIKE",    "IMAGE_ID",
-                                                 "IMAGE_VERSION", "NAME",   "PRETTY_NAME", "VARIANT",
-                                                 "VARIANT_ID", "VERSION",   "VERSION_CODENAME", "VERSION_ID"};
-  for (std::string& v : os) v.clear();
-  LineReader lines(text);
-  std::string_view line;
-  while (lines.next(line)) {
-    line = trim(line);
-    const std::size_t eq = line.find('=');
-    if (eq == std::string_view::npos || line[0] == '#') continue;
-    const std::string_view key = line.substr(0, eq);
-    std::string_view raw = line.substr(eq + 1);
-    std::string value;
-    if (raw.size() >= 2 && (raw.front() == '"' || raw.front() == '\'') && raw.back() == raw.front()) {
-      const char q = raw.front();
-      raw = raw.substr(1, raw.size() - 2);
-      for (std::size_t i = 0; i < raw.size(); ++i) {
-        if (q == '"' && raw[i] == '\\' && i + 1 < raw.size()) ++i;
-        value += raw[i];
-      }
-    } else {
-      value.assign(raw.data(), raw.size());
-    }
-    for (std::size_t i = 0; i < 12; ++i)
-      if (key == kKeys[i]) os[i] = std::move(value);
-  }
-}
-
-// /proc/self/stat after the command's closing parenthesis: utime and stime
-// (ticks) are fields 14 and 15, vsize (bytes) 23 and rss (pages) 24.
-inline bool parse_self_stat(std::string_view text, double ticks_per_second, double page_bytes, NodeDetail& d) {
-  const std::size_t paren = text.rfind(')');
-  if (paren == std::string_view::npos) return false;
-  std::string_view rest = text.substr(paren + 1);
-  std::uint64_t utime = 0, stime = 0, vsize = 0, rss = 0;
-  for (int field = 3; field <= 24; ++field) {
-    const std::string_view t = next_token(rest);
-    if (t.empty()) return false;
-    std::uint64_t v = 0;
-    if (field >= 14 && std::from_chars(t.data(), t.data() + t.size(), v).ec != std::errc()) v = 0;
-    if (field == 14) utime = v;
-    if (field == 15) stime = v;
-    if (field == 23) vsize = v;
-    if (field == 24) rss = v;
-  }
-  d.process_cpu_seconds = static_cast<double>(utime + stime) / ticks_per_second;
-  d.process_virtual_bytes = static_cast<double>(vsize);
-  d.process_resident_bytes = static_cast<double>(rss) * page_bytes;
-  return true;
-}
-
-// A hwmon chip's label as node_exporter derives it: the type and name of
-// the device it belongs to ("platform_coretemp_0"), else its name file,
-// else the hwmonN directory. Characters outside [a-zA-Z0-9_] become '_',
-// lower case, leading and trailing '_' trimmed.
-inline std::string hwmon_clean_name(std::string_view s) {
-  std::string out;
-  for (char c : s) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-    const bool keep = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
-    out += keep ? c : '_';
-  }
-  const std::size_t b = out.find_first_not_of('_');
-  if (b == std::string::npos) return {};
-  return out.substr(b, out.find_last_not_of('_') - b + 1);
-}
-
-inline std::string hwmon_chip_label(std::string_view device_path, std::string_view name_file,
-                                    std::string_view dir_name) {
-  if (!device_path.empty()) {
-    std::string_view p = device_path;
-    while (!p.empty() && p.back() == '/') p.remove_suffix(1);
-    const std::size_t slash = p.rfind('/');
-    const std::string dev = hwmon_clean_name(slash == std::string_view::npos ? p : p.substr(slash + 1));
-    std::string type;
-    if (slash != std::string_view::npos) {
-      const std::string_view parent = p.substr(0, slash);
-      const std::size_t s2 = parent.rfind('/');
-      type = hwmon_clean_name(s2 == std::string_view::npos ? parent : parent.substr(s2 + 1));
-    }
-    if (!type.empty() && !dev.empty()) return type + "_" + dev;
-    if (!dev.empty()) return dev;
-  }
-  const std::string name = hwmon_clean_name(trim(name_file));
-  if (!name.empty()) return name;
-  return std::string(dir_name);
-}
-
-// The names in `dir` ending in `suffix` (not hidden), sorted, at most `max`.
-inline bool list_files_with_suffix(const std::string& dir, std::string_view suffix, std::size_t max,
-                                   std::vector<std::string>& names) {
-  DIR* d = ::opendir(dir.c_str());
-  if (d == nullptr) return false;
-  while (const dirent* e = ::readdir(d)) {
-    const std::string_view n = e->d_name;
-    if (n.size() > suffix.size() && n.compare(n.size() - suffix.size(), suffix.size(), suffix) == 0 && n[0] != '.')
-      names.emplace_back(n);
-  }
-  ::closedir(d);
-  std::sort(names.begin(), names.end());
-  if (names.size() > max) names.resize(max);
-  return true;
-}
-
-// A regular file of at most `max_bytes` (a FIFO would block the loop) and
-// its modification time in seconds since the epoch; "" or why not.
-inline std::string read_regular_file(const std::string& path, std::size_t max_bytes, std::string& text,
-                                     double& mtime) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) return std::string("cannot open: ") + std::strerror(errno);
-  struct stat st;
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    return "not a regular file";
-  }
-  if (static_cast<std::uint64_t>(st.st_size) > max_bytes) {
-    ::close(fd);
-    return "larger than " + std::to_string(max_bytes) + " bytes";
-  }
-  mtime = static_cast<double>(st.st_mtime);  // whole seconds, as node_exporter reports it
-  text.resize(static_cast<std::size_t>(st.st_size) + 1);
-  std::size_t len = 0;
-  for (;;) {
-    if (len == text.size()) {
-      ::close(fd);
-      return "grew while read";
-    }
-    const ssize_t n = ::read(fd, &text[len], text.size() - len);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int err = errno;
-      ::close(fd);
-      return std::string("cannot read: ") + std::strerror(err);
-    }
-    if (n == 0) break;
-    len += static_cast<std::size_t>(n);
-  }
-  ::close(fd);
-  text.resize(len);
-  return {};
-}
 
 // Reads what NodeDetail holds, for the /metrics route: at most once per
 // tick, and only when scraped. Never used by sample_fast or sample_slow.
@@ -2218,8 +2303,8 @@ class NodeReader {
     collect(d, "netdev", [&] { return file("/net/dev", text) && (parse_net_dev_all(text, d.netdev), true); });
     collect(d, "netclass", [&] { return read_netclass(d.netclass); });
     collect(d, "diskstats", [&] { return file("/diskstats", text) && (parse_diskstats_all(text, d.disks), true); });
-    collect(d, "hwmon", [&] { return read_hwmon(d); });
-    collect(d, "thermal_zone", [&] { return read_thermal(d.thermal); });
+    collect(d, "hwmon", [&] { return read_hwmon_temperatures(sys_, reader_, d.hwmon, &d.hwmon_chips); });
+    collect(d, "thermal_zone", [&] { return read_thermal_zones(sys_, reader_, d.thermal); });
     collect(d, "timex", [&] { return read_timex(d.timex); });
     collect(d, "uname", [&] { return read_uname(d); });
     collect(d, "os", [&] {
@@ -2249,32 +2334,8 @@ class NodeReader {
     return file(rel, text) && parse_i64_token(text, v);
   }
 
-  bool sys_text(const std::string& path, std::string& out) {
-    std::string_view text;
-    if (reader_.read(path.c_str(), text) != 0) return false;
-    text = trim(text);
-    out.assign(text.data(), text.size());
-    return true;
-  }
-
-  bool sys_number(const std::string& path, double& v) {
-    std::string_view text;
-    return reader_.read(path.c_str(), text) == 0 && parse_i64_token(text, v);
-  }
-
-  static std::vector<std::string> list_dir(const std::string& dir, std::string_view prefix = {}) {
-    std::vector<std::string> names;
-    DIR* dp = ::opendir(dir.c_str());
-    if (dp == nullptr) return names;
-    while (const dirent* e = ::readdir(dp)) {
-      const std::string_view n = e->d_name;
-      if (n == "." || n == ".." || !starts_with(n, prefix)) continue;
-      names.emplace_back(n);
-    }
-    ::closedir(dp);
-    std::sort(names.begin(), names.end());
-    return names;
-  }
+  bool sys_text(const std::string& path, std::string& out) { return read_trimmed(reader_, path, out); }
+  bool sys_number(const std::string& path, double& v) { return read_integer(reader_, path, v); }
 
   bool read_netclass(std::vector<NodeNetClass>& out) {
     const std::string base = sys_ + "/class/net/";
@@ -2295,45 +2356,6 @@ class NodeReader {
       out.push_back(std::move(c));
     }
     return is_directory(base.c_str());
-  }
-
-  bool read_hwmon(NodeDetail& d) {
-    const std::string base = sys_ + "/class/hwmon/";
-    if (!is_directory(base.c_str())) return false;
-    for (const std::string& h : list_dir(base)) {
-      const std::string dir = base + h + "/";
-      std::string name_file, device_path;
-      sys_text(dir + "name", name_file);
-      char resolved[PATH_MAX];
-      if (::realpath((dir + "device").c_str(), resolved) != nullptr) device_path = resolved;
-      const std::string chip = hwmon_chip_label(device_path, name_file, h);
-      if (!name_file.empty()) d.hwmon_chips.push_back({chip, name_file});
-      // Some drivers keep their sensors in the device directory instead.
-      std::string sensor_dir = dir;
-      if (list_dir(dir, "temp").empty() && !list_dir(dir + "device/", "temp").empty()) sensor_dir = dir + "device/";
-      for (const std::string& f : list_dir(sensor_dir, "temp")) {
-        const std::size_t us = f.find('_');
-        if (us == std::string::npos || f.compare(us, std::string::npos, "_input") != 0) continue;
-        double milli = 0;
-        if (!sys_number(sensor_dir + f, milli)) continue;
-        d.hwmon.push_back({chip, f.substr(0, us), milli / 1000.0});
-      }
-    }
-    return true;
-  }
-
-  bool read_thermal(std::vector<NodeTemperature>& out) {
-    const std::string base = sys_ + "/class/thermal/";
-    if (!is_directory(base.c_str())) return false;
-    for (const std::string& z : list_dir(base, "thermal_zone")) {
-      NodeTemperature t;
-      double milli = 0;
-      if (!sys_text(base + z + "/type", t.sensor) || !sys_number(base + z + "/temp", milli)) continue;
-      t.chip = z.substr(std::string_view("thermal_zone").size());
-      t.celsius = milli / 1000.0;
-      out.push_back(std::move(t));
-    }
-    return true;
   }
 
   static bool read_timex(NodeTimex& t) {

@@ -39,7 +39,7 @@ TEST(AgentTables, BuiltinNamesFeedAlertsAndHistory) {
   EXPECT_TRUE(alert_value(s, "load", v));
   EXPECT_EQ(v, 1.5);
   EXPECT_FALSE(alert_value(s, "cpu", v));  // not collected
-  EXPECT_EQ(rich_group_names(), "cpu, memory, network, disk, system, container, custom");
+  EXPECT_EQ(rich_group_names(), "cpu, memory, network, disk, system, container, custom, sensors");
   EXPECT_EQ(rich_field("load"), std::uint32_t(kRichCpu));
 }
 

@@ -374,3 +374,28 @@ TEST(TextfileDirectory, BadFilesAreLeftOutAndFlagged) {
 }
 
 }  // namespace
+
+namespace {
+
+// The slow part reads the temperatures for the rich stream: the board's
+// sensor and its thermal zone, `null` on a host without any.
+TEST(Sensors, TheRichStreamCarriesTheFixtureBoardsTemperatures) {
+  Collector c("/", kTree + "/proc", kTree + "/sys", "");
+  Snapshot s;
+  c.sample_slow(s);
+  ASSERT_EQ(s.sensors.size(), 2u);
+  EXPECT_EQ(s.sensors[0].chip, "cpu_thermal");
+  EXPECT_EQ(s.sensors[1].chip, "thermal_zone0");
+  EXPECT_EQ(s.sensors[1].sensor, "cpu-thermal");
+  std::string json;
+  write_rich_data(json, s, kRichSensors);
+  EXPECT_EQ(json,
+            "{\"sensors\":{\"temperatures\":[{\"chip\":\"cpu_thermal\",\"sensor\":\"temp1\",\"celsius\":48.3},"
+            "{\"chip\":\"thermal_zone0\",\"sensor\":\"cpu-thermal\",\"celsius\":48.3}]}}");
+  s.sensors.clear();
+  json.clear();
+  write_rich_data(json, s, kRichSensors);
+  EXPECT_EQ(json, "{\"sensors\":null}");
+}
+
+}  // namespace

@@ -618,7 +618,7 @@ TEST(SerializeGolden, RichAllFields) {
   EXPECT_EQ(v.get("type").get<std::string>(), "metrics");
   EXPECT_EQ(v.get("timestamp").get<std::string>(), "2025-11-10T12:30:45Z");
   const picojson::value& d = v.get("data");
-  EXPECT_EQ(obj(d).size(), 7u);
+  EXPECT_EQ(obj(d).size(), 8u);
   const picojson::value& cpu = d.get("cpu");
   EXPECT_EQ(cpu.get("usage_percent").get<double>(), 45.68);
   ASSERT_EQ(cpu.get("per_core").get<picojson::array>().size(), 2u);

@@ -27,7 +27,7 @@ ALERTS = "/api/ws/ws/alerts"
 FLAT = "/api/system/metrics"
 PROTECTED_STREAMS = (RICH, DASHBOARD, ALERTS)
 
-RICH_GROUPS = {"cpu", "memory", "network", "disk", "system", "container", "custom"}
+RICH_GROUPS = {"cpu", "memory", "network", "disk", "system", "container", "custom", "sensors"}
 DASHBOARD_GROUPS = {"cpu", "memory", "disk", "network"}
 
 # Filesystem types that SPEC §5.2 calls pseudo: none may appear as a partition.
@@ -599,9 +599,19 @@ def check_container(c):
         "a container group without any limit: %r" % c
 
 
+def check_sensors(s):
+    """null on a host without temperature sensors, else their readings."""
+    if s is None:
+        return
+    assert isinstance(s, dict) and set(s) == {"temperatures"}, s
+    for t in s["temperatures"]:
+        assert set(t) == {"chip", "sensor", "celsius"}, t
+        assert isinstance(t["chip"], str) and isinstance(t["sensor"], str) and is_num(t["celsius"]), t
+
+
 CHECKS = {"cpu": check_cpu, "memory": check_memory, "network": check_network,
           "disk": check_disk, "system": check_system, "container": check_container,
-          "custom": check_custom}
+          "custom": check_custom, "sensors": check_sensors}
 
 
 def check_data(data, groups):
