@@ -6246,6 +6246,8 @@ class NodeExposition {
  public:
   static constexpr std::size_t kMaxTextfileBytes = std::size_t(4) << 20;
   static constexpr std::size_t kMaxTextfiles = 1000;
+  // Read on the loop thread: all files together stay small.
+  static constexpr std::size_t kMaxTextfileTotalBytes = std::size_t(16) << 20;
 
   NodeExposition(const std::string& host_root, std::string textfile_dir)
       : textfile_dir_(std::move(textfile_dir))
@@ -6302,11 +6304,14 @@ class NodeExposition {
     }
     std::unordered_set<std::string> series;
     std::vector<TextFamily> parsed;
+    std::size_t total = 0;
     for (const std::string& n : names) {
       const std::string path = dir + "/" + n;
       std::string text;
       double mtime = 0;
       std::string why = read_regular_file(path, kMaxTextfileBytes, text, mtime);
+      total += text.size();
+      if (why.empty() && total > kMaxTextfileTotalBytes) why = "the directory's files exceed 16 MiB together";
       parsed.clear();
       if (why.empty()) why = parse_prom_text(text, parsed);
       if (why.empty()) why = merge(parsed, t.families, series);
