@@ -4503,8 +4503,7 @@ inline constexpr KeyedFamilies kNodeKeyedFamilies[] = {
 
 }  // namespace prom
 
-// The NodeDetail families, then the keyed ones, then the textfiles' (those
-// whose name is already taken are left out and flag the textfile error).
+// The NodeDetail families: the rows of kNodeFamilies, then the keyed ones.
 inline void append_node_families(std::string& out, const prom::Input& in) {
   for (const prom::Family& f : prom::kNodeFamilies) {
     if (!f.when(in)) continue;
@@ -4533,6 +4532,8 @@ inline void append_node_families(std::string& out, const prom::Input& in) {
   }
 }
 
+// The textfiles' families; one whose name this exposition (from `begin`)
+// already has is left out, since Prometheus refuses a family given twice.
 inline void append_textfile_families(std::string& out, std::size_t begin, const TextfileScrape& t) {
   for (const TextFamily& f : t.families) {
     if (prom_family_present(std::string_view(out.data() + begin, out.size() - begin), f.name)) continue;
