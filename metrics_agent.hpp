@@ -2941,14 +2941,13 @@ class Loop {
 
   // ---- the fan-out -------------------------------------------------------
 
-  // One direct write of a fan-out. A sender thread reads fd and buf and
-  // writes n and error, of its own slots only; nothing else of the
-  // connection is touched off the loop thread.
+  // One direct write of a fan-out (24 bytes). A sender thread reads the
+  // connection's fd, and writes n and error of its own slots only; nothing
+  // of a connection is written off the loop thread, and the loop thread
+  // writes none of them while the senders run.
   struct FanOutSlot {
     Conn* conn;
-    const std::string* buf;
     long n;
-    net::socket_t fd;
     int error;
     std::uint32_t frame;
   };
@@ -2976,16 +2975,18 @@ class Loop {
       c->fanout_mark = fanout_seq_;
       c->pong_queued = false;
       ++stats_.messages_sent;
-      fanout_slots_.push_back({c, frames[t.second].get(), 0, c->fd, 0, t.second});
+      fanout_slots_.push_back({c, 0, 0, t.second});
     }
     FanOutSlot* slots = fanout_slots_.data();
     std::size_t n = fanout_slots_.size();
     unsigned parts = fanout_parts(cfg_.fanout_threads, n, hardware_threads_);
-    auto write_part = [slots, n, parts](unsigned part) {
+    const std::shared_ptr<const std::string>* frame = frames.data();
+    auto write_part = [slots, frame, n, parts](unsigned part) {
       std::size_t begin = n * part / parts, end = n * (part + 1) / parts;
       for (std::size_t i = begin; i < end; ++i) {
         FanOutSlot& s = slots[i];
-        s.n = net::send_some(s.fd, s.buf->data(), s.buf->size());
+        const std::string& buf = *frame[s.frame];
+        s.n = net::send_some(s.conn->fd, buf.data(), buf.size());
         s.error = s.n < 0 ? net::last_error() : 0;
       }
     };
