@@ -2941,53 +2941,55 @@ class Loop {
 
   // ---- the fan-out -------------------------------------------------------
 
-  // One direct write of a fan-out (24 bytes). A sender thread reads the
-  // connection's fd, and writes n and error of its own slots only; nothing
-  // of a connection is written off the loop thread, and the loop thread
-  // writes none of them while the senders run.
-  struct FanOutSlot {
-    Conn* conn;
-    long n;
-    int error;
-    std::uint32_t frame;
-  };
-
   // WebSocket::send_frames. Connections with output already queued get the
   // frame queued behind it on the loop thread; the idle ones are written
-  // directly, split into contiguous slices over the fan-out threads, and
-  // their outcomes settled here, after the barrier, in order.
+  // directly, `to` split into contiguous slices over the fan-out threads,
+  // and their outcomes settled here, after the barrier, in order. The
+  // outcome of to[i] is fanout_results_[i] (4 bytes a client): bytes taken,
+  // -errno, or kFanOutSkip for a client not written directly. A sender
+  // thread reads to[i], the connection's fd and the frame, and writes its
+  // own results only; nothing of a connection is written off the loop
+  // thread, and the loop thread writes none of it while the senders run.
+  static constexpr std::int32_t kFanOutSkip = std::numeric_limits<std::int32_t>::min();
+
   void send_frames(const std::vector<std::shared_ptr<const std::string>>& frames,
                    const std::vector<std::pair<WebSocket*, std::uint32_t>>& to) {
     ++fanout_seq_;
-    fanout_slots_.clear();
+    fanout_results_.assign(to.size(), kFanOutSkip);
     fanout_later_.clear();
-    for (const auto& t : to) {
-      Conn* c = t.first->c_;
+    std::size_t direct = 0;
+    for (std::size_t i = 0; i < to.size(); ++i) {
+      Conn* c = to[i].first->c_;
       if (c->dead || c->state != Conn::State::WebSocket) continue;
       if (c->fanout_mark == fanout_seq_) {
-        fanout_later_.push_back({c, t.second});  // a second frame for it: after the first
+        fanout_later_.push_back({c, to[i].second});  // a second frame for it: after the first
         continue;
       }
       if (!c->out.empty()) {
-        send_shared(c, frames[t.second]);
+        send_shared(c, frames[to[i].second]);
         continue;
       }
       c->fanout_mark = fanout_seq_;
       c->pong_queued = false;
       ++stats_.messages_sent;
-      fanout_slots_.push_back({c, 0, 0, t.second});
+      fanout_results_[i] = 0;
+      ++direct;
     }
-    FanOutSlot* slots = fanout_slots_.data();
-    std::size_t n = fanout_slots_.size();
-    unsigned parts = fanout_parts(cfg_.fanout_threads, n, hardware_threads_);
+    std::int32_t* results = fanout_results_.data();
+    const std::pair<WebSocket*, std::uint32_t>* dest = to.data();
     const std::shared_ptr<const std::string>* frame = frames.data();
-    auto write_part = [slots, frame, n, parts](unsigned part) {
+    std::size_t n = to.size();
+    unsigned parts = fanout_parts(cfg_.fanout_threads, direct, hardware_threads_);
+    auto write_part = [results, dest, frame, n, parts](unsigned part) {
       std::size_t begin = n * part / parts, end = n * (part + 1) / parts;
       for (std::size_t i = begin; i < end; ++i) {
-        FanOutSlot& s = slots[i];
-        const std::string& buf = *frame[s.frame];
-        s.n = net::send_some(s.conn->fd, buf.data(), buf.size());
-        s.error = s.n < 0 ? net::last_error() : 0;
+        if (results[i] == kFanOutSkip) continue;
+        const std::string& buf = *frame[dest[i].second];
+        // At most 2 GiB in one call, so that the count fits; the rest is
+        // queued like any partial write.
+        std::size_t len = std::min<std::size_t>(buf.size(), std::numeric_limits<std::int32_t>::max());
+        long w = net::send_some(dest[i].first->c_->fd, buf.data(), len);
+        results[i] = w >= 0 ? std::int32_t(w) : -std::max(1, net::last_error());
       }
     };
     if (parts <= 1) {
@@ -2995,8 +2997,11 @@ class Loop {
     } else {
       fanout_pool_.run(parts, write_part);
     }
-    for (std::size_t i = 0; i < n; ++i)
-      settle_write(slots[i].conn, frames[slots[i].frame], slots[i].n, slots[i].error);
+    for (std::size_t i = 0; i < n; ++i) {
+      std::int32_t r = results[i];
+      if (r == kFanOutSkip) continue;
+      settle_write(to[i].first->c_, frames[to[i].second], r >= 0 ? long(r) : -1L, r >= 0 ? 0 : -r);
+    }
     for (const auto& l : fanout_later_) send_shared(l.first, frames[l.second]);
   }
 
@@ -3569,7 +3574,7 @@ class Loop {
   std::vector<char> rbuf_;
   unsigned hardware_threads_ = 1;
   std::uint64_t fanout_seq_ = 0;
-  std::vector<FanOutSlot> fanout_slots_;
+  std::vector<std::int32_t> fanout_results_;
   std::vector<std::pair<Conn*, std::uint32_t>> fanout_later_;
   FanOutPool fanout_pool_;
 };
