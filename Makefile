@@ -71,7 +71,7 @@ examples: deps-test
 
 bench: deps-test
 	cmake -S . -B $(BUILD)/cmake -DCMAKE_BUILD_TYPE=Release > /dev/null
-	cmake --build $(BUILD)/cmake -j$$(nproc) --target load_client scrape_bench collect_bench metrics-agent
+	cmake --build $(BUILD)/cmake -j$$(nproc) --target load_client scrape_bench collect_bench metrics-agent floor_server
 
 clean:
 	rm -rf build build-san

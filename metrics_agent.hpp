@@ -469,6 +469,9 @@ struct Options {
   double request_timeout_seconds = 10;
   std::size_t max_message_bytes = METRICS_AGENT_MAX_MESSAGE_BYTES;
   std::size_t max_backlog_bytes = METRICS_AGENT_MAX_BACKLOG_BYTES;
+  // Threads that write the tick's frames, the loop's own included (0 .. 64);
+  // 0: automatic (see Server::Config::fanout_threads).
+  unsigned fanout_threads = 0;
   double token_ttl_seconds = 3600;
   // A directory of *.prom files (Prometheus text format) whose samples
   // /metrics adds, as node_exporter's textfile collector does. Empty: none.
@@ -568,6 +571,13 @@ class WebSocket {
   void send_binary(std::string_view data);
   // Queues a pre-built frame (see encode_text_frame); shared by many clients.
   void send_frame(const std::shared_ptr<const std::string>& frame);
+  // send_frame for many sockets of one server at once, on its loop thread:
+  // socket `to[i].first` gets `frames[to[i].second]`. The server may split
+  // the writes over its fan-out threads (Server::Config::fanout_threads);
+  // what a socket does not take at once is queued or dropped on the loop
+  // thread as with send_frame, and every frame is written when it returns.
+  static void send_frames(const std::vector<std::shared_ptr<const std::string>>& frames,
+                          const std::vector<std::pair<WebSocket*, std::uint32_t>>& to);
   void close(std::uint16_t code = 1000, std::string_view reason = {});
   // The upgrade request: line, path, query and headers, for the connection's
   // life (its body, if any, only during on_open).
@@ -625,6 +635,11 @@ class Server {
     double ws_ping_seconds = 30;
     std::size_t max_message_bytes = METRICS_AGENT_MAX_MESSAGE_BYTES;
     std::size_t max_backlog_bytes = METRICS_AGENT_MAX_BACKLOG_BYTES;
+    // Threads that call send() for a fan-out (WebSocket::send_frames), the
+    // loop thread included, each over its own slice of the sockets. 1: the
+    // loop alone. 0: automatic, one thread per 1,000 sockets written at once
+    // (the loop alone below 1,000), at most the hardware threads.
+    unsigned fanout_threads = 0;
     std::string cors_origin;  // Access-Control-Allow-Origin on HTTP answers; empty: none
     std::function<void(const std::string&)> logger;
     // Sees every request before it is routed, WebSocket upgrades included; an
@@ -2539,9 +2554,103 @@ struct Conn {
   double out_since = 0;            // last progress of queued output
   std::uint64_t user = 0;
   std::size_t index = 0;
+  std::uint64_t fanout_mark = 0;   // the last fan-out that wrote to it directly
   std::string remote;
   class Loop* loop = nullptr;
 };
+
+// The threads that share a fan-out's send() calls with the loop thread.
+// run(parts, fn) calls fn(0) on the calling thread and fn(1) .. fn(parts-1)
+// on the pool's threads, and returns once every call has returned (the
+// barrier). The threads are started by the first run() that needs them and
+// sleep on a condition variable in between; a thread that cannot be started
+// leaves its part to the caller.
+class FanOutPool {
+ public:
+  FanOutPool() = default;
+  FanOutPool(const FanOutPool&) = delete;
+  FanOutPool& operator=(const FanOutPool&) = delete;
+  ~FanOutPool() {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    for (auto& t : threads_) t.join();
+  }
+
+  template <class Fn>
+  void run(unsigned parts, Fn&& fn) {
+    start_threads(parts > 0 ? parts - 1 : 0);
+    unsigned helpers = std::min<unsigned>(parts > 0 ? parts - 1 : 0, unsigned(threads_.size()));
+    if (helpers == 0) {
+      for (unsigned p = 0; p < parts; ++p) fn(p);
+      return;
+    }
+    std::function<void(unsigned)> job(std::ref(fn));
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      job_ = &job;
+      helpers_ = helpers;
+      pending_ = helpers;
+      ++generation_;
+    }
+    wake_.notify_all();
+    fn(0);
+    for (unsigned p = helpers + 1; p < parts; ++p) fn(p);
+    std::unique_lock<std::mutex> lk(mu_);
+    done_.wait(lk, [this] { return pending_ == 0; });
+    job_ = nullptr;
+  }
+
+  std::size_t threads() const { return threads_.size(); }
+
+ private:
+  void start_threads(unsigned want) {
+    while (threads_.size() < want) {
+      unsigned part = unsigned(threads_.size()) + 1;
+      try {
+        threads_.emplace_back([this, part] { work(part); });
+      } catch (const std::system_error&) {
+        return;
+      }
+    }
+  }
+
+  void work(unsigned part) {
+    std::uint64_t seen = 0;
+    std::unique_lock<std::mutex> lk(mu_);
+    for (;;) {
+      wake_.wait(lk, [&] { return stop_ || generation_ != seen; });
+      if (stop_) return;
+      seen = generation_;
+      if (part > helpers_) continue;
+      const std::function<void(unsigned)>* job = job_;
+      lk.unlock();
+      (*job)(part);
+      lk.lock();
+      if (--pending_ == 0) done_.notify_one();
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable wake_, done_;
+  std::uint64_t generation_ = 0;
+  unsigned helpers_ = 0, pending_ = 0;
+  bool stop_ = false;
+  const std::function<void(unsigned)>* job_ = nullptr;
+  std::vector<std::thread> threads_;
+};
+
+// How many threads write a fan-out of `sends` direct writes: `configured`
+// when set (never more than one per write), else one per 1,000 writes, the
+// loop thread alone below 1,000, at most `hardware` (0: unknown, one).
+inline unsigned fanout_parts(unsigned configured, std::size_t sends, unsigned hardware) {
+  if (sends == 0) return 1;
+  if (configured > 0) return unsigned(std::min<std::size_t>(configured, sends));
+  std::size_t want = 1 + sends / 1000;
+  return unsigned(std::max<std::size_t>(1, std::min<std::size_t>(want, hardware)));
+}
 
 struct RouteEntry {
   WebSocketRoute route;
@@ -2702,7 +2811,10 @@ struct DeferContext {
 
 class Loop {
  public:
-  explicit Loop(Server::Config cfg) : cfg_(std::move(cfg)) { rbuf_.resize(64 * 1024); }
+  explicit Loop(Server::Config cfg) : cfg_(std::move(cfg)) {
+    rbuf_.resize(64 * 1024);
+    hardware_threads_ = std::max(1u, std::thread::hardware_concurrency());
+  }
   ~Loop() {
     posted_->close();
     for (auto& c : conns_)
@@ -2885,20 +2997,7 @@ class Loop {
     c->pong_queued = false;
     if (c->out.empty()) {
       long n = net::send_some(c->fd, frame->data(), frame->size());
-      if (n == long(frame->size())) {
-        stats_.bytes_sent += std::uint64_t(n);
-        return;
-      }
-      if (n < 0 && !net::would_block(net::last_error())) {
-        drop(c, &ServerStats::dropped_error, nullptr);
-        return;
-      }
-      std::size_t off = n > 0 ? std::size_t(n) : 0;
-      stats_.bytes_sent += off;
-      c->out.push_back({frame, off});
-      c->out_bytes += frame->size() - off;
-      c->out_since = mono_now();
-      update_interest(c);
+      settle_write(c, frame, n, n < 0 ? net::last_error() : 0);
       return;
     }
     c->out.push_back({frame, 0});
@@ -2909,6 +3008,94 @@ class Loop {
     }
     if (!c->read_paused && backed_up(c)) update_interest(c);
   }
+
+  // The outcome of writing `frame` to an idle connection: `n` bytes taken,
+  // or -1 with `error`. The rest is queued; an error other than a full
+  // socket drops the connection.
+  void settle_write(Conn* c, const std::shared_ptr<const std::string>& frame, long n, int error) {
+    if (n == long(frame->size())) {
+      stats_.bytes_sent += std::uint64_t(n);
+      return;
+    }
+    if (n < 0 && !net::would_block(error)) {
+      drop(c, &ServerStats::dropped_error, nullptr);
+      return;
+    }
+    std::size_t off = n > 0 ? std::size_t(n) : 0;
+    stats_.bytes_sent += off;
+    c->out.push_back({frame, off});
+    c->out_bytes += frame->size() - off;
+    c->out_since = mono_now();
+    update_interest(c);
+  }
+
+  // ---- the fan-out -------------------------------------------------------
+
+  // WebSocket::send_frames. Connections with output already queued get the
+  // frame queued behind it on the loop thread; the idle ones are written
+  // directly, `to` split into contiguous slices over the fan-out threads,
+  // and their outcomes settled here, after the barrier, in order. The
+  // outcome of to[i] is fanout_results_[i] (4 bytes a client): bytes taken,
+  // -errno, or kFanOutSkip for a client not written directly. A sender
+  // thread reads to[i], the connection's fd and the frame, and writes its
+  // own results only; nothing of a connection is written off the loop
+  // thread, and the loop thread writes none of it while the senders run.
+  static constexpr std::int32_t kFanOutSkip = std::numeric_limits<std::int32_t>::min();
+
+  void send_frames(const std::vector<std::shared_ptr<const std::string>>& frames,
+                   const std::vector<std::pair<WebSocket*, std::uint32_t>>& to) {
+    ++fanout_seq_;
+    fanout_results_.assign(to.size(), kFanOutSkip);
+    fanout_later_.clear();
+    std::size_t direct = 0;
+    for (std::size_t i = 0; i < to.size(); ++i) {
+      Conn* c = to[i].first->c_;
+      if (c->dead || c->state != Conn::State::WebSocket) continue;
+      if (c->fanout_mark == fanout_seq_) {
+        fanout_later_.push_back({c, to[i].second});  // a second frame for it: after the first
+        continue;
+      }
+      if (!c->out.empty()) {
+        send_shared(c, frames[to[i].second]);
+        continue;
+      }
+      c->fanout_mark = fanout_seq_;
+      c->pong_queued = false;
+      ++stats_.messages_sent;
+      fanout_results_[i] = 0;
+      ++direct;
+    }
+    std::int32_t* results = fanout_results_.data();
+    const std::pair<WebSocket*, std::uint32_t>* dest = to.data();
+    const std::shared_ptr<const std::string>* frame = frames.data();
+    std::size_t n = to.size();
+    unsigned parts = fanout_parts(cfg_.fanout_threads, direct, hardware_threads_);
+    auto write_part = [results, dest, frame, n, parts](unsigned part) {
+      std::size_t begin = n * part / parts, end = n * (part + 1) / parts;
+      for (std::size_t i = begin; i < end; ++i) {
+        if (results[i] == kFanOutSkip) continue;
+        const std::string& buf = *frame[dest[i].second];
+        // At most 2 GiB in one call, so that the count fits; the rest is
+        // queued like any partial write.
+        std::size_t len = std::min<std::size_t>(buf.size(), std::numeric_limits<std::int32_t>::max());
+        long w = net::send_some(dest[i].first->c_->fd, buf.data(), len);
+        results[i] = w >= 0 ? std::int32_t(w) : -std::max(1, net::last_error());
+      }
+    };
+    if (parts <= 1) {
+      write_part(0);
+    } else {
+      fanout_pool_.run(parts, write_part);
+    }
+    for (std::size_t i = 0; i < n; ++i) {
+      std::int32_t r = results[i];
+      if (r == kFanOutSkip) continue;
+      settle_write(to[i].first->c_, frames[to[i].second], r >= 0 ? long(r) : -1L, r >= 0 ? 0 : -r);
+    }
+    for (const auto& l : fanout_later_) send_shared(l.first, frames[l.second]);
+  }
+
+  std::size_t fanout_threads_started() const { return fanout_pool_.threads(); }
 
   // The memory a connection's queued output holds: its bytes, plus for each
   // chunk the queue slot and the string and shared control block of a buffer
@@ -3475,6 +3662,11 @@ class Loop {
   std::vector<Conn*> graveyard_;
   ClientAdmission admission_;
   std::vector<char> rbuf_;
+  unsigned hardware_threads_ = 1;
+  std::uint64_t fanout_seq_ = 0;
+  std::vector<std::int32_t> fanout_results_;
+  std::vector<std::pair<Conn*, std::uint32_t>> fanout_later_;
+  FanOutPool fanout_pool_;
 };
 
 }  // namespace detail
@@ -3520,6 +3712,10 @@ METRICS_AGENT_API_INLINE void WebSocket::send_binary(std::string_view data) {
 }
 METRICS_AGENT_API_INLINE void WebSocket::send_frame(const std::shared_ptr<const std::string>& frame) {
   if (c_->state == detail::Conn::State::WebSocket) c_->loop->send_shared(c_, frame);
+}
+METRICS_AGENT_API_INLINE void WebSocket::send_frames(const std::vector<std::shared_ptr<const std::string>>& frames,
+                                                     const std::vector<std::pair<WebSocket*, std::uint32_t>>& to) {
+  if (!to.empty()) to.front().first->c_->loop->send_frames(frames, to);
 }
 METRICS_AGENT_API_INLINE void WebSocket::close(std::uint16_t code, std::string_view reason) { c_->loop->close_ws(c_, code, reason); }
 METRICS_AGENT_API_INLINE const HttpRequest& WebSocket::request() const { return *c_->request; }
@@ -5596,6 +5792,19 @@ class PasswordChecker {
 };
 
 
+// Writes a tick's frames: `to[i].first` gets `frames[to[i].second]`. The
+// agent's sockets go through WebSocket::send_frames (the parallel fan-out);
+// a test's recording sockets one send_frame at a time.
+template <class Socket>
+void send_tick_frames(const std::vector<std::shared_ptr<const std::string>>& frames,
+                      const std::vector<std::pair<Socket*, std::uint32_t>>& to) {
+  for (const auto& t : to) t.first->send_frame(frames[t.second]);
+}
+inline void send_tick_frames(const std::vector<std::shared_ptr<const std::string>>& frames,
+                             const std::vector<std::pair<WebSocket*, std::uint32_t>>& to) {
+  WebSocket::send_frames(frames, to);
+}
+
 template <class Socket>
 struct BasicSubscriber {
   Socket ws;
@@ -5667,17 +5876,22 @@ class BasicStreamHub {
     subs_.pop_back();
   }
 
-  // The tick's fan-out: `snap` stays the latest until the next call.
+  // The tick's fan-out: `snap` stays the latest until the next call. The
+  // frames are built here, then written all at once (send_frames), which
+  // the server may split over its fan-out threads.
   void fan_out(const Snapshot& snap, std::int64_t tick_us) {
     latest_ = &snap;
     latest_tick_us_ = tick_us;
     frames_.clear();
+    frame_keys_.clear();
+    due_.clear();
     std::int64_t index = tick_us / tick_us_;
     for (std::size_t i = 0; i < subs_.size(); ++i) {
       Subscriber& s = subs_[i];
       if (s.stream == Stream::Alerts || index % std::int64_t(s.every_ticks) != 0) continue;
-      s.ws.send_frame(frame_for(s));
+      due_.emplace_back(&s.ws, frame_index(s));
     }
+    send_tick_frames(frames_, due_);
   }
 
   void heartbeat(std::int64_t tick_us) {
@@ -5787,14 +6001,17 @@ class BasicStreamHub {
   }
 
  private:
-  std::shared_ptr<const std::string> frame_for(const Subscriber& s) {
+  std::shared_ptr<const std::string> frame_for(const Subscriber& s) { return frames_[frame_index(s)]; }
+
+  std::uint32_t frame_index(const Subscriber& s) {
     std::uint32_t key = (s.stream == Stream::Flat ? 0x10000u : 0x20000u) | s.fields;
-    for (auto& f : frames_)
-      if (f.first == key) return f.second;
+    for (std::size_t i = 0; i < frame_keys_.size(); ++i)
+      if (frame_keys_[i] == key) return std::uint32_t(i);
     std::string json = s.stream == Stream::Flat ? flat_json(*latest_, s.fields, container_scope_)
                                                 : rich_json(*latest_, s.fields, latest_tick_us_);
-    frames_.emplace_back(key, encode_text_frame(json));
-    return frames_.back().second;
+    frame_keys_.push_back(key);
+    frames_.push_back(encode_text_frame(json));
+    return std::uint32_t(frames_.size() - 1);
   }
 
   std::uint32_t interval_ticks(double seconds) const {
@@ -5823,7 +6040,9 @@ class BasicStreamHub {
   std::int64_t tick_us_;
   bool container_scope_;
   std::vector<Subscriber> subs_;
-  std::vector<std::pair<std::uint32_t, std::shared_ptr<const std::string>>> frames_;
+  std::vector<std::uint32_t> frame_keys_;  // (stream, fields) of each frame
+  std::vector<std::shared_ptr<const std::string>> frames_;
+  std::vector<std::pair<Socket*, std::uint32_t>> due_;  // this tick's sends
   const Snapshot* latest_ = nullptr;  // null until the first tick
   std::int64_t latest_tick_us_ = 0;
 };
@@ -6623,6 +6842,7 @@ class AgentCore {
     c.ws_ping_seconds = o.ws_ping_seconds;
     c.max_message_bytes = o.max_message_bytes;
     c.max_backlog_bytes = o.max_backlog_bytes;
+    c.fanout_threads = o.fanout_threads;
     c.cors_origin = o.cors_origin;
     c.logger = o.logger;
     c.screen = [this](const HttpRequest& r) { return screen_request(policy_, r); };
@@ -6843,6 +7063,7 @@ METRICS_AGENT_API_INLINE bool Agent::validate(const Options& o, std::string* err
     return fail("--request-timeout must be between 0.1 and 3600 seconds");
   if (o.max_backlog_bytes < 1024 || o.max_backlog_bytes > (std::size_t(1) << 30))
     return fail("--max-backlog must be between 1024 and 1073741824 bytes");
+  if (o.fanout_threads > 64) return fail("--fanout-threads must be between 0 (automatic) and 64");
   if (o.max_message_bytes < 1 || o.max_message_bytes > (std::size_t(16) << 20))
     return fail("--max-message must be between 1 and 16777216 bytes");
   if (!(o.token_ttl_seconds >= 1 && o.token_ttl_seconds <= 366 * 86400.0))

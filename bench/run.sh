@@ -5,12 +5,19 @@
 #
 #   make bench && bench/run.sh 10000 60
 #   bench/run.sh 2000 20 --rich-fraction 0.1 --source-ips 4 --json
+#   bench/run.sh compare      # the agent next to bench/floor_server, see compare.py
 #
 # Environment: AGENT and LOAD_CLIENT override the binaries (default
 # build/cmake/metrics-agent and build/cmake/load_client), AGENT_ARGS adds agent
 # flags, PORT fixes the port (default: a free one in 20000-29999, below the
 # kernel's ephemeral range so the clients' own ports never collide with it).
 set -eu
+
+# bench/run.sh compare [...]: the agent and the floor in one run (bench/compare.py).
+if [ "${1:-}" = compare ]; then
+    shift
+    exec /usr/bin/python3 "$(dirname "$0")/compare.py" "$@"
+fi
 
 usage() {
     echo "usage: $0 CLIENTS SECONDS [load_client options]" >&2

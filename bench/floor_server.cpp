@@ -1,0 +1,274 @@
+// floor_server: the least a fan-out server can do, as a yardstick for
+// metrics-agent in bench/run.sh. It accepts WebSocket clients on any path,
+// and at every whole second builds one text frame shaped like the flat
+// stream's ({"cpu":..,"memory":..,"disk":..,"timestamp":".."}) and writes
+// it to every client with one send() each, split over --threads threads
+// (the main thread and --threads - 1 others, joined before it goes on).
+// Nothing else: no queue (a send that does not take the whole frame is
+// counted, not retried), no parsing of what clients send, no timers but
+// the tick. Only the handshake borrows the agent's header, for SHA-1.
+//
+//   floor_server --listen 127.0.0.1:PORT [--threads K] [--max-clients N]
+//
+// Linux only.
+
+#include "metrics_agent.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <csignal>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+namespace {
+
+volatile sig_atomic_t g_stop = 0;
+void on_signal(int) { g_stop = 1; }
+
+std::int64_t wall_us() {
+    timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return std::int64_t(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
+}
+
+// The threads that share a tick's sends with the main thread: part 0 runs on
+// the caller, parts 1..K-1 on the workers, and run() returns when all are done.
+class Senders {
+ public:
+    explicit Senders(unsigned parts) : parts_(parts) {
+        for (unsigned p = 1; p < parts; ++p) threads_.emplace_back([this, p] { work(p); });
+    }
+    ~Senders() {
+        {
+            std::lock_guard<std::mutex> lk(mu_);
+            stop_ = true;
+        }
+        wake_.notify_all();
+        for (auto& t : threads_) t.join();
+    }
+    template <class Fn>
+    void run(Fn fn) {
+        std::function<void(unsigned)> job(fn);
+        {
+            std::lock_guard<std::mutex> lk(mu_);
+            job_ = &job;
+            pending_ = parts_ - 1;
+            ++generation_;
+        }
+        wake_.notify_all();
+        fn(0);
+        std::unique_lock<std::mutex> lk(mu_);
+        done_.wait(lk, [this] { return pending_ == 0; });
+    }
+
+ private:
+    void work(unsigned part) {
+        std::uint64_t seen = 0;
+        std::unique_lock<std::mutex> lk(mu_);
+        for (;;) {
+            wake_.wait(lk, [&] { return stop_ || generation_ != seen; });
+            if (stop_) return;
+            seen = generation_;
+            auto* job = job_;
+            lk.unlock();
+            (*job)(part);
+            lk.lock();
+            if (--pending_ == 0) done_.notify_one();
+        }
+    }
+    unsigned parts_;
+    std::mutex mu_;
+    std::condition_variable wake_, done_;
+    std::uint64_t generation_ = 0;
+    unsigned pending_ = 0;
+    bool stop_ = false;
+    std::function<void(unsigned)>* job_ = nullptr;
+    std::vector<std::thread> threads_;
+};
+
+std::string frame_for(std::int64_t tick_us) {
+    time_t secs = time_t(tick_us / 1000000);
+    tm t;
+    gmtime_r(&secs, &t);
+    char json[160];
+    int n = std::snprintf(json, sizeof json,
+                          "{\"cpu\": 1.5, \"memory\": 42.25, \"disk\": 22.45, \"timestamp\": "
+                          "\"%04d-%02d-%02dT%02d:%02d:%02d.%06d\"}",
+                          t.tm_year + 1900, t.tm_mon + 1, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec,
+                          int(tick_us % 1000000));
+    std::string f;
+    f += char(0x81);
+    f += char(n);  // always < 126 bytes
+    f.append(json, std::size_t(n));
+    return f;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::string listen = "127.0.0.1:54112";
+    unsigned threads = 1;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        std::string a = argv[i];
+        if (a == "--listen") listen = argv[i + 1];
+        else if (a == "--threads") threads = unsigned(std::max(1, std::atoi(argv[i + 1])));
+        else if (a == "--max-clients") {
+        } else {
+            std::fprintf(stderr, "usage: floor_server --listen ADDR:PORT [--threads K]\n");
+            return 2;
+        }
+    }
+    metrics_agent::raise_open_file_limit();
+    ::signal(SIGPIPE, SIG_IGN);
+    ::signal(SIGTERM, on_signal);
+    ::signal(SIGINT, on_signal);
+
+    std::size_t colon = listen.rfind(':');
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(std::uint16_t(std::atoi(listen.c_str() + colon + 1)));
+    inet_pton(AF_INET, listen.substr(0, colon).c_str(), &addr.sin_addr);
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    int one = 1;
+    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(lfd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(lfd, 4096) != 0) {
+        std::fprintf(stderr, "floor_server: cannot listen on %s: %s\n", listen.c_str(), std::strerror(errno));
+        return 1;
+    }
+    int ep = epoll_create1(0);
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = lfd;
+    epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev);
+
+    std::unordered_map<int, std::string> handshaking;
+    std::vector<int> clients;
+    std::unordered_map<int, std::size_t> where;  // fd -> index in clients
+    Senders senders(threads);
+    std::atomic<std::uint64_t> short_sends{0}, failed_sends{0};
+    std::int64_t next_tick = (wall_us() / 1000000 + 1) * 1000000;
+    std::vector<epoll_event> events(1024);
+    char buf[4096];
+
+    auto drop = [&](int fd) {
+        epoll_ctl(ep, EPOLL_CTL_DEL, fd, nullptr);
+        auto it = where.find(fd);
+        if (it != where.end()) {
+            std::size_t i = it->second;
+            clients[i] = clients.back();
+            where[clients[i]] = i;
+            clients.pop_back();
+            where.erase(fd);
+        }
+        handshaking.erase(fd);
+        close(fd);
+    };
+
+    while (!g_stop) {
+        std::int64_t now = wall_us();
+        if (now >= next_tick) {
+            std::string frame = frame_for(wall_us());  // stamped when built, as the agent does
+            const int* fds = clients.data();
+            std::size_t n = clients.size();
+            unsigned parts = threads;
+            senders.run([&, fds, n, parts](unsigned p) {
+                std::size_t begin = n * p / parts, end = n * (p + 1) / parts;
+                for (std::size_t i = begin; i < end; ++i) {
+                    ssize_t w = send(fds[i], frame.data(), frame.size(), MSG_NOSIGNAL);
+                    if (w < 0) ++failed_sends;
+                    else if (std::size_t(w) != frame.size()) ++short_sends;
+                }
+            });
+            next_tick = (wall_us() / 1000000 + 1) * 1000000;
+            continue;
+        }
+        int timeout = int((next_tick - now + 999) / 1000);
+        int k = epoll_wait(ep, events.data(), int(events.size()), timeout);
+        for (int e = 0; e < k; ++e) {
+            int fd = events[e].data.fd;
+            if (fd == lfd) {
+                for (;;) {
+                    int c = accept4(lfd, nullptr, nullptr, SOCK_NONBLOCK);
+                    if (c < 0) break;
+                    setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+                    epoll_event cev{};
+                    cev.events = EPOLLIN;
+                    cev.data.fd = c;
+                    epoll_ctl(ep, EPOLL_CTL_ADD, c, &cev);
+                    handshaking[c];
+                }
+                continue;
+            }
+            ssize_t r = recv(fd, buf, sizeof buf, 0);
+            if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
+                drop(fd);
+                continue;
+            }
+            if (r < 0) continue;
+            auto h = handshaking.find(fd);
+            if (h == handshaking.end()) {
+                // A client's frames are read and ignored, but a close frame
+                // gets its answer, so that clients see a clean close.
+                if ((std::uint8_t(buf[0]) & 0x0f) == 0x8) {
+                    const char bye[] = {char(0x88), 2, char(0x03), char(0xE8)};
+                    send(fd, bye, sizeof bye, MSG_NOSIGNAL);
+                }
+                continue;
+            }
+            h->second.append(buf, std::size_t(r));
+            std::size_t end = h->second.find("\r\n\r\n");
+            if (end == std::string::npos) {
+                if (h->second.size() > 8192) drop(fd);
+                continue;
+            }
+            std::string key;
+            std::size_t k0 = h->second.find("Sec-WebSocket-Key:");
+            if (k0 == std::string::npos) k0 = h->second.find("sec-websocket-key:");
+            if (k0 != std::string::npos) {
+                std::size_t v = k0 + 18, eol = h->second.find("\r\n", v);
+                key = h->second.substr(v, eol - v);
+                while (!key.empty() && key.front() == ' ') key.erase(0, 1);
+                while (!key.empty() && key.back() == ' ') key.pop_back();
+            }
+            std::string resp = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                               "Sec-WebSocket-Accept: " +
+                               metrics_agent::detail::websocket_accept(key) + "\r\n\r\n";
+            handshaking.erase(h);
+            if (send(fd, resp.data(), resp.size(), MSG_NOSIGNAL) != ssize_t(resp.size())) {
+                drop(fd);
+                continue;
+            }
+            where[fd] = clients.size();
+            clients.push_back(fd);
+        }
+    }
+    std::fprintf(stderr, "floor_server: %zu clients at exit, %llu short sends, %llu failed sends\n", clients.size(),
+                 static_cast<unsigned long long>(short_sends.load()),
+                 static_cast<unsigned long long>(failed_sends.load()));
+    // Clients get a close frame (1001) as from the agent.
+    const char bye[] = {char(0x88), 2, char(0x03), char(0xE9)};
+    for (int fd : clients) {
+        send(fd, bye, sizeof bye, MSG_NOSIGNAL);
+        close(fd);
+    }
+    return 0;
+}
