@@ -2262,7 +2262,9 @@ inline bool parse_listen_address(const std::string& spec, sockaddr_storage& ss, 
   }
   std::string host = spec.substr(0, colon), port_s = spec.substr(colon + 1);
   std::uint64_t port = 0;
-  if (!to_u64(port_s, port) || port > 65535) {
+  // Digits only: to_u64 would also take the spaces around them.
+  if (port_s.find_first_not_of("0123456789") != std::string::npos || !to_u64(port_s, port) ||
+      port > 65535) {
     error = "bad port in '" + spec + "' (0-65535)";
     return false;
   }
