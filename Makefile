@@ -5,6 +5,7 @@
 #   make examples  the embedding examples in build/cmake/
 #   make cross   static binaries for aarch64, armhf and riscv64, each run once under qemu
 #   make SANITIZE=1 test   the suite under AddressSanitizer and UBSan
+#   make fuzz SECONDS=N    build the libFuzzer harnesses (clang) and run each N seconds
 
 CXX      ?= g++
 BUILD    ?= build
@@ -18,7 +19,7 @@ CMAKE_SAN := -DMETRICS_AGENT_SANITIZE=ON
 BUILD    := build-san
 endif
 
-.PHONY: all run test static deps deps-test clean bench examples cross
+.PHONY: all run test static deps deps-test clean bench examples cross fuzz
 
 all: $(BUILD)/metrics-agent
 
@@ -63,6 +64,18 @@ test: deps-test
 	cmake -S . -B $(BUILD)/cmake -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_SAN) > /dev/null
 	cmake --build $(BUILD)/cmake -j$$(nproc)
 	cd $(BUILD)/cmake && ctest --output-on-failure --timeout 600
+
+# tests/fuzz/fuzz_*.cpp, each run SECONDS seconds from its seeds in
+# tests/fuzz/corpus/<name>/; what they add and find stays in $(BUILD)/fuzz/work/.
+SECONDS ?= 60
+fuzz:
+	@sh scripts/deps.sh fuzz
+	cmake -S tests/fuzz -B $(BUILD)/fuzz -DCMAKE_CXX_COMPILER=clang++ > /dev/null
+	cmake --build $(BUILD)/fuzz -j$$(nproc)
+	@for src in tests/fuzz/fuzz_*.cpp; do \
+	  n=$$(basename $$src .cpp); s=$${n#fuzz_}; \
+	  sh tests/fuzz/run.sh $(BUILD)/fuzz/$$n tests/fuzz/corpus/$$s $(BUILD)/fuzz/work/$$s $(SECONDS) || exit 1; \
+	done
 
 # The embedding examples (echo_server, embedded, httplib_app) via CMake.
 examples: deps-test

@@ -2174,9 +2174,22 @@ class WsDecoder {
         return fail(ev, have_event, 1009, "too many fragments");
     }
     if (masked) hlen += 4;
-    if (len < hlen || len - hlen < plen) return false;
+    if (len < hlen) return false;
     const std::uint8_t* mask = masked ? p + hlen - 4 : nullptr;
     const char* payload = data + hlen;
+    const bool text_frame = opcode == 0x1 || (opcode == 0x0 && text_);
+    if (len - hlen < plen) {
+      // §8.1 asks to fail as soon as text cannot become valid: the part of a
+      // frame that has arrived is checked now, not when the frame is whole,
+      // so a peer cannot hold a 1007 back behind a slow payload.
+      if (text_frame && len - hlen > checked_) {
+        if (checked_ == 0 && opcode == 0x1) utf8_.reset();
+        if (!feed_unmasked(payload, checked_, len - hlen, mask))
+          return fail(ev, have_event, 1007, "invalid UTF-8 in text message");
+        checked_ = len - hlen;
+      }
+      return false;
+    }
     consumed = hlen + std::size_t(plen);
 
     if (control) {
@@ -2204,19 +2217,22 @@ class WsDecoder {
       }
       return true;
     }
+    // The payload bytes already checked while the frame was arriving.
+    const std::size_t checked = checked_;
+    checked_ = 0;
     if (opcode != 0x0) {
       in_message_ = true;
       text_ = opcode == 0x1;
       message_.clear();
       fragments_ = 0;
-      utf8_.reset();
+      if (checked == 0) utf8_.reset();
     }
     ++fragments_;
     std::size_t old = message_.size();
     message_.append(payload, std::size_t(plen));
     unmask(&message_[0] + old, std::size_t(plen), mask);
     // §8.1: text must be valid UTF-8; fail as soon as it cannot become valid.
-    if (text_ && !utf8_.feed(message_.data() + old, std::size_t(plen)))
+    if (text_frame && !utf8_.feed(message_.data() + old + checked, std::size_t(plen) - checked))
       return fail(ev, have_event, 1007, "invalid UTF-8 in text message");
     if (!fin) return true;
     in_message_ = false;
@@ -2238,6 +2254,20 @@ class WsDecoder {
     if (!mask) return;
     for (std::size_t i = 0; i < n; ++i) d[i] = char(d[i] ^ mask[i & 3]);
   }
+  // Feeds payload bytes [from, to) of a frame still arriving to the UTF-8
+  // validator, unmasked through a small buffer: the frame itself stays in the
+  // caller's buffer until it is whole.
+  bool feed_unmasked(const char* payload, std::size_t from, std::size_t to, const std::uint8_t* mask) {
+    char block[256];
+    while (from < to) {
+      std::size_t n = std::min(to - from, sizeof block);
+      for (std::size_t i = 0; i < n; ++i)
+        block[i] = mask ? char(payload[from + i] ^ mask[(from + i) & 3]) : payload[from + i];
+      if (!utf8_.feed(block, n)) return false;
+      from += n;
+    }
+    return true;
+  }
   bool fail(WsEvent& ev, bool& have_event, std::uint16_t code, const char* why) {
     failed_ = true;
     have_event = true;
@@ -2254,6 +2284,7 @@ class WsDecoder {
   bool in_message_ = false;
   bool text_ = false;
   std::size_t fragments_ = 0;
+  std::size_t checked_ = 0;  // payload bytes of the arriving frame fed to utf8_
   std::string message_, control_;
   Utf8Validator utf8_;
 };
@@ -2336,7 +2367,9 @@ inline bool parse_listen_address(const std::string& spec, sockaddr_storage& ss, 
   }
   std::string host = spec.substr(0, colon), port_s = spec.substr(colon + 1);
   std::uint64_t port = 0;
-  if (!to_u64(port_s, port) || port > 65535) {
+  // Digits only: to_u64 would also take the spaces around them.
+  if (port_s.find_first_not_of("0123456789") != std::string::npos || !to_u64(port_s, port) ||
+      port > 65535) {
     error = "bad port in '" + spec + "' (0-65535)";
     return false;
   }

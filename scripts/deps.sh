@@ -4,6 +4,8 @@
 #   scripts/deps.sh build   - the agent itself (a compiler and picojson-dev)
 #   scripts/deps.sh test    - everything the test suite uses
 #   scripts/deps.sh cross   - cross compilers and qemu-user for `make cross`
+#   scripts/deps.sh fuzz    - clang and its sanitizer/libFuzzer runtimes (`make fuzz`;
+#                             `test` needs them too for the fuzz and sanitizer flavors)
 set -e
 want=build
 [ -n "$1" ] && want=$1
@@ -26,6 +28,11 @@ if [ "$want" = test ]; then
   need chromium-driver /usr/bin/chromedriver
   need prometheus /usr/bin/prometheus
   need prometheus-node-exporter /usr/bin/prometheus-node-exporter
+fi
+if [ "$want" = test ] || [ "$want" = fuzz ]; then
+  command -v clang++ >/dev/null 2>&1 || missing="$missing clang"
+  ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-*.a >/dev/null 2>&1 ||
+    missing="$missing libclang-rt-14-dev"
 fi
 if [ "$want" = cross ]; then
   command -v aarch64-linux-gnu-g++ >/dev/null 2>&1 || missing="$missing g++-aarch64-linux-gnu"

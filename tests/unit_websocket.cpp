@@ -568,6 +568,60 @@ TEST(WsUtf8, DetectedInAnEarlyFragment) {
   EXPECT_TRUE(got.empty());
 }
 
+// RFC 6455 section 8.1 within one frame: a frame whose payload arrives in
+// several reads is checked as it arrives, so the 1007 does not wait for the
+// rest of the frame (Autobahn cases 6.4.3 and 6.4.4).
+TEST(WsUtf8, DetectedInsideAFrameStillArriving) {
+  const std::string head = std::string(40, 'a') + "\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5";
+  const std::string tail(4000, 'z');
+  const std::string bad_char = "\xf4\x90\x80\x80";  // above U+10FFFF: 0x90 is the first invalid octet
+  // In a single text frame, and in the continuation of a text message.
+  const std::string streams[] = {
+      cframe(WsOp::Text, head + bad_char + tail),
+      cframe(WsOp::Text, "\xce", false) + cframe(WsOp::Continuation, "\xba" + head + bad_char + tail, true),
+  };
+  for (const std::string& stream : streams) {
+    const std::size_t octet = stream.size() - tail.size() - 3;
+    // Three chunks; the invalid octet sits in the second.
+    const std::size_t cut1 = octet - 10, cut2 = octet + 10;
+    Feeder f;
+    f.feed(stream.substr(0, cut1));
+    EXPECT_TRUE(f.events().empty()) << "first chunk";
+    f.feed(stream.substr(cut1, cut2 - cut1));
+    EXPECT_EQ(f.events(), (std::vector<Ev>{error_ev(1007)})) << "the close must come before the third chunk";
+  }
+}
+
+TEST(WsUtf8, ArrivingFrameSplitAtEveryPoint) {
+  // Valid text split inside characters at every point of one frame: no error
+  // before the end, the whole message after it.
+  const std::string t = "x\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80y";
+  const std::string f = cframe(WsOp::Text, t);
+  for (std::size_t k = 0; k < f.size(); ++k) {
+    Feeder feeder;
+    feeder.feed(f.substr(0, k));
+    EXPECT_TRUE(feeder.events().empty()) << k;
+    feeder.feed(f.substr(k));
+    EXPECT_EQ(feeder.events(), (std::vector<Ev>{text(t)})) << k;
+  }
+  // Invalid text fails at the first chunk that holds the bad octet, whatever
+  // the split; the same bytes in a binary frame are a message.
+  const std::string bad = std::string(10, 'a') + "\xed\xa0\x80" + std::string(10, 'b');
+  const std::string fb = cframe(WsOp::Text, bad), fbin = cframe(WsOp::Binary, bad);
+  const std::size_t octet = fb.size() - 10 - 2;  // the 0xa0 after 0xed
+  for (std::size_t k = 0; k < fb.size(); ++k) {
+    Feeder feeder;
+    feeder.feed(fb.substr(0, k));
+    EXPECT_EQ(feeder.events().size(), k > octet ? 1u : 0u) << k;
+    feeder.feed(fb.substr(k));
+    EXPECT_EQ(feeder.events(), (std::vector<Ev>{error_ev(1007)})) << k;
+    Feeder binary_feeder;
+    binary_feeder.feed(fbin.substr(0, k));
+    binary_feeder.feed(fbin.substr(k));
+    EXPECT_EQ(binary_feeder.events(), (std::vector<Ev>{binary(bad)})) << k;
+  }
+}
+
 // ---- errors are final ------------------------------------------------------------------------------
 
 TEST(WsErrors, FalseForeverAfterAnError) {

@@ -49,10 +49,11 @@ class Spawner:
             except AssertionError as e:
                 problems.append(str(e))
         for p in self.servers:
-            # Under `make SANITIZE=1 test` a sanitizer report fails the test
-            # even when the server survived it.
+            # Under `make SANITIZE=1 test` and the sanitize/tsan flavors a
+            # sanitizer report fails the test even when the server survived it.
             text = p.stderr_text()
-            for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+            for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                           "WARNING: ThreadSanitizer", "ERROR: ThreadSanitizer"):
                 if marker in text:
                     problems.append("%s: sanitizer report in stderr (%s)" % (p.name, marker))
         for p in self.servers:
