@@ -26,6 +26,11 @@
 //                                      METRICS_AGENT_IMPLEMENTATION compiles the rest
 //     METRICS_AGENT_NO_DASHBOARD       defined: the dashboard page (about 47 KB) is
 //                                      left out, and GET / answers 404 saying so
+//     METRICS_AGENT_NO_IOSTREAM        defined: picojson's <iostream> is not included
+//                                      (libstdc++), keeping iostreams and locales out
+//                                      of a static binary that does not use them
+//     METRICS_AGENT_NO_GETADDRINFO     defined: the `check` client resolves names from
+//                                      /etc/hosts itself (static builds: no NSS)
 //
 // The client behind `metrics-agent check` is not part of this header: include
 // "tools/check_client.hpp" after it for metrics_agent::check().
@@ -165,7 +170,19 @@
 #include <sys/random.h>
 #endif  // METRICS_AGENT_HAS_GETRANDOM
 
+// picojson includes <iostream>, whose static initializer links iostreams and
+// every locale facet (about 500 KB) into a static binary. It only needs the
+// stream declarations, so with METRICS_AGENT_NO_IOSTREAM (libstdc++) the
+// <iostream> it asks for is skipped.
+#if defined(METRICS_AGENT_NO_IOSTREAM) && defined(__GLIBCXX__) && !defined(_GLIBCXX_IOSTREAM)
+#include <istream>
+#include <ostream>
+#define _GLIBCXX_IOSTREAM 1
 #include <picojson.h>
+#undef _GLIBCXX_IOSTREAM
+#else
+#include <picojson.h>
+#endif
 
 // ============================================================================
 // Public API: the data model
