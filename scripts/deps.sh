@@ -3,7 +3,8 @@
 # when run as root, otherwise says exactly what to install.
 #   scripts/deps.sh build   - the agent itself (a compiler and picojson-dev)
 #   scripts/deps.sh test    - everything the test suite uses
-#   scripts/deps.sh cross   - cross compilers and qemu-user for `make cross`
+#   scripts/deps.sh cross   - cross compilers and qemu-user for `make cross` and
+#                             `make dist` (the test suite runs them too)
 set -e
 want=build
 [ -n "$1" ] && want=$1
@@ -27,7 +28,7 @@ if [ "$want" = test ]; then
   need prometheus /usr/bin/prometheus
   need prometheus-node-exporter /usr/bin/prometheus-node-exporter
 fi
-if [ "$want" = cross ]; then
+if [ "$want" = cross ] || [ "$want" = test ]; then
   command -v aarch64-linux-gnu-g++ >/dev/null 2>&1 || missing="$missing g++-aarch64-linux-gnu"
   command -v arm-linux-gnueabihf-g++ >/dev/null 2>&1 || missing="$missing g++-arm-linux-gnueabihf"
   command -v riscv64-linux-gnu-g++ >/dev/null 2>&1 || missing="$missing g++-riscv64-linux-gnu"

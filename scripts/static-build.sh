@@ -31,8 +31,11 @@ mkdir -p "$(dirname "$out")"
 log=$out.log
 # -Os and section GC: see "Static binaries" in README.md for what each saves.
 # -Wno-psabi: GCC's note that armhf's parameter passing changed in GCC 7.1.
+# 64-bit file offsets and time on 32-bit targets (armhf): without them stat()
+# and readdir() fail with EOVERFLOW on large inode numbers, and time_t ends in 2038.
 # shellcheck disable=SC2086
 if ! $cxx -std=c++17 -Os -Wall -Wextra -Wno-psabi -ffunction-sections -fdata-sections \
+    -D_FILE_OFFSET_BITS=64 -D_TIME_BITS=64 \
     -DMETRICS_AGENT_NO_IOSTREAM -DMETRICS_AGENT_NO_GETADDRINFO \
     -I"$root" $inc "$root/main.cpp" -o "$out.full" \
     -static -pthread -Wl,--gc-sections -Wl,-Map,"$out.map" \
