@@ -36,7 +36,7 @@ log=$out.log
 # shellcheck disable=SC2086
 if ! $cxx -std=c++17 -Os -Wall -Wextra -Wno-psabi -ffunction-sections -fdata-sections \
     -D_FILE_OFFSET_BITS=64 -D_TIME_BITS=64 \
-    -DMETRICS_AGENT_NO_IOSTREAM -DMETRICS_AGENT_NO_GETADDRINFO \
+    -DMETRICS_AGENT_NO_IOSTREAM -DMETRICS_AGENT_NO_GETADDRINFO -DMETRICS_AGENT_SMALL_NUMBERS \
     -I"$root" $inc "$root/main.cpp" -o "$out.full" \
     -static -pthread -Wl,--gc-sections -Wl,-Map,"$out.map" \
     -Wl,--whole-archive -lpthread -Wl,--no-whole-archive >"$log" 2>&1; then

@@ -36,7 +36,7 @@ for u in $units gtest-all gtest_main; do
   case $u in
     gtest-all|gtest_main) src=$gtest/src/$u.cc; flags="-I$gtest -I$gtest/include" ;;
     *) src=$root/tests/unit_$u.cpp; flags="-I$root -I$out/cross-include -I$gtest/include -Wall -Wextra -Wno-psabi"
-       flags="$flags -D_FILE_OFFSET_BITS=64 -D_TIME_BITS=64"  # as scripts/static-build.sh
+       flags="$flags -D_FILE_OFFSET_BITS=64 -D_TIME_BITS=64 -DMETRICS_AGENT_SMALL_NUMBERS"  # as scripts/static-build.sh
        flags="$flags -DMETRICS_AGENT_FIXTURES=\"$root/tests/fixtures\"" ;;
   esac
   obj=$out/$u.o
