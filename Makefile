@@ -4,6 +4,7 @@
 #   make static  a statically linked binary
 #   make examples  the embedding examples in build/cmake/
 #   make cross   static binaries for aarch64, armhf and riscv64, each run once under qemu
+#   make dist    dist/metrics-agent-<version>-<arch> for every target, and dist/SHA256SUMS
 #   make SANITIZE=1 test   the suite under AddressSanitizer and UBSan
 #   make fuzz SECONDS=N    build the libFuzzer harnesses (clang) and run each N seconds
 
@@ -19,7 +20,7 @@ CMAKE_SAN := -DMETRICS_AGENT_SANITIZE=ON
 BUILD    := build-san
 endif
 
-.PHONY: all run test static deps deps-test clean bench examples cross fuzz
+.PHONY: all run test static deps deps-test clean bench examples cross dist fuzz
 
 all: $(BUILD)/metrics-agent
 
@@ -36,34 +37,46 @@ $(BUILD)/metrics-agent: main.cpp $(HEADERS) | deps
 run: $(BUILD)/metrics-agent
 	./$(BUILD)/metrics-agent $(ARGS)
 
+# The release flags live in scripts/static-build.sh (also used by make cross,
+# make dist and the test suite); it fails on any compiler or linker warning.
 static: $(BUILD)/metrics-agent-static
-$(BUILD)/metrics-agent-static: main.cpp $(HEADERS) | deps
-	@mkdir -p $(BUILD)
-	$(CXX) $(STD) -O2 $(WARN) -I. main.cpp -o $@ -static -pthread -Wl,--whole-archive -lpthread -Wl,--no-whole-archive
-	strip $@
+$(BUILD)/metrics-agent-static: main.cpp $(HEADERS) scripts/static-build.sh | deps
+	sh scripts/static-build.sh $@
+	@sh scripts/check-size.sh $$(uname -m) $@
 
 # Static cross builds; each binary prints one snapshot under qemu-user.
-CROSS_TARGETS := aarch64-linux-gnu:aarch64 arm-linux-gnueabihf:arm riscv64-linux-gnu:riscv64
+CROSS_TARGETS := aarch64-linux-gnu:aarch64:aarch64 arm-linux-gnueabihf:arm:armhf riscv64-linux-gnu:riscv64:riscv64
 cross: main.cpp $(HEADERS)
 	@sh scripts/deps.sh cross
-	@mkdir -p $(BUILD)/cross-include
-	@ln -sf /usr/include/picojson.h $(BUILD)/cross-include/picojson.h
-	@for pair in $(CROSS_TARGETS); do \
-	  t=$${pair%%:*}; q=$${pair#*:}; out=$(BUILD)/metrics-agent-$$t; \
+	@for spec in $(CROSS_TARGETS); do \
+	  t=$${spec%%:*}; rest=$${spec#*:}; q=$${rest%%:*}; arch=$${rest#*:}; out=$(BUILD)/metrics-agent-$$t; \
 	  echo "== $$t"; \
-	  rm -f $$out $$out.log; \
-	  if ! $$t-g++ $(STD) -O2 $(WARN) -Wno-psabi -I. -I$(BUILD)/cross-include main.cpp -o $$out -static -pthread \
-	    > $$out.log 2>&1; then cat $$out.log; echo "$$t: compile failed" >&2; exit 1; fi; \
-	  grep -v -e getaddrinfo -e 'in function' $$out.log; \
-	  test -s $$out && $$t-strip $$out && ls -l $$out | awk '{print $$5 " bytes"}' && \
+	  sh scripts/static-build.sh $$out $$t && sh scripts/check-size.sh $$arch $$out && \
 	  qemu-$$q $$out --once | /usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin)["data"]; print("qemu-%s --once: cpu %s%%, memory %s%%, %d cores" % (sys.argv[1], d["cpu"]["usage_percent"], d["memory"]["usage_percent"], len(d["cpu"]["per_core"])))' $$q \
 	  || exit 1; \
 	done
 
+# Release artifacts: the static binary of every Linux target, named
+# metrics-agent-<version>-<arch>, each within its size budget, and SHA256SUMS.
+VERSION := $(shell sed -n 's/^\#define METRICS_AGENT_VERSION "\(.*\)"/\1/p' metrics_agent.hpp)
+DIST_TARGETS := native:$(shell uname -m) aarch64-linux-gnu:aarch64 arm-linux-gnueabihf:armhf riscv64-linux-gnu:riscv64
+dist: main.cpp $(HEADERS) | deps
+	@sh scripts/deps.sh cross
+	@rm -rf dist && mkdir -p dist $(BUILD)/dist
+	@for spec in $(DIST_TARGETS); do \
+	  t=$${spec%%:*}; arch=$${spec#*:}; name=metrics-agent-$(VERSION)-$$arch; \
+	  if [ $$t = native ]; then t=; fi; \
+	  sh scripts/static-build.sh $(BUILD)/dist/$$name $$t && sh scripts/check-size.sh $$arch $(BUILD)/dist/$$name \
+	    && cp $(BUILD)/dist/$$name dist/ || exit 1; \
+	done
+	@if [ -f $(BUILD)/metrics-agent.exe ]; then cp $(BUILD)/metrics-agent.exe dist/metrics-agent-$(VERSION)-windows-x86_64.exe; fi
+	cd dist && sha256sum metrics-agent-* > SHA256SUMS && cat SHA256SUMS
+
 test: deps-test
 	cmake -S . -B $(BUILD)/cmake -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_SAN) > /dev/null
 	cmake --build $(BUILD)/cmake -j$$(nproc)
-	cd $(BUILD)/cmake && ctest --output-on-failure --timeout 600
+	@start=$$(date +%s); cd $(BUILD)/cmake && ctest --output-on-failure --timeout 900 -j$$(nproc); rc=$$?; \
+	  echo "ctest took $$(( $$(date +%s) - start )) s (-j$$(nproc))"; exit $$rc
 
 # tests/fuzz/fuzz_*.cpp, each run SECONDS seconds from its seeds in
 # tests/fuzz/corpus/<name>/; what they add and find stays in $(BUILD)/fuzz/work/.

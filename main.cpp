@@ -3,9 +3,7 @@
 #include "tools/check_client.hpp"
 
 #include <csignal>
-#include <fstream>
-#include <iostream>
-#include <sstream>
+#include <cstdio>
 
 namespace {
 
@@ -55,13 +53,33 @@ repeatable options take a comma-separated list there):
 metrics_agent::Agent* g_agent = nullptr;
 std::vector<std::pair<std::string, std::string>> g_file_gauges;  // --gauge NAME=FILE
 
+// stdio rather than iostreams throughout: <iostream> would link the whole
+// locale machinery into the static binary (see "Static binaries" in README).
+void print(std::FILE* to, const std::string& text) { std::fwrite(text.data(), 1, text.size(), to); }
+
+// Up to `limit` bytes of a file, or of stdin for "" ; false when it cannot be opened.
+bool read_file(const std::string& path, std::string& out, std::size_t limit) {
+  std::FILE* f = path.empty() ? stdin : std::fopen(path.c_str(), "rb");
+  if (!f) return false;
+  char buf[4096];
+  std::size_t n = 0;
+  while (out.size() < limit && (n = std::fread(buf, 1, std::min(sizeof buf, limit - out.size()), f)) > 0)
+    out.append(buf, n);
+  if (f != stdin) std::fclose(f);
+  return true;
+}
+
+std::string first_line(std::string s) {
+  std::size_t nl = s.find('\n');
+  if (nl != std::string::npos) s.resize(nl);
+  return s;
+}
+
 // The number in a small file, NaN when it is missing or not a number.
 double read_number_file(const std::string& path) {
-  std::ifstream f(path);
   std::string text;
-  std::getline(f, text);
   double v = 0;
-  return f || f.eof() ? (metrics_agent::parse_number(text, v) ? v : std::nan("")) : std::nan("");
+  return read_file(path, text, 4096) && metrics_agent::parse_number(first_line(text), v) ? v : std::nan("");
 }
 
 extern "C" void on_signal(int) {
@@ -77,9 +95,9 @@ struct UsageError {
 double number(const std::string& flag, const std::string& v, double lo, double hi, const char* unit) {
   double d = 0;
   if (!metrics_agent::parse_number(v, d) || d < lo || d > hi) {
-    std::ostringstream os;
-    os << flag << ": '" << v << "' is not a number between " << lo << " and " << hi << " " << unit;
-    usage_error(os.str());
+    char range[64];
+    std::snprintf(range, sizeof range, "%g and %g", lo, hi);
+    usage_error(flag + ": '" + v + "' is not a number between " + range + " " + unit);
   }
   return d;
 }
@@ -100,9 +118,9 @@ std::size_t count(const std::string& flag, const std::string& v) {
 }
 
 std::string read_secret_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) usage_error("--jwt-secret-file: cannot read '" + path + "'");
-  std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  std::string s;
+  if (path.empty() || !read_file(path, s, std::size_t(1) << 20))
+    usage_error("--jwt-secret-file: cannot read '" + path + "'");
   while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
   if (s.empty()) usage_error("--jwt-secret-file: '" + path + "' is empty");
   return s;
@@ -207,18 +225,19 @@ void apply_environment(metrics_agent::Options& o) {
 
 int hash_password() {
   std::string pw;
-  std::getline(std::cin, pw);
+  read_file("", pw, 4096);
+  pw = first_line(pw);
   if (!pw.empty() && pw.back() == '\r') pw.pop_back();
   if (pw.empty()) {
-    std::cerr << "metrics-agent: hash-password: read an empty password from stdin\n";
+    print(stderr, "metrics-agent: hash-password: read an empty password from stdin\n");
     return 2;
   }
   std::string hash = metrics_agent::hash_password(pw);
   if (hash.empty()) {
-    std::cerr << "metrics-agent: hash-password: no random source for the salt\n";
+    print(stderr, "metrics-agent: hash-password: no random source for the salt\n");
     return 1;
   }
-  std::cout << hash << "\n";
+  print(stdout, hash + "\n");
   return 0;
 }
 
@@ -248,19 +267,19 @@ int check_command(const std::vector<std::string>& args) {
       }
     }
   } catch (const UsageError& e) {
-    std::cerr << "metrics-agent: " << e.message << "\n" << kUsage;
+    print(stderr, "metrics-agent: " + e.message + "\n" + kUsage);
     return 2;
   }
   std::string message;
   const int rc = metrics_agent::check(url, timeout, message);
   if (rc == 2) {
-    std::cerr << "metrics-agent: check: " << message << "\n" << kUsage;
+    print(stderr, "metrics-agent: check: " + message + "\n" + kUsage);
     return 2;
   }
   if (rc == 0) {
-    std::cout << "ok: " << url << " " << message << "\n";
+    print(stdout, "ok: " + url + " " + message + "\n");
   } else {
-    std::cout << "unhealthy: " << message << "\n";
+    print(stdout, "unhealthy: " + message + "\n");
   }
   return rc;
 }
@@ -276,11 +295,11 @@ int main(int argc, char** argv) {
     for (std::size_t i = 0; i < args.size(); ++i) {
       const std::string& a = args[i];
       if (a == "--help" || a == "-h") {
-        std::cout << kUsage;
+        print(stdout, kUsage);
         return 0;
       }
       if (a == "--version") {
-        std::cout << "metrics-agent " << METRICS_AGENT_VERSION << "\n";
+        print(stdout, "metrics-agent " METRICS_AGENT_VERSION "\n");
         return 0;
       }
       if (a == "--once") {
@@ -303,7 +322,7 @@ int main(int argc, char** argv) {
       apply(opt, flag, value);
     }
   } catch (const UsageError& e) {
-    std::cerr << "metrics-agent: " << e.message << "\n" << kUsage;
+    print(stderr, "metrics-agent: " + e.message + "\n" + kUsage);
     return 2;
   }
 
@@ -314,11 +333,11 @@ int main(int argc, char** argv) {
   }
   std::string why;
   if (!agent.validate(&why)) {
-    std::cerr << "metrics-agent: " << why << "\n" << kUsage;
+    print(stderr, "metrics-agent: " + why + "\n" + kUsage);
     return 2;
   }
   if (once) {
-    std::cout << agent.collect_once_json(1.0) << "\n";
+    print(stdout, agent.collect_once_json(1.0) + "\n");
     return 0;
   }
   g_agent = &agent;
@@ -329,7 +348,7 @@ int main(int argc, char** argv) {
   metrics_agent::raise_open_file_limit();
   std::string err;
   if (!agent.listen(&err)) {
-    std::cerr << "metrics-agent: " << err << "\n";
+    print(stderr, "metrics-agent: " + err + "\n");
     return 1;
   }
   agent.server().log("listening on " + opt.listen + " (tick " + metrics_agent::format_duration(opt.tick_seconds) +

@@ -26,6 +26,14 @@
 //                                      METRICS_AGENT_IMPLEMENTATION compiles the rest
 //     METRICS_AGENT_NO_DASHBOARD       defined: the dashboard page (about 47 KB) is
 //                                      left out, and GET / answers 404 saying so
+//     METRICS_AGENT_NO_IOSTREAM        defined: picojson's <iostream> is not included
+//                                      (libstdc++), keeping iostreams and locales out
+//                                      of a static binary that does not use them
+//     METRICS_AGENT_NO_GETADDRINFO     defined: the `check` client resolves names from
+//                                      /etc/hosts itself (static builds: no NSS)
+//     METRICS_AGENT_SMALL_NUMBERS      defined: doubles are formatted with snprintf
+//                                      rather than std::to_chars (137 KB smaller
+//                                      static binary, same text, slower)
 //
 // The client behind `metrics-agent check` is not part of this header: include
 // "tools/check_client.hpp" after it for metrics_agent::check().
@@ -169,7 +177,19 @@
 #include <sys/random.h>
 #endif  // METRICS_AGENT_HAS_GETRANDOM
 
+// picojson includes <iostream>, whose static initializer links iostreams and
+// every locale facet (about 500 KB) into a static binary. It only needs the
+// stream declarations, so with METRICS_AGENT_NO_IOSTREAM (libstdc++) the
+// <iostream> it asks for is skipped.
+#if defined(METRICS_AGENT_NO_IOSTREAM) && defined(__GLIBCXX__) && !defined(_GLIBCXX_IOSTREAM)
+#include <istream>
+#include <ostream>
+#define _GLIBCXX_IOSTREAM 1
 #include <picojson.h>
+#undef _GLIBCXX_IOSTREAM
+#else
+#include <picojson.h>
+#endif
 
 // ============================================================================
 // Public API: the data model
@@ -1656,6 +1676,89 @@ inline bool to_u64(std::string_view s, std::uint64_t& out) {
   return r.ec == std::errc() && r.ptr == s.data() + s.size();
 }
 
+// Doubles as text, std::to_chars's way and without the locale: to_double_chars
+// writes the shortest form that reads back to the same value (fixed or
+// scientific, whichever is shorter), to_fixed_chars `decimals` places.
+// With METRICS_AGENT_SMALL_NUMBERS they are built on snprintf and strtod
+// instead: std::to_chars for doubles is about 137 KB of a static binary,
+// the C library's printf is linked anyway. Same text, slower (a few
+// snprintf calls per number); the release builds use it.
+#if defined(METRICS_AGENT_SMALL_NUMBERS)
+// The decimal digits of `v` (> 0, finite) rounded to `precision` significant
+// ones, and the decimal exponent of the first; any locale's decimal point is skipped.
+inline void scientific_digits(double v, int precision, std::string& digits, int& exponent) {
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "%.*e", precision - 1, v);
+  digits.clear();
+  const char* p = buf;
+  for (; *p && *p != 'e'; ++p)
+    if (*p >= '0' && *p <= '9') digits.push_back(*p);
+  exponent = std::atoi(*p ? p + 1 : p);
+}
+
+inline std::to_chars_result to_double_chars(char* first, char* last, double v) {
+  std::string text;
+  if (v == 0) {
+    text = std::signbit(v) ? "-0" : "0";
+  } else {
+    const double a = std::fabs(v);
+    // The fewest significant digits that read back as `a`: the correctly
+    // rounded p-digit value round-trips for every p from the shortest up.
+    std::string digits;
+    int exponent = 0, lo = 1, hi = 17;
+    while (lo < hi) {
+      const int mid = (lo + hi) / 2;
+      char pattern[48];
+      std::snprintf(pattern, sizeof pattern, "%.*e", mid - 1, a);  // the locale's own spelling for strtod
+      if (std::strtod(pattern, nullptr) == a) {
+        hi = mid;
+      } else {
+        lo = mid + 1;
+      }
+    }
+    scientific_digits(a, lo, digits, exponent);
+    while (digits.size() > 1 && digits.back() == '0') digits.pop_back();
+    const int n = int(digits.size());
+    std::string sci = digits.substr(0, 1);
+    if (n > 1) sci += "." + digits.substr(1);
+    char e[16];
+    std::snprintf(e, sizeof e, "e%c%02d", exponent < 0 ? '-' : '+', exponent < 0 ? -exponent : exponent);
+    sci += e;
+    std::string fixed;
+    if (exponent >= n - 1) {
+      // Digits beyond the shortest ones: the exact integer, as std::to_chars writes it.
+      char big[400];
+      std::snprintf(big, sizeof big, "%.0f", a);
+      fixed = big;
+    } else if (exponent >= 0) {
+      fixed = digits.substr(0, std::size_t(exponent) + 1) + "." + digits.substr(std::size_t(exponent) + 1);
+    } else {
+      fixed = "0." + std::string(std::size_t(-exponent - 1), '0') + digits;
+    }
+    text = (v < 0 ? "-" : "") + (fixed.size() <= sci.size() ? fixed : sci);
+  }
+  if (text.size() > std::size_t(last - first)) return {last, std::errc::value_too_large};
+  std::memcpy(first, text.data(), text.size());
+  return {first + text.size(), std::errc()};
+}
+
+inline std::to_chars_result to_fixed_chars(char* first, char* last, double v, int decimals) {
+  char buf[400];  // DBL_MAX has 309 digits
+  const int n = std::snprintf(buf, sizeof buf, "%.*f", decimals < 60 ? decimals : 60, v);
+  if (n < 0 || std::size_t(n) >= sizeof buf || n > last - first) return {last, std::errc::value_too_large};
+  for (int i = 0; i < n; ++i) first[i] = (buf[i] >= '0' && buf[i] <= '9') || buf[i] == '-' ? buf[i] : '.';
+  return {first + n, std::errc()};
+}
+#else
+inline std::to_chars_result to_double_chars(char* first, char* last, double v) {
+  return std::to_chars(first, last, v);
+}
+
+inline std::to_chars_result to_fixed_chars(char* first, char* last, double v, int decimals) {
+  return std::to_chars(first, last, v, std::chars_format::fixed, decimals);
+}
+#endif  // METRICS_AGENT_SMALL_NUMBERS
+
 // Appends a number the way JSON wants it: `decimals` places, trailing zeros
 // trimmed, "null" for NaN and infinities. std::to_chars ignores the locale.
 inline void append_number(std::string& out, double v, int decimals = 2) {
@@ -1664,9 +1767,9 @@ inline void append_number(std::string& out, double v, int decimals = 2) {
     return;
   }
   char buf[64];
-  auto r = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::fixed, decimals);
+  auto r = to_fixed_chars(buf, buf + sizeof buf, v, decimals);
   if (r.ec != std::errc()) {
-    r = std::to_chars(buf, buf + sizeof buf, v);
+    r = to_double_chars(buf, buf + sizeof buf, v);
   } else if (decimals > 0) {
     while (r.ptr[-1] == '0') --r.ptr;
     if (r.ptr[-1] == '.') --r.ptr;
@@ -3934,7 +4037,7 @@ inline void append_prom_number(std::string& out, double v) {
   if (std::fabs(v) < 1e15 && v == std::trunc(v)) {
     r = std::to_chars(buf, buf + sizeof buf, static_cast<std::int64_t>(v));  // -0.0 prints "0"
   } else {
-    r = std::to_chars(buf, buf + sizeof buf, v);
+    r = to_double_chars(buf, buf + sizeof buf, v);
   }
   out.append(buf, static_cast<std::size_t>(r.ptr - buf));
 }

@@ -3,7 +3,8 @@
 # when run as root, otherwise says exactly what to install.
 #   scripts/deps.sh build   - the agent itself (a compiler and picojson-dev)
 #   scripts/deps.sh test    - everything the test suite uses
-#   scripts/deps.sh cross   - cross compilers and qemu-user for `make cross`
+#   scripts/deps.sh cross   - cross compilers and qemu-user for `make cross` and
+#                             `make dist` (the test suite runs them too)
 #   scripts/deps.sh fuzz    - clang and its sanitizer/libFuzzer runtimes (`make fuzz`;
 #                             `test` needs them too for the fuzz and sanitizer flavors)
 set -e
@@ -34,7 +35,7 @@ if [ "$want" = test ] || [ "$want" = fuzz ]; then
   ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-*.a >/dev/null 2>&1 ||
     missing="$missing libclang-rt-14-dev"
 fi
-if [ "$want" = cross ]; then
+if [ "$want" = cross ] || [ "$want" = test ]; then
   command -v aarch64-linux-gnu-g++ >/dev/null 2>&1 || missing="$missing g++-aarch64-linux-gnu"
   command -v arm-linux-gnueabihf-g++ >/dev/null 2>&1 || missing="$missing g++-arm-linux-gnueabihf"
   command -v riscv64-linux-gnu-g++ >/dev/null 2>&1 || missing="$missing g++-riscv64-linux-gnu"

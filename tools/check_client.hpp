@@ -31,6 +31,88 @@ struct Endpoint {
   socklen_t len = 0;
 };
 
+// A numeric IPv4 or IPv6 address (no brackets, no zone) as an endpoint.
+inline bool numeric_endpoint(const std::string& host, std::uint16_t port, Endpoint& e) {
+  e = Endpoint{};
+  auto* a4 = reinterpret_cast<sockaddr_in*>(&e.addr);
+  if (::inet_pton(AF_INET, host.c_str(), &a4->sin_addr) == 1) {
+    a4->sin_family = AF_INET;
+    a4->sin_port = htons(port);
+    e.len = sizeof(sockaddr_in);
+    return true;
+  }
+  e = Endpoint{};
+  auto* a6 = reinterpret_cast<sockaddr_in6*>(&e.addr);
+  if (::inet_pton(AF_INET6, host.c_str(), &a6->sin6_addr) == 1) {
+    a6->sin6_family = AF_INET6;
+    a6->sin6_port = htons(port);
+    e.len = sizeof(sockaddr_in6);
+    return true;
+  }
+  return false;
+}
+
+// The addresses hosts(5) text gives `name` (compared without regard to case),
+// in the order of its lines: "ADDRESS NAME [ALIAS...]", '#' starts a comment.
+// Lines whose address is not numeric are skipped, as the C library skips them.
+inline void hosts_file_lookup(std::string_view text, const std::string& name, std::uint16_t port,
+                              std::vector<Endpoint>& out) {
+  auto blank = [](char c) { return c == ' ' || c == '\t' || c == '\r'; };
+  while (!text.empty()) {
+    std::size_t nl = text.find('\n');
+    std::string_view line = text.substr(0, nl);
+    text.remove_prefix(nl == std::string_view::npos ? text.size() : nl + 1);
+    line = line.substr(0, line.find('#'));
+    std::vector<std::string_view> fields;
+    std::size_t i = 0;
+    while (i < line.size()) {
+      while (i < line.size() && blank(line[i])) ++i;
+      std::size_t b = i;
+      while (i < line.size() && !blank(line[i])) ++i;
+      if (i > b) fields.push_back(line.substr(b, i - b));
+    }
+    Endpoint e;
+    if (fields.size() < 2 || !numeric_endpoint(std::string(fields[0]), port, e)) continue;
+    for (std::size_t f = 1; f < fields.size(); ++f) {
+      if (iequals(fields[f], name)) {
+        out.push_back(e);
+        break;
+      }
+    }
+  }
+}
+
+#if defined(METRICS_AGENT_NO_GETADDRINFO)
+// Static builds: getaddrinfo(3) would need the build machine's NSS modules at
+// run time, so names come from /etc/hosts only (no DNS): numeric addresses,
+// then the file, then "localhost" as 127.0.0.1 and ::1 if the file lacks it.
+// "" or the reason; `not_numeric` as below.
+inline std::string lookup(const std::string& host, std::uint16_t port, bool numeric_only,
+                          std::vector<Endpoint>& out, bool* not_numeric = nullptr) {
+  Endpoint e;
+  const bool numeric = numeric_endpoint(host, port, e);
+  if (not_numeric) *not_numeric = !numeric;
+  if (numeric) {
+    out.push_back(e);
+    return "";
+  }
+  if (numeric_only) return "not a numeric address";
+  std::string text;
+  if (std::FILE* f = std::fopen("/etc/hosts", "rb")) {
+    char buf[4096];
+    std::size_t n;
+    while (text.size() < (std::size_t(1) << 22) && (n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
+    std::fclose(f);
+  }
+  hosts_file_lookup(text, host, port, out);
+  if (out.empty() && iequals(host, "localhost")) {
+    for (const char* a : {"127.0.0.1", "::1"})
+      if (numeric_endpoint(a, port, e)) out.push_back(e);
+  }
+  if (!out.empty()) return "";
+  return "'" + host + "' is not in /etc/hosts (this static build resolves names from /etc/hosts only, not DNS)";
+}
+#else
 // getaddrinfo(3); "" or the resolver's reason. With numeric_only it never
 // touches DNS and fails with EAI_NONAME for a name.
 inline std::string lookup(const std::string& host, std::uint16_t port, bool numeric_only,
@@ -55,6 +137,7 @@ inline std::string lookup(const std::string& host, std::uint16_t port, bool nume
   ::freeaddrinfo(list);
   return out.empty() ? "no address" : "";
 }
+#endif  // METRICS_AGENT_NO_GETADDRINFO
 
 // A non-blocking socket with connect(2) under way; `err` is 0 (connected),
 // pending (connect_pending: wait for writability, then connect_result) or an
