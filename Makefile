@@ -1,6 +1,7 @@
 # metrics-agent
 #   make run     build and start the agent on 127.0.0.1:54112 (ARGS="--tick 0.5" to pass flags)
 #   make test    build everything and run the whole test suite (ctest)
+#   make test-slow  the slow tests (ctest label slow: connection churn)
 #   make static  a statically linked binary
 #   make examples  the embedding examples in build/cmake/
 #   make cross   static binaries for aarch64, armhf and riscv64, each run once under qemu
@@ -18,7 +19,7 @@ CMAKE_SAN := -DMETRICS_AGENT_SANITIZE=ON
 BUILD    := build-san
 endif
 
-.PHONY: all run test static deps deps-test clean bench examples cross
+.PHONY: all run test test-slow static deps deps-test clean bench examples cross
 
 all: $(BUILD)/metrics-agent
 
@@ -62,7 +63,12 @@ cross: main.cpp $(HEADERS)
 test: deps-test
 	cmake -S . -B $(BUILD)/cmake -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_SAN) > /dev/null
 	cmake --build $(BUILD)/cmake -j$$(nproc)
-	cd $(BUILD)/cmake && ctest --output-on-failure --timeout 600
+	cd $(BUILD)/cmake && ctest --output-on-failure --timeout 600 -LE slow
+
+test-slow: deps-test
+	cmake -S . -B $(BUILD)/cmake -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_SAN) > /dev/null
+	cmake --build $(BUILD)/cmake -j$$(nproc) --target metrics-agent
+	cd $(BUILD)/cmake && ctest --output-on-failure -L slow
 
 # The embedding examples (echo_server, embedded, httplib_app) via CMake.
 examples: deps-test
