@@ -7,6 +7,7 @@
 #
 #   make bench && bench/stalled.sh            # 50 readers, 1,000 stalled, 120 s
 #   bench/stalled.sh 50 1000 120 65536        # READERS STALLED SECONDS MAX_BACKLOG (defaults)
+#   AGENT_ARGS="--ws-ping 300" bench/stalled.sh   # drops by backlog before the 60 s ping timeout
 set -eu
 readers=${1:-50}
 stalled=${2:-1000}
@@ -18,7 +19,8 @@ client=${LOAD_CLIENT:-$root/build/cmake/load_client}
 
 run() {  # run STALLED_COUNT
     port=$((20000 + $(od -An -N2 -tu2 /dev/urandom) % 10000))
-    "$agent" --listen "127.0.0.1:$port" --max-backlog "$backlog" 2>/dev/null &
+    # shellcheck disable=SC2086  # AGENT_ARGS is a list of flags
+    "$agent" --listen "127.0.0.1:$port" --max-backlog "$backlog" ${AGENT_ARGS:-} 2>/dev/null &
     pid=$!
     sleep 1.5
     idle=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status")
@@ -36,7 +38,7 @@ for l in urllib.request.urlopen("http://127.0.0.1:%s/metrics" % sys.argv[1]).rea
     [ -n "$spid" ] && wait "$spid"
     kill -TERM "$pid"
     wait "$pid" || true
-    echo "agent: idle RSS $((idle / 1024)) MiB, peak RSS (VmHWM) $((hwm / 1024)) MiB, --max-backlog $backlog"
+    echo "agent: idle RSS $idle KiB, peak RSS (VmHWM) $hwm KiB, --max-backlog $backlog ${AGENT_ARGS:-}"
     echo "$drops"
 }
 

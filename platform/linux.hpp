@@ -9,6 +9,7 @@
 //   sample_slow (worker thread; may block on storage; fills a SlowPart):
 //     <proc>/self/mountinfo, <proc>/filesystems, statvfs of each mount,
 //     <sys>/devices/system/cpu/cpuN/cpufreq/scaling_cur_freq, <proc>/cpuinfo
+//     each call made in a helper process with a 1 s deadline (BlockingCalls)
 //
 // The two may run at the same time: they share no mutable state.
 // Every file is parsed by a pure function over its text (parse_proc_stat,
