@@ -955,16 +955,18 @@ class BlockingCalls {
         if (fd < 0) {
           ok = answer(rep, errno, nullptr, 0, true);
         } else {
+          int err = 0;
           for (;;) {
             const ssize_t n = ::read(fd, buf, sizeof buf);
             if (n < 0 && errno == EINTR) continue;
             if (n <= 0) {
-              ok = answer(rep, n < 0 ? errno : 0, nullptr, 0, true);
+              err = n < 0 ? errno : 0;
               break;
             }
             if (!(ok = answer(rep, 0, buf, std::size_t(n), false))) break;
           }
-          ::close(fd);
+          ::close(fd);  // before the last record: the caller sees the helper idle
+          if (ok) ok = answer(rep, err, nullptr, 0, true);
         }
       } else {
         ok = answer(rep, EINVAL, nullptr, 0, true);
