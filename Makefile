@@ -1,6 +1,7 @@
 # metrics-agent
 #   make run     build and start the agent on 127.0.0.1:54112 (ARGS="--tick 0.5" to pass flags)
 #   make test    build everything and run the whole test suite (ctest)
+#   make test-slow  the slow tests (ctest label slow: connection churn)
 #   make static  a statically linked binary
 #   make examples  the embedding examples in build/cmake/
 #   make cross   static binaries for aarch64, armhf and riscv64, each run once under qemu
@@ -20,7 +21,7 @@ CMAKE_SAN := -DMETRICS_AGENT_SANITIZE=ON
 BUILD    := build-san
 endif
 
-.PHONY: all run test static deps deps-test clean bench examples cross dist fuzz
+.PHONY: all run test test-slow static deps deps-test clean bench examples cross dist fuzz
 
 all: $(BUILD)/metrics-agent
 
@@ -75,7 +76,7 @@ dist: main.cpp $(HEADERS) | deps
 test: deps-test
 	cmake -S . -B $(BUILD)/cmake -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_SAN) > /dev/null
 	cmake --build $(BUILD)/cmake -j$$(nproc)
-	@start=$$(date +%s); cd $(BUILD)/cmake && ctest --output-on-failure --timeout 900 -j$$(nproc); rc=$$?; \
+	@start=$$(date +%s); cd $(BUILD)/cmake && ctest --output-on-failure --timeout 900 -j$$(nproc) -LE slow; rc=$$?; \
 	  echo "ctest took $$(( $$(date +%s) - start )) s (-j$$(nproc))"; exit $$rc
 
 # tests/fuzz/fuzz_*.cpp, each run SECONDS seconds from its seeds in
@@ -89,6 +90,12 @@ fuzz:
 	  n=$$(basename $$src .cpp); s=$${n#fuzz_}; \
 	  sh tests/fuzz/run.sh $(BUILD)/fuzz/$$n tests/fuzz/corpus/$$s $(BUILD)/fuzz/work/$$s $(SECONDS) || exit 1; \
 	done
+
+# The slow tests (label slow): 100,000-connection churn.
+test-slow: deps-test
+	cmake -S . -B $(BUILD)/cmake -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_SAN) > /dev/null
+	cmake --build $(BUILD)/cmake -j$$(nproc) --target metrics-agent
+	cd $(BUILD)/cmake && ctest --output-on-failure -L slow
 
 # The embedding examples (echo_server, embedded, httplib_app) via CMake.
 examples: deps-test

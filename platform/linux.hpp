@@ -8,7 +8,9 @@
 //     <sys>/class/block/<dev>/{partition,slaves} (once per newly seen device)
 //   sample_slow (worker thread; may block on storage; fills a SlowPart):
 //     <proc>/self/mountinfo, <proc>/filesystems, statvfs of each mount,
-//     <sys>/devices/system/cpu/cpuN/cpufreq/scaling_cur_freq, <proc>/cpuinfo
+//     <sys>/devices/system/cpu/cpuN/cpufreq/scaling_cur_freq, <proc>/cpuinfo,
+//     <sys>/class/{hwmon,thermal} temperatures,
+//     each call made in a helper process with a 1 s deadline (BlockingCalls)
 //   NodeReader (the /metrics route, at most once per tick, only when scraped):
 //     <proc>/{meminfo,vmstat,stat,net/*,pressure/*,sys/...,self/*}, adjtimex(2),
 //     uname(2), <sys>/class/{net,hwmon,thermal}, <root>/etc/os-release
@@ -23,12 +25,18 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
-#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/timex.h>
 #include <sys/utsname.h>
 #include <sys/types.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -804,6 +812,355 @@ inline void partition_usage(const FsCounts& c, PartitionStats& p) {
 }
 
 // ============================================================================
+// Blocking calls in helper processes
+// ============================================================================
+
+// Why processes and not threads: a thread inside statvfs on a hung FUSE or
+// NFS mount sleeps uninterruptibly once the request has reached the server
+// (fs/fuse/dev.c, request_wait_answer), and the kernel reports a process dead
+// only when its last thread is: the agent's exit status would wait for the
+// filesystem (54 s in one measured run). So the sampler thread makes its
+// blocking calls (statvfs, realpath, reads of sysfs and /proc files) through
+// small helper processes and waits for each answer at most kCallDeadline. A
+// helper that does not answer is abandoned with its call; the next call goes
+// to another helper, and calls naming the same path fail at once until the
+// late answer arrives, so one hung mount never delays or blanks the others.
+//
+// The header is also embedded in other programs, so a helper is never an exec
+// of some binary: it is a fork of the calling thread that only runs
+// async-signal-safe system calls on fixed buffers (statvfs, open, read, write;
+// realpath with a caller's buffer), fit for a child of a multithreaded process.
+// It is forked twice, so init reaps it and the embedder never sees its exit.
+// It keeps only its two pipe ends (a listening socket held by a helper stuck
+// in the kernel would block a restart on the same port), and ends when its
+// request pipe reports end of file: when the sampler closes it or its process
+// dies, hence without PR_SET_PDEATHSIG, which would follow the forking thread.
+// Where fork fails (a sandbox), the calls run directly, as before.
+class BlockingCalls {
+ public:
+  static constexpr double kCallDeadline = 1.0;  // seconds
+  static constexpr std::size_t kMaxHung = 8;    // helpers left waiting in the kernel
+
+  BlockingCalls() = default;
+  ~BlockingCalls() {
+    for (Helper& h : idle_) h.close_fds();
+    for (Helper& h : hung_) h.close_fds();
+  }
+  BlockingCalls(const BlockingCalls&) = delete;
+  BlockingCalls& operator=(const BlockingCalls&) = delete;
+
+  // From now on, calls go through helper processes (the sampler thread).
+  void use_helpers() { use_helpers_ = true; }
+
+  // Each returns 0 or an errno value; ETIMEDOUT when no answer came in time
+  // (see describe).
+  int read(const char* path, std::string_view& text) {
+    if (!use_helpers_ || !available()) return reader_.read(path, text);
+    const int err = call(kOpRead, path, data_);
+    if (err == kNoHelper) return reader_.read(path, text);
+    if (err == 0) text = data_;
+    return err;
+  }
+  int statvfs(const char* path, FsCounts& out) {
+    if (!use_helpers_ || !available()) return filesystem_counts(path, out);
+    const int err = call(kOpStatvfs, path, data_);
+    if (err == kNoHelper) return filesystem_counts(path, out);
+    if (err == 0 && data_.size() != sizeof(FsCounts)) return EPROTO;
+    if (err == 0) std::memcpy(&out, data_.data(), sizeof(FsCounts));
+    return err;
+  }
+  // Fills `out` (PATH_MAX bytes) with the canonical path.
+  bool realpath(const char* path, char* out) {
+    if (!use_helpers_ || !available()) return ::realpath(path, out) != nullptr;
+    const int err = call(kOpRealpath, path, data_);
+    if (err == kNoHelper) return ::realpath(path, out) != nullptr;
+    if (err != 0 || data_.empty() || data_.size() >= PATH_MAX) return false;
+    std::memcpy(out, data_.data(), data_.size());
+    out[data_.size()] = '\0';
+    return true;
+  }
+
+  static std::string describe(int err) {
+    if (err == ETIMEDOUT) return "no answer within 1 s (hung filesystem?)";
+    return std::strerror(err);
+  }
+
+  std::size_t hung_count() const { return hung_.size(); }
+
+ private:
+  enum : std::uint32_t { kOpStatvfs = 1, kOpRead = 2, kOpRealpath = 3 };
+  // A request is {op, length, path}; an answer is records {err, length, last}
+  // each followed by `length` bytes, up to the one with last = 1.
+  struct Head {
+    std::uint32_t a = 0, len = 0, last = 0;
+  };
+  static constexpr int kNoHelper = -1;
+  static constexpr std::size_t kMaxPath = 3072;   // a request fits in PIPE_BUF: one atomic write
+  static constexpr std::size_t kMaxAnswer = std::size_t(64) << 20;
+
+  struct Helper {
+    int req = -1, rep = -1;
+    std::string key;     // the call it hangs in (hung_ only)
+    std::string answer;  // bytes of the answer received so far
+    void close_fds() {
+      if (req >= 0) ::close(req);
+      if (rep >= 0) ::close(rep);
+      req = rep = -1;
+    }
+  };
+
+  bool available() const { return !spawn_failed_; }
+  // ---- the helper's side: async-signal-safe calls only ----
+  static bool write_all(int fd, const void* p, std::size_t n) {
+    const char* c = static_cast<const char*>(p);
+    while (n > 0) {
+      const ssize_t w = ::write(fd, c, n);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) return false;
+      c += w;
+      n -= std::size_t(w);
+    }
+    return true;
+  }
+  static bool read_all(int fd, void* p, std::size_t n) {
+    char* c = static_cast<char*>(p);
+    while (n > 0) {
+      const ssize_t r = ::read(fd, c, n);
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) return false;
+      c += r;
+      n -= std::size_t(r);
+    }
+    return true;
+  }
+  static bool answer(int fd, int err, const void* data, std::size_t len, bool last) {
+    Head h;
+    h.a = std::uint32_t(err);
+    h.len = std::uint32_t(len);
+    h.last = last ? 1 : 0;
+    return write_all(fd, &h, sizeof h) && (len == 0 || write_all(fd, data, len));
+  }
+  [[noreturn]] static void helper_main(int req, int rep) {
+    static char path[kMaxPath + 1];
+    static char buf[16384];
+    for (;;) {
+      Head h;
+      if (!read_all(req, &h, sizeof h) || h.len > kMaxPath || !read_all(req, path, h.len)) ::_exit(0);
+      path[h.len] = '\0';
+      bool ok = true;
+      if (h.a == kOpStatvfs) {
+        FsCounts c;
+        const int err = filesystem_counts(path, c);
+        ok = answer(rep, err, &c, err ? 0 : sizeof c, true);
+      } else if (h.a == kOpRealpath) {
+        static char out[PATH_MAX];
+        const bool got = ::realpath(path, out) != nullptr;
+        ok = answer(rep, got ? 0 : errno, out, got ? std::strlen(out) : 0, true);
+      } else if (h.a == kOpRead) {
+        const int fd = open_readonly(path);
+        if (fd < 0) {
+          ok = answer(rep, errno, nullptr, 0, true);
+        } else {
+          int err = 0;
+          for (;;) {
+            const ssize_t n = ::read(fd, buf, sizeof buf);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) {
+              err = n < 0 ? errno : 0;
+              break;
+            }
+            if (!(ok = answer(rep, 0, buf, std::size_t(n), false))) break;
+          }
+          ::close(fd);  // before the last record: the caller sees the helper idle
+          if (ok) ok = answer(rep, err, nullptr, 0, true);
+        }
+      } else {
+        ok = answer(rep, EINVAL, nullptr, 0, true);
+      }
+      if (!ok) ::_exit(0);
+    }
+  }
+  static void close_from(unsigned lo, unsigned hi) {  // [lo, hi]
+    if (lo > hi) return;
+#if defined(SYS_close_range)
+    if (::syscall(SYS_close_range, lo, hi, 0) == 0) return;
+#endif  // SYS_close_range
+    struct rlimit rl;
+    unsigned top = ::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 1048576 ? unsigned(rl.rlim_cur) : 1048576;
+    for (unsigned fd = lo; fd <= hi && fd < top; ++fd) ::close(int(fd));
+  }
+  [[noreturn]] static void become_helper(int req, int rep) {
+    const int r = ::fcntl(req, F_DUPFD, 3), w = ::fcntl(rep, F_DUPFD, 3);
+    if (r < 0 || w < 0) ::_exit(1);
+    const int null = ::open("/dev/null", O_RDWR);
+    for (int fd = 0; fd < 3; ++fd)
+      if (null >= 0 && null != fd) ::dup2(null, fd);
+    const unsigned lo = unsigned(r < w ? r : w), hi = unsigned(r < w ? w : r);
+    close_from(3, lo - 1);
+    close_from(lo + 1, hi - 1);
+    close_from(hi + 1, ~0U);
+    sigset_t none;
+    sigemptyset(&none);
+    for (int sig : {SIGPIPE, SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2}) ::signal(sig, SIG_DFL);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    ::prctl(PR_SET_NAME, "metrics-helper", 0, 0, 0);
+    helper_main(r, w);
+  }
+
+  // ---- the sampler's side ----
+  bool spawn(Helper& h) {
+    int req[2], rep[2];
+    if (::pipe2(req, O_CLOEXEC) != 0) return false;
+    if (::pipe2(rep, O_CLOEXEC) != 0) {
+      ::close(req[0]);
+      ::close(req[1]);
+      return false;
+    }
+    const pid_t mid = ::fork();
+    if (mid == 0) {
+      if (::fork() == 0) become_helper(req[0], rep[1]);
+      ::_exit(0);
+    }
+    ::close(req[0]);
+    ::close(rep[1]);
+    if (mid < 0) {
+      ::close(req[1]);
+      ::close(rep[0]);
+      return false;
+    }
+    int status;
+    while (::waitpid(mid, &status, 0) < 0 && errno == EINTR) {
+    }
+    ::fcntl(rep[0], F_SETFL, ::fcntl(rep[0], F_GETFL) | O_NONBLOCK);
+    h.req = req[1];
+    h.rep = rep[0];
+    return true;
+  }
+
+  // Moves what the helper has sent into h.answer; true once it is complete.
+  // `err` is then the call's result and `out` its data. A closed pipe or an
+  // oversized answer sets `broken`.
+  static bool collect(Helper& h, int& err, std::string& out, bool& broken) {
+    char buf[16384];
+    for (;;) {
+      const ssize_t n = ::read(h.rep, buf, sizeof buf);
+      if (n > 0) {
+        h.answer.append(buf, std::size_t(n));
+        if (h.answer.size() > kMaxAnswer + 4096) {
+          broken = true;
+          return false;
+        }
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n == 0) broken = true;
+      break;
+    }
+    // Parse the records received so far.
+    out.clear();
+    std::size_t at = 0;
+    while (h.answer.size() - at >= sizeof(Head)) {
+      Head head;
+      std::memcpy(&head, h.answer.data() + at, sizeof head);
+      if (h.answer.size() - at - sizeof head < head.len) break;
+      out.append(h.answer, at + sizeof head, head.len);
+      at += sizeof head + head.len;
+      if (head.last) {
+        err = int(head.a);
+        h.answer.clear();
+        broken = false;
+        return true;
+      }
+    }
+    return false;
+  }
+
+  // Late answers free their helpers (and their paths).
+  void reap_hung() {
+    std::string scratch;
+    for (std::size_t i = 0; i < hung_.size();) {
+      int err = 0;
+      bool broken = false;
+      Helper& h = hung_[i];
+      const bool done = collect(h, err, scratch, broken);
+      if (done || broken) {
+        h.key.clear();
+        if (done && idle_.size() < 2)
+          idle_.push_back(std::move(h));
+        else
+          h.close_fds();
+        hung_.erase(hung_.begin() + std::ptrdiff_t(i));
+      } else {
+        ++i;
+      }
+    }
+  }
+
+  int call(std::uint32_t op, const char* path, std::string& out) {
+    out.clear();
+    const std::size_t len = std::strlen(path);
+    if (len > kMaxPath) return ENAMETOOLONG;
+    if (!sigpipe_blocked_) {  // a helper that died turns a write into EPIPE, not a signal
+      sigset_t s;
+      sigemptyset(&s);
+      sigaddset(&s, SIGPIPE);
+      ::pthread_sigmask(SIG_BLOCK, &s, nullptr);
+      sigpipe_blocked_ = true;
+    }
+    reap_hung();
+    std::string key(1, char('0' + op));
+    key.append(path, len);
+    for (const Helper& h : hung_)
+      if (h.key == key) return ETIMEDOUT;
+    if (hung_.size() >= kMaxHung) return ETIMEDOUT;
+    Helper h;
+    if (!idle_.empty()) {
+      h = std::move(idle_.back());
+      idle_.pop_back();
+    } else if (!spawn(h)) {
+      spawn_failed_ = true;  // from now on, direct calls
+      return kNoHelper;
+    }
+    Head head;
+    head.a = op;
+    head.len = std::uint32_t(len);
+    std::string request(reinterpret_cast<const char*>(&head), sizeof head);
+    request.append(path, len);
+    if (!write_all(h.req, request.data(), request.size())) {
+      h.close_fds();
+      return EIO;
+    }
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(kCallDeadline);
+    for (;;) {
+      int err = 0;
+      bool broken = false;
+      if (collect(h, err, out, broken)) {
+        idle_.push_back(std::move(h));
+        return err;
+      }
+      if (broken) {
+        h.close_fds();
+        out.clear();
+        return EIO;
+      }
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) break;
+      struct pollfd p = {h.rep, POLLIN, 0};
+      ::poll(&p, 1, int(left.count()) + 1);
+    }
+    out.clear();
+    h.key = std::move(key);
+    hung_.push_back(std::move(h));
+    return ETIMEDOUT;
+  }
+
+  bool use_helpers_ = false, spawn_failed_ = false, sigpipe_blocked_ = false;
+  FileReader reader_{4096};  // direct calls
+  std::string data_;         // the latest answer
+  std::vector<Helper> idle_, hung_;
+};
+
+// ============================================================================
 // CPU frequency: /sys/devices/system/cpu (cpufreq) and /proc/cpuinfo
 // ============================================================================
 
@@ -1463,7 +1820,8 @@ inline std::string read_regular_file(const std::string& path, std::size_t max_by
 }
 
 // Small sysfs reads for the hwmon and thermal readers below.
-inline bool read_trimmed(FileReader& reader, const std::string& path, std::string& out) {
+template <class Reader>
+inline bool read_trimmed(Reader& reader, const std::string& path, std::string& out) {
   std::string_view text;
   if (reader.read(path.c_str(), text) != 0) return false;
   text = trim(text);
@@ -1471,7 +1829,8 @@ inline bool read_trimmed(FileReader& reader, const std::string& path, std::strin
   return true;
 }
 
-inline bool read_integer(FileReader& reader, const std::string& path, double& v) {
+template <class Reader>
+inline bool read_integer(Reader& reader, const std::string& path, double& v) {
   std::string_view text;
   return reader.read(path.c_str(), text) == 0 && parse_i64_token(text, v);
 }
@@ -1492,7 +1851,8 @@ inline std::vector<std::string> list_dir(const std::string& dir, std::string_vie
 }
 
 // <sys>/class/hwmon/*/temp*_input, in degrees Celsius; false without the class.
-inline bool read_hwmon_temperatures(const std::string& sys, FileReader& reader, std::vector<NodeTemperature>& temps,
+template <class Reader>  // FileReader, or BlockingCalls on the slow sampler
+inline bool read_hwmon_temperatures(const std::string& sys, Reader& reader, std::vector<NodeTemperature>& temps,
                                     std::vector<NodeChip>* chips) {
   const std::string base = sys + "/class/hwmon/";
   if (!is_directory(base.c_str())) return false;
@@ -1519,7 +1879,8 @@ inline bool read_hwmon_temperatures(const std::string& sys, FileReader& reader, 
 }
 
 // <sys>/class/thermal/thermal_zoneN: chip is N, sensor the zone's type.
-inline bool read_thermal_zones(const std::string& sys, FileReader& reader, std::vector<NodeTemperature>& out) {
+template <class Reader>
+inline bool read_thermal_zones(const std::string& sys, Reader& reader, std::vector<NodeTemperature>& out) {
   const std::string base = sys + "/class/thermal/";
   if (!is_directory(base.c_str())) return false;
   for (const std::string& z : list_dir(base, "thermal_zone")) {
@@ -1625,12 +1986,21 @@ class Collector {
   // One blocking slow sample merged into `out` (--once, tests, benchmarks).
   void sample_slow(Snapshot& out) {
     SlowPart p;
-    sample_slow(p);
+    sample_slow_part(p);
     merge(p, out);
   }
 
   // What can block: statvfs of every mount (a dead NFS server), sysfs cpufreq.
+  // This entry point is the slow sampler's: its blocking calls go through
+  // helper processes (BlockingCalls), so a hung mount costs at most a second
+  // once and never holds the process. The Snapshot overload calls directly.
   void sample_slow(SlowPart& out) {
+    slow_reader_.use_helpers();
+    sample_slow_part(out);
+  }
+
+ private:
+  void sample_slow_part(SlowPart& out) {
     collect_frequency(out.frequency_mhz);
     // Temperatures: sysfs reads that a driver may make slow, hence here.
     out.sensors.clear();
@@ -1649,9 +2019,9 @@ class Collector {
     const MountEntry* watched = nullptr;
     const std::string disk_path = rootfs_ + disk_path_;
     char resolved[PATH_MAX], root[PATH_MAX];
-    if (::realpath(disk_path.c_str(), resolved) != nullptr) {
+    if (slow_reader_.realpath(disk_path.c_str(), resolved)) {
       std::string_view host_path = resolved;
-      if (!rootfs_.empty() && ::realpath(rootfs_.c_str(), root) != nullptr && path_is_under(host_path, root) &&
+      if (!rootfs_.empty() && slow_reader_.realpath(rootfs_.c_str(), root) && path_is_under(host_path, root) &&
           std::string_view(root) != "/")
         host_path.remove_prefix(std::strlen(root));
       watched = find_mount_for(mounts, host_path.empty() ? std::string_view("/") : host_path);
@@ -2158,12 +2528,12 @@ class Collector {
     p.readonly = has_mount_option(m.options, "ro") || has_mount_option(m.super_options, "ro");
   }
 
-  static void fill_usage(const std::string& path, PartitionStats& p) {
+  void fill_usage(const std::string& path, PartitionStats& p) {
     FsCounts counts;
-    const int err = filesystem_counts(path.c_str(), counts);
+    const int err = slow_reader_.statvfs(path.c_str(), counts);
     if (err != 0) {
       p.ok = false;
-      p.error = "cannot statvfs " + path + ": " + std::strerror(err);
+      p.error = "cannot statvfs " + path + ": " + BlockingCalls::describe(err);
       return;
     }
     partition_usage(counts, p);
@@ -2236,8 +2606,8 @@ class Collector {
   CgroupFiles cgroup_files_;
   double prev_cgroup_usage_ = std::nan("");
 
-  // sample_slow only.
-  FileReader slow_reader_{4096};
+  // sample_slow only: reads, statvfs and realpath that may block.
+  BlockingCalls slow_reader_;
 };
 
 // ============================================================================

@@ -29,6 +29,8 @@ if [ "$want" = test ]; then
   need chromium-driver /usr/bin/chromedriver
   need prometheus /usr/bin/prometheus
   need prometheus-node-exporter /usr/bin/prometheus-node-exporter
+  need fuse3 /usr/bin/fusermount3
+  need python3-fusepy /usr/lib/python3/dist-packages/fusepy.py
 fi
 if [ "$want" = test ] || [ "$want" = fuzz ]; then
   command -v clang++ >/dev/null 2>&1 || missing="$missing clang"
