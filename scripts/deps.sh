@@ -4,6 +4,7 @@
 #   scripts/deps.sh build   - the agent itself (a compiler and picojson-dev)
 #   scripts/deps.sh test    - everything the test suite uses
 #   scripts/deps.sh cross   - cross compilers and qemu-user for `make cross`
+#   scripts/deps.sh windows - mingw-w64 for `make windows`
 set -e
 want=build
 [ -n "$1" ] && want=$1
@@ -26,6 +27,14 @@ if [ "$want" = test ]; then
   need chromium-driver /usr/bin/chromedriver
   need prometheus /usr/bin/prometheus
   need prometheus-node-exporter /usr/bin/prometheus-node-exporter
+  # Windows: the .exe and its unit tests built with mingw-w64, run under wine.
+  command -v x86_64-w64-mingw32-g++-posix >/dev/null 2>&1 || missing="$missing g++-mingw-w64-x86-64-posix"
+  need googletest /usr/src/googletest/googletest/src/gtest-all.cc
+  command -v wine >/dev/null 2>&1 || missing="$missing wine"
+  [ -e /usr/lib/wine/wine64 ] || missing="$missing wine64"
+fi
+if [ "$want" = windows ]; then
+  command -v x86_64-w64-mingw32-g++-posix >/dev/null 2>&1 || missing="$missing g++-mingw-w64-x86-64-posix"
 fi
 if [ "$want" = cross ]; then
   command -v aarch64-linux-gnu-g++ >/dev/null 2>&1 || missing="$missing g++-aarch64-linux-gnu"

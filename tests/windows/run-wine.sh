@@ -8,6 +8,10 @@ if ! command -v wine >/dev/null 2>&1; then
     echo "skipped: no wine binary (Debian package wine)" >&2
     exit 77
 fi
+if [ ! -e /usr/lib/wine/wine64 ]; then
+    echo "skipped: no wine64 binary (Debian package wine64)" >&2
+    exit 77
+fi
 if [ ! -f "$1" ]; then
     echo "skipped: $1 was not built (mingw-w64 missing?)" >&2
     exit 77

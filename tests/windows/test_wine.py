@@ -23,6 +23,7 @@ EXE = os.environ.get("METRICS_AGENT_EXE", "")
 
 pytestmark = [
     pytest.mark.skipif(shutil.which("wine") is None, reason="no wine binary (Debian package wine)"),
+    pytest.mark.skipif(not os.path.exists("/usr/lib/wine/wine64"), reason="no wine64 binary (Debian package wine64)"),
     pytest.mark.skipif(not os.path.isfile(EXE), reason="metrics-agent.exe was not built (mingw-w64 missing?)"),
 ]
 
