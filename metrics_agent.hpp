@@ -12,6 +12,7 @@
 //     agent.start();                    // background thread; agent.stop() ends it
 //
 // Link with -pthread. Parsing of client JSON uses picojson (Debian: picojson-dev).
+// Windows (mingw-w64): link with -lws2_32 -liphlpapi -lpsapi -lbcrypt.
 //
 // Configuration macros (define before including to override):
 //     METRICS_AGENT_VERSION            version string reported by /health
@@ -34,7 +35,7 @@
 //
 // Platform macros (defined by the header in "Platform detection", from the
 // compiler's own; later code tests only these):
-//     METRICS_AGENT_PLATFORM_WINDOWS   Windows
+//     METRICS_AGENT_PLATFORM_WINDOWS   Windows: Winsock 2 and the collector of platform/windows.hpp
 //     METRICS_AGENT_PLATFORM_POSIX     Linux and other Unix (the BSDs, macOS): POSIX sockets
 //     METRICS_AGENT_PLATFORM_LINUX     Linux: the collector of platform/linux.hpp
 //     METRICS_AGENT_HAS_EPOLL          the event loop's Poller uses epoll (Linux)

@@ -116,6 +116,15 @@ def test_serves_http_and_stream_and_stops_on_ctrl_c(served):
     status, body = get(port, "/api/metrics/current")
     assert status == 200 and json.loads(body)["data"]["memory"]["total_bytes"] > 0
 
+    # `metrics-agent check`, the client half of the Winsock shim.
+    chk = subprocess.run(["wine", EXE, "check", "http://127.0.0.1:%d/health" % port], env=wine_env(),
+                         capture_output=True, timeout=60)
+    assert chk.returncode == 0 and chk.stdout.startswith(b"ok: "), chk
+    closed = free_port()
+    chk = subprocess.run(["wine", EXE, "check", "http://127.0.0.1:%d/health" % closed], env=wine_env(),
+                         capture_output=True, timeout=60)
+    assert chk.returncode == 1 and b"connection refused" in chk.stdout + chk.stderr, chk
+
     async def stream():
         url = "ws://127.0.0.1:%d/api/system/metrics" % port
         async with websockets.connect(url, open_timeout=20, ping_interval=None, close_timeout=5) as ws:
