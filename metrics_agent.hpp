@@ -191,7 +191,6 @@
 #include <iphlpapi.h>
 #include <psapi.h>
 #include <winioctl.h>
-#include <winternl.h>
 #if defined(METRICS_AGENT_UNDEF_NOMINMAX)
 #undef NOMINMAX
 #undef METRICS_AGENT_UNDEF_NOMINMAX
