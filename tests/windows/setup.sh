@@ -17,7 +17,10 @@ if ! command -v wine >/dev/null 2>&1; then
 fi
 if [ ! -f "$out/wineprefix/system.reg" ]; then
     start=$(date +%s%N)
-    WINEPREFIX="$out/wineprefix" WINEDEBUG=-all wineboot --init >/dev/null 2>&1
+    # Without Mono and Gecko: nothing here needs them, and their installers
+    # would otherwise ask for a download.
+    WINEPREFIX="$out/wineprefix" WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml=" \
+        wineboot --init >/dev/null 2>&1
     WINEPREFIX="$out/wineprefix" wineserver --wait
     echo "wine prefix made in $((($(date +%s%N) - start) / 1000000)) ms"
 fi
