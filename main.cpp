@@ -341,9 +341,8 @@ int main(int argc, char** argv) {
     return 0;
   }
   g_agent = &agent;
-  std::signal(SIGINT, on_signal);
-  std::signal(SIGTERM, on_signal);
-  std::signal(SIGPIPE, SIG_IGN);
+  // SIGINT, SIGTERM (POSIX) or the console's Ctrl-C and close (Windows).
+  metrics_agent::detail::net::on_termination(on_signal);
   // As many clients as the system allows (SPEC §2).
   metrics_agent::raise_open_file_limit();
   std::string err;

@@ -7,6 +7,7 @@
 #                             `make dist` (the test suite runs them too)
 #   scripts/deps.sh fuzz    - clang and its sanitizer/libFuzzer runtimes (`make fuzz`;
 #                             `test` needs them too for the fuzz and sanitizer flavors)
+#   scripts/deps.sh windows - mingw-w64 for `make windows`
 set -e
 want=build
 [ -n "$1" ] && want=$1
@@ -31,6 +32,14 @@ if [ "$want" = test ]; then
   need prometheus-node-exporter /usr/bin/prometheus-node-exporter
   need fuse3 /usr/bin/fusermount3
   need python3-fusepy /usr/lib/python3/dist-packages/fusepy.py
+  # Windows: the .exe and its unit tests built with mingw-w64, run under wine.
+  command -v x86_64-w64-mingw32-g++-posix >/dev/null 2>&1 || missing="$missing g++-mingw-w64-x86-64-posix"
+  need googletest /usr/src/googletest/googletest/src/gtest-all.cc
+  command -v wine >/dev/null 2>&1 || missing="$missing wine"
+  [ -e /usr/lib/wine/wine64 ] || missing="$missing wine64"
+fi
+if [ "$want" = windows ]; then
+  command -v x86_64-w64-mingw32-g++-posix >/dev/null 2>&1 || missing="$missing g++-mingw-w64-x86-64-posix"
 fi
 if [ "$want" = test ] || [ "$want" = fuzz ]; then
   command -v clang++ >/dev/null 2>&1 || missing="$missing clang"

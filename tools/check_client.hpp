@@ -197,6 +197,95 @@ inline std::string endpoint_text(const Endpoint& e) {
 }
 #endif  // METRICS_AGENT_PLATFORM_POSIX
 
+#if defined(METRICS_AGENT_PLATFORM_WINDOWS)
+struct Endpoint {
+  sockaddr_storage addr{};
+  socklen_t len = 0;
+};
+
+// getaddrinfo; "" or the resolver's reason. With numeric_only it never
+// touches DNS and fails with EAI_NONAME for a name.
+inline std::string lookup(const std::string& host, std::uint16_t port, bool numeric_only,
+                          std::vector<Endpoint>& out, bool* not_numeric = nullptr) {
+  if (!winsock_started()) return "WSAStartup failed";
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICSERV | (numeric_only ? AI_NUMERICHOST : 0);
+  char service[8];
+  std::snprintf(service, sizeof service, "%u", unsigned(port));
+  addrinfo* list = nullptr;
+  const int rc = ::getaddrinfo(host.c_str(), service, &hints, &list);
+  if (not_numeric) *not_numeric = rc == EAI_NONAME;
+  if (rc != 0) return winsock_error_text(rc);
+  for (const addrinfo* a = list; a; a = a->ai_next) {
+    if (a->ai_addrlen > sizeof(sockaddr_storage)) continue;
+    Endpoint e;
+    std::memcpy(&e.addr, a->ai_addr, a->ai_addrlen);
+    e.len = socklen_t(a->ai_addrlen);
+    out.push_back(e);
+  }
+  ::freeaddrinfo(list);
+  return out.empty() ? "no address" : "";
+}
+
+// A non-blocking socket with connect() under way; `err` is 0 (connected),
+// pending (connect_pending) or a Winsock error code.
+inline socket_t connect_start(const Endpoint& e, int& err) {
+  socket_t s = ::socket(e.addr.ss_family, SOCK_STREAM, IPPROTO_TCP);
+  if (s == INVALID_SOCKET) {
+    err = last_error();
+    return invalid_socket;
+  }
+  u_long nonblocking = 1;
+  ::ioctlsocket(s, FIONBIO, &nonblocking);
+  const int rc = ::connect(s, reinterpret_cast<const sockaddr*>(&e.addr), e.len);
+  err = rc == 0 ? 0 : last_error();
+  return s;
+}
+
+inline int connect_result(socket_t s) {
+  int err = 0;
+  int len = sizeof err;
+  if (::getsockopt(s, SOL_SOCKET, SO_ERROR, reinterpret_cast<char*>(&err), &len) != 0) return last_error();
+  return err;
+}
+
+// 1 when the socket is ready (or failed: the next call says how), 0 on
+// timeout. select, not WSAPoll: WSAPoll does not report a failed connect()
+// before Windows 10 2004, and this waits for one socket.
+inline int wait_socket(socket_t s, bool for_write, int timeout_ms) {
+  fd_set set, failed;
+  FD_ZERO(&set);
+  FD_ZERO(&failed);
+  FD_SET(s, &set);
+  FD_SET(s, &failed);
+  timeval tv{timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+  const int rc = ::select(0, for_write ? nullptr : &set, for_write ? &set : nullptr, &failed, &tv);
+  return rc < 0 ? 1 : rc > 0 ? 1 : 0;
+}
+
+inline bool refused(int e) { return e == WSAECONNREFUSED; }
+inline bool connect_pending(int e) { return e == WSAEWOULDBLOCK || e == WSAEINPROGRESS; }
+inline bool is_ipv6_literal(const std::string& host) {
+  in6_addr a{};
+  return inet_pton(AF_INET6, host.c_str(), &a) == 1;
+}
+inline std::string error_text(int e) { return winsock_error_text(e); }
+
+inline std::string endpoint_text(const Endpoint& e) {
+  char host[INET6_ADDRSTRLEN] = "?";
+  if (e.addr.ss_family == AF_INET6) {
+    const auto* a = reinterpret_cast<const sockaddr_in6*>(&e.addr);
+    inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
+    return "[" + std::string(host) + "]:" + std::to_string(ntohs(a->sin6_port));
+  }
+  const auto* a = reinterpret_cast<const sockaddr_in*>(&e.addr);
+  inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
+  return std::string(host) + ":" + std::to_string(ntohs(a->sin_port));
+}
+#endif  // METRICS_AGENT_PLATFORM_WINDOWS
+
 }  // namespace net
 
 // ---------------------------------------------------------------- URL
