@@ -1712,6 +1712,291 @@ inline std::string format_timestamp(std::int64_t us, TimeFormat f) {
 }
 
 // ============================================================================
+// Implementation: MessagePack output (the msgpack specification, "formats")
+// ============================================================================
+
+// A MessagePack encoder: each call appends one value or one container header,
+// always in the smallest format the specification offers for it.
+class MsgpackWriter {
+ public:
+  explicit MsgpackWriter(std::string& out) : out_(out) {}
+  void nil() { byte(0xc0); }
+  void boolean(bool b) { byte(b ? 0xc3 : 0xc2); }
+  void uint(std::uint64_t v) {
+    if (v < 0x80) byte(std::uint8_t(v));  // positive fixint
+    else if (v <= 0xff) { byte(0xcc); be(v, 1); }
+    else if (v <= 0xffff) { byte(0xcd); be(v, 2); }
+    else if (v <= 0xffffffffu) { byte(0xce); be(v, 4); }
+    else { byte(0xcf); be(v, 8); }
+  }
+  void integer(std::int64_t v) {
+    if (v >= 0) return uint(std::uint64_t(v));
+    if (v >= -32) byte(std::uint8_t(v));  // negative fixint 111xxxxx
+    else if (v >= -128) { byte(0xd0); be(std::uint64_t(v), 1); }
+    else if (v >= -32768) { byte(0xd1); be(std::uint64_t(v), 2); }
+    else if (v >= -2147483648LL) { byte(0xd2); be(std::uint64_t(v), 4); }
+    else { byte(0xd3); be(std::uint64_t(v), 8); }
+  }
+  void float64(double v) {
+    std::uint64_t bits;
+    std::memcpy(&bits, &v, sizeof bits);
+    byte(0xcb);
+    be(bits, 8);
+  }
+  void str(std::string_view s) {
+    str_header(s.size());
+    out_.append(s.data(), s.size());
+  }
+  void str_header(std::size_t n) { header(n, 0xa0, 31, 0xd9, 0xda, 0xdb); }
+  void array_header(std::size_t n) { header(n, 0x90, 15, 0, 0xdc, 0xdd); }
+  void map_header(std::size_t n) { header(n, 0x80, 15, 0, 0xde, 0xdf); }
+
+  // Bytes of the header header(n, ...) writes: room to reserve before the
+  // elements are counted.
+  static std::size_t container_header_size(std::size_t n) { return n <= 15 ? 1 : n <= 0xffff ? 3 : 5; }
+
+ private:
+  void byte(std::uint8_t b) { out_ += char(b); }
+  void be(std::uint64_t v, int bytes) {
+    for (int i = bytes - 1; i >= 0; --i) byte(std::uint8_t(v >> (8 * i)));
+  }
+  // fix: small counts in the type byte; then 8-bit (str only), 16- and 32-bit
+  // counts. Lengths above 2^32-1 cannot be represented and are clamped; no
+  // output of ours comes near.
+  void header(std::size_t n, std::uint8_t fix, std::size_t fix_max, std::uint8_t b8, std::uint8_t b16,
+              std::uint8_t b32) {
+    if (n <= fix_max) byte(std::uint8_t(fix | n));
+    else if (b8 && n <= 0xff) { byte(b8); be(n, 1); }
+    else if (n <= 0xffff) { byte(b16); be(n, 2); }
+    else { byte(b32); be(std::min<std::uint64_t>(n, 0xffffffffu), 4); }
+  }
+  std::string& out_;
+};
+
+// Re-encodes a JSON text as MessagePack with exactly its structure: objects
+// become maps (keys in order), arrays arrays, strings str (escapes decoded to
+// UTF-8), numbers without fraction or exponent integers (int64 or uint64 as
+// they fit), every other number float64, null nil. Our serializers write the
+// JSON once per distinct output; this turns it into the binary form, so the
+// two formats cannot disagree. Returns false (and leaves `out` unspecified)
+// for text that is not one JSON value or nests deeper than 64.
+class JsonToMsgpack {
+ public:
+  static bool convert(std::string_view json, std::string& out) {
+    JsonToMsgpack c(json, out);
+    c.ws();
+    if (!c.value(0)) return false;
+    c.ws();
+    return c.pos_ == c.in_.size();
+  }
+
+ private:
+  JsonToMsgpack(std::string_view in, std::string& out) : in_(in), out_(out), w_(out) {}
+
+  void ws() {
+    while (pos_ < in_.size() && (in_[pos_] == ' ' || in_[pos_] == '\t' || in_[pos_] == '\n' || in_[pos_] == '\r'))
+      ++pos_;
+  }
+  bool eat(char c) {
+    ws();
+    if (pos_ < in_.size() && in_[pos_] == c) {
+      ++pos_;
+      return true;
+    }
+    return false;
+  }
+  bool literal(std::string_view word) {
+    if (in_.substr(pos_, word.size()) != word) return false;
+    pos_ += word.size();
+    return true;
+  }
+
+  bool value(int depth) {
+    ws();
+    if (pos_ >= in_.size() || depth > 64) return false;
+    switch (in_[pos_]) {
+      case '{': return container(depth, true);
+      case '[': return container(depth, false);
+      case '"': return string();
+      case 'n': if (!literal("null")) return false; w_.nil(); return true;
+      case 't': if (!literal("true")) return false; w_.boolean(true); return true;
+      case 'f': if (!literal("false")) return false; w_.boolean(false); return true;
+      default: return number();
+    }
+  }
+
+  // The elements are written first after room for the largest header, then
+  // the header goes in front and the elements move up to meet it.
+  bool container(int depth, bool object) {
+    ++pos_;
+    const std::size_t at = out_.size();
+    out_.append(5, '\0');
+    std::size_t n = 0;
+    if (!eat(object ? '}' : ']')) {
+      do {
+        if (object) {
+          ws();
+          if (pos_ >= in_.size() || in_[pos_] != '"' || !string() || !eat(':')) return false;
+        }
+        if (!value(depth + 1)) return false;
+        ++n;
+      } while (eat(','));
+      if (!eat(object ? '}' : ']')) return false;
+    }
+    std::string head;
+    MsgpackWriter hw(head);
+    object ? hw.map_header(n) : hw.array_header(n);
+    out_.replace(at, 5, head);
+    return true;
+  }
+
+  static int hex(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  }
+  bool hex4(std::uint32_t& u) {
+    if (in_.size() - pos_ < 4) return false;
+    u = 0;
+    for (int i = 0; i < 4; ++i) {
+      int h = hex(in_[pos_ + std::size_t(i)]);
+      if (h < 0) return false;
+      u = u * 16 + std::uint32_t(h);
+    }
+    pos_ += 4;
+    return true;
+  }
+  void utf8(std::uint32_t cp) {
+    if (cp < 0x80) text_ += char(cp);
+    else if (cp < 0x800) { text_ += char(0xc0 | (cp >> 6)); text_ += char(0x80 | (cp & 0x3f)); }
+    else if (cp < 0x10000) {
+      text_ += char(0xe0 | (cp >> 12));
+      text_ += char(0x80 | ((cp >> 6) & 0x3f));
+      text_ += char(0x80 | (cp & 0x3f));
+    } else {
+      text_ += char(0xf0 | (cp >> 18));
+      text_ += char(0x80 | ((cp >> 12) & 0x3f));
+      text_ += char(0x80 | ((cp >> 6) & 0x3f));
+      text_ += char(0x80 | (cp & 0x3f));
+    }
+  }
+
+  // RFC 8259 section 7; a lone surrogate becomes U+FFFD.
+  bool string() {
+    ++pos_;
+    text_.clear();
+    for (;;) {
+      if (pos_ >= in_.size()) return false;
+      char c = in_[pos_++];
+      if (c == '"') break;
+      if (std::uint8_t(c) < 0x20) return false;
+      if (c != '\\') {
+        text_ += c;
+        continue;
+      }
+      if (pos_ >= in_.size()) return false;
+      char e = in_[pos_++];
+      switch (e) {
+        case '"': case '\\': case '/': text_ += e; break;
+        case 'b': text_ += '\b'; break;
+        case 'f': text_ += '\f'; break;
+        case 'n': text_ += '\n'; break;
+        case 'r': text_ += '\r'; break;
+        case 't': text_ += '\t'; break;
+        case 'u': {
+          std::uint32_t u;
+          if (!hex4(u)) return false;
+          if (u >= 0xd800 && u < 0xdc00 && in_.substr(pos_, 2) == "\\u") {
+            std::size_t save = pos_;
+            pos_ += 2;
+            std::uint32_t lo;
+            if (hex4(lo) && lo >= 0xdc00 && lo < 0xe000) {
+              utf8(0x10000 + ((u - 0xd800) << 10) + (lo - 0xdc00));
+              break;
+            }
+            pos_ = save;
+          }
+          utf8(u >= 0xd800 && u < 0xe000 ? 0xfffd : u);
+          break;
+        }
+        default: return false;
+      }
+    }
+    w_.str(text_);
+    return true;
+  }
+
+  bool number() {
+    const std::size_t start = pos_;
+    auto digits = [&] {
+      std::size_t s = pos_;
+      while (pos_ < in_.size() && in_[pos_] >= '0' && in_[pos_] <= '9') ++pos_;
+      return pos_ > s;
+    };
+    bool neg = pos_ < in_.size() && in_[pos_] == '-';
+    if (neg) ++pos_;
+    if (pos_ < in_.size() && in_[pos_] == '0') ++pos_;
+    else if (!digits()) return false;
+    bool integral = true;
+    if (pos_ < in_.size() && in_[pos_] == '.') {
+      ++pos_;
+      integral = false;
+      if (!digits()) return false;
+    }
+    if (pos_ < in_.size() && (in_[pos_] == 'e' || in_[pos_] == 'E')) {
+      ++pos_;
+      integral = false;
+      if (pos_ < in_.size() && (in_[pos_] == '+' || in_[pos_] == '-')) ++pos_;
+      if (!digits()) return false;
+    }
+    const char* b = in_.data() + start;
+    const char* e = in_.data() + pos_;
+    if (integral) {
+      if (neg) {
+        std::int64_t v;
+        auto r = std::from_chars(b, e, v);
+        if (r.ec == std::errc() && r.ptr == e) return w_.integer(v), true;
+      } else {
+        std::uint64_t v;
+        auto r = std::from_chars(b, e, v);
+        if (r.ec == std::errc() && r.ptr == e) return w_.uint(v), true;
+      }
+    }
+    // Out of the 64-bit range or fractional: float64, as a JSON reader would.
+    double d = 0;
+    auto r = std::from_chars(b, e, d);
+    if (r.ec == std::errc::result_out_of_range) d = neg ? -HUGE_VAL : HUGE_VAL;
+    else if (r.ec != std::errc() || r.ptr != e) return false;
+    w_.float64(d);
+    return true;
+  }
+
+  std::string_view in_;
+  std::string& out_;
+  MsgpackWriter w_;
+  std::size_t pos_ = 0;
+  std::string text_;
+};
+
+inline std::string json_to_msgpack(std::string_view json) {
+  std::string out;
+  out.reserve(json.size());
+  if (!JsonToMsgpack::convert(json, out)) out.clear();
+  return out;
+}
+
+// The wire format a stream client asked for (?format=, "format" in subscribe).
+enum class WireFormat : std::uint8_t { Json, Msgpack };
+
+inline bool parse_wire_format(std::string_view s, WireFormat& f) {
+  if (s == "json") f = WireFormat::Json;
+  else if (s == "msgpack") f = WireFormat::Msgpack;
+  else return false;
+  return true;
+}
+
+// ============================================================================
 // Implementation: HTTP/1.1 request parser (RFC 9112) with hard limits
 // ============================================================================
 
@@ -4857,7 +5142,18 @@ struct BasicSubscriber {
   std::uint8_t levels;       // alerts stream: bit per level
   std::uint32_t fields;      // FlatField or RichField bits
   std::uint32_t every_ticks; // send on ticks divisible by this
+  WireFormat format = WireFormat::Json;
 };
+
+// One message in the client's format: a text frame of JSON, or one binary
+// frame of the same message in MessagePack.
+template <class Socket>
+void send_message(Socket& ws, std::string_view json, WireFormat format) {
+  if (format == WireFormat::Msgpack)
+    ws.send_frame(std::make_shared<const std::string>(encode_frame(WsOp::Binary, json_to_msgpack(json))));
+  else
+    ws.send_text(json);
+}
 
 // The clients of the streams and the tick's fan-out: one frame per distinct
 // output (format x fields), built on first use and shared by every client
@@ -4891,6 +5187,7 @@ class BasicStreamHub {
       std::uint32_t f = parse_fields(req.param("metrics"), stream);
       if (f) s.fields = f;
     }
+    if (req.has_param("format")) parse_wire_format(req.param("format"), s.format);  // else JSON
     s.levels = 7;
     if (stream == Stream::Alerts && req.has_param("level")) {
       std::uint8_t lv = 0;
@@ -4938,18 +5235,18 @@ class BasicStreamHub {
     std::string json = "{\"type\":\"heartbeat\",\"timestamp\":\"";
     append_timestamp(json, tick_us, tick_format(tick_us));
     json += "\"}";
-    auto frame = encode_text_frame(json);
+    Frames frames(json);
     for (auto& s : subs_)
-      if (s.stream == Stream::Alerts) s.ws.send_frame(frame);
+      if (s.stream == Stream::Alerts) s.ws.send_frame(frames.get(s.format));
   }
 
   // Sends an alert event to the alerts clients that want `level`; how many.
   std::size_t publish_alert(const std::string& json, std::uint8_t level) {
-    auto frame = encode_text_frame(json);
+    Frames frames(json);
     std::size_t n = 0;
     for (auto& s : subs_)
       if (s.stream == Stream::Alerts && (s.levels & level)) {
-        s.ws.send_frame(frame);
+        s.ws.send_frame(frames.get(s.format));
         ++n;
       }
     return n;
@@ -4962,58 +5259,65 @@ class BasicStreamHub {
     Subscriber* s = subscriber(ws);
     if (!s) return;
     if (binary) {
-      ws.send_text(stream_error_message("binary messages are not understood; send JSON text"));
+      reply(ws, *s, stream_error_message("binary messages are not understood; send JSON text"));
       return;
     }
     picojson::value v;
     std::string err = parse_json(v, text);
     if (!err.empty() || !v.is<picojson::object>()) {
-      ws.send_text(stream_error_message(err.empty() ? "expected a JSON object" : "malformed JSON: " + err));
+      reply(ws, *s, stream_error_message(err.empty() ? "expected a JSON object" : "malformed JSON: " + err));
       return;
     }
     const auto& o = v.get<picojson::object>();
     auto type = o.find("type");
     if (type == o.end() || !type->second.is<std::string>()) {
-      ws.send_text(stream_error_message("missing \"type\""));
+      reply(ws, *s, stream_error_message("missing \"type\""));
       return;
     }
     const std::string& t = type->second.get<std::string>();
     if (t == "ping") {
-      ws.send_text("{\"type\":\"pong\"}");
+      reply(ws, *s, "{\"type\":\"pong\"}");
       return;
     }
     if (t != "subscribe") {
-      ws.send_text(stream_error_message("unknown message type '" + t + "' (ping, subscribe)"));
+      reply(ws, *s, stream_error_message("unknown message type '" + t + "' (ping, subscribe)"));
       return;
     }
     std::uint32_t fields = s->fields, every = s->every_ticks;
     auto m = o.find("metrics");
     if (m != o.end()) {
       if (!m->second.is<picojson::array>()) {
-        ws.send_text(stream_error_message("\"metrics\" must be an array of names"));
+        reply(ws, *s, stream_error_message("\"metrics\" must be an array of names"));
         return;
       }
       fields = 0;
       for (const auto& x : m->second.get<picojson::array>()) {
         std::uint32_t bit = x.is<std::string>() ? rich_field(x.get<std::string>()) : 0;
         if (!bit) {
-          ws.send_text(stream_error_message("unknown metric " + x.serialize() + " (" + rich_group_names() + ")"));
+          reply(ws, *s, stream_error_message("unknown metric " + x.serialize() + " (" + rich_group_names() + ")"));
           return;
         }
         fields |= bit;
       }
       if (!fields) fields = kRichAll;
     }
+    WireFormat format = s->format;
+    auto fm = o.find("format");
+    if (fm != o.end() && !(fm->second.is<std::string>() && parse_wire_format(fm->second.get<std::string>(), format))) {
+      reply(ws, *s, stream_error_message("\"format\" must be \"json\" or \"msgpack\""));
+      return;
+    }
     auto iv = o.find("interval");
     if (iv != o.end()) {
       if (!iv->second.is<double>() || !(iv->second.get<double>() > 0)) {
-        ws.send_text(stream_error_message("\"interval\" must be a positive number of seconds"));
+        reply(ws, *s, stream_error_message("\"interval\" must be a positive number of seconds"));
         return;
       }
       every = interval_ticks(iv->second.get<double>());
     }
     s->fields = fields;
     s->every_ticks = every;
+    s->format = format;
     std::string ack = "{\"type\":\"subscribed\",\"metrics\":[";
     bool first = true;
     for (const auto& g : kRichGroups) {
@@ -5026,28 +5330,59 @@ class BasicStreamHub {
     }
     ack += "],\"interval\":";
     append_number(ack, every * tick_seconds_, 3);
+    if (format == WireFormat::Msgpack) ack += ",\"format\":\"msgpack\"";
     ack += '}';
-    ws.send_text(ack);
+    reply(ws, *s, ack);
   }
 
   // The alerts stream takes only pings.
-  static void alerts_control(Socket& ws, std::string_view text, bool binary) {
+  void alerts_control(Socket& ws, std::string_view text, bool binary) {
+    const Subscriber* s = subscriber(ws);
+    const WireFormat format = s ? s->format : WireFormat::Json;
     picojson::value v;
     if (!binary && parse_json(v, text).empty() && v.is<picojson::object>() && v.get("type").is<std::string>() &&
         v.get("type").get<std::string>() == "ping")
-      ws.send_text("{\"type\":\"pong\"}");
+      send_message(ws, "{\"type\":\"pong\"}", format);
     else
-      ws.send_text(stream_error_message("the alerts stream understands only {\"type\":\"ping\"}"));
+      send_message(ws, stream_error_message("the alerts stream understands only {\"type\":\"ping\"}"), format);
+  }
+
+  // The format `ws` asked for; JSON for a socket the hub does not hold.
+  WireFormat format_of(Socket& ws) {
+    const Subscriber* s = subscriber(ws);
+    return s ? s->format : WireFormat::Json;
   }
 
  private:
+  static void reply(Socket& ws, const Subscriber& s, std::string_view json) { send_message(ws, json, s.format); }
+
+  // One event's frames, each format built on first use.
+  struct Frames {
+    explicit Frames(const std::string& j) : json(j) {}
+    const std::string& json;
+    std::shared_ptr<const std::string> text, binary;
+    const std::shared_ptr<const std::string>& get(WireFormat f) {
+      if (f == WireFormat::Msgpack) {
+        if (!binary) binary = std::make_shared<const std::string>(encode_frame(WsOp::Binary, json_to_msgpack(json)));
+        return binary;
+      }
+      if (!text) text = encode_text_frame(json);
+      return text;
+    }
+  };
+
+  // Keyed by stream x fields x format; the MessagePack frame is re-encoded
+  // from the JSON text, so both formats carry the same message.
   std::shared_ptr<const std::string> frame_for(const Subscriber& s) {
-    std::uint32_t key = (s.stream == Stream::Flat ? 0x10000u : 0x20000u) | s.fields;
+    std::uint32_t key = (s.stream == Stream::Flat ? 0x10000u : 0x20000u) | s.fields |
+                        (s.format == WireFormat::Msgpack ? 0x40000u : 0u);
     for (auto& f : frames_)
       if (f.first == key) return f.second;
     std::string json = s.stream == Stream::Flat ? flat_json(*latest_, s.fields, container_scope_)
                                                 : rich_json(*latest_, s.fields, latest_tick_us_);
-    frames_.emplace_back(key, encode_text_frame(json));
+    frames_.emplace_back(key, s.format == WireFormat::Msgpack
+                                  ? std::make_shared<const std::string>(encode_frame(WsOp::Binary, json_to_msgpack(json)))
+                                  : encode_text_frame(json));
     return frames_.back().second;
   }
 
@@ -5884,7 +6219,7 @@ class AgentCore {
     if (kind == Stream::Rich || kind == Stream::Dashboard)
       r.on_message = [this](WebSocket& ws, std::string_view m, bool b) { hub_.control(ws, m, b); };
     else if (kind == Stream::Alerts)
-      r.on_message = [](WebSocket& ws, std::string_view m, bool b) { StreamHub::alerts_control(ws, m, b); };
+      r.on_message = [this](WebSocket& ws, std::string_view m, bool b) { hub_.alerts_control(ws, m, b); };
     return r;
   }
 
@@ -5897,7 +6232,10 @@ class AgentCore {
       }
     }
     const std::uint8_t levels = hub_.open(ws, kind).levels;
-    if (kind == Stream::Alerts) alerts_.each_firing(levels, [&ws](const std::string& json) { ws.send_text(json); });
+    if (kind == Stream::Alerts) {
+      const WireFormat format = hub_.format_of(ws);
+      alerts_.each_firing(levels, [&ws, format](const std::string& json) { send_message(ws, json, format); });
+    }
   }
 };
 
