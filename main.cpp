@@ -46,6 +46,8 @@ repeatable options take a comma-separated list there):
   --max-message BYTES        largest WebSocket message a client may send, 1 to 16777216 (default 65536)
   --gauge NAME=FILE          publish the number in FILE as the application gauge NAME, read at every
                              tick (repeatable; for cron jobs and scripts; keep FILE on a local disk)
+  --peer NAME=URL            another agent shown on the /fleet page, e.g. web1=http://10.0.0.5:54112
+                             (repeatable; this agent is always listed)
 )";
 
 metrics_agent::Agent* g_agent = nullptr;
@@ -151,6 +153,11 @@ void apply(metrics_agent::Options& o, const std::string& flag, const std::string
     for (char c : name) ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '_');
     if (!ok) usage_error(f + ": expected NAME=FILE with NAME made of letters, digits and _, got '" + v + "'");
     g_file_gauges.emplace_back(name, v.substr(eq + 1));
+  } else if (flag == "peer") {
+    if (!metrics_agent::valid_peer(v))
+      usage_error(f + ": expected NAME=URL with URL http:// or https:// and a host, such as "
+                      "web1=http://10.0.0.5:54112, got '" + v + "'");
+    o.peers.push_back(v);
   } else if (flag == "max-backlog") {
     o.max_backlog_bytes = count(f, v);
   } else if (flag == "max-message") {
@@ -163,10 +170,10 @@ void apply(metrics_agent::Options& o, const std::string& flag, const std::string
 const char* const kValueFlags[] = {"listen", "tick", "disk", "history", "jwt-secret-file", "user", "alert",
                                    "max-clients", "max-clients-per-ip", "cors-origin", "allowed-host", "heartbeat",
                                    "ws-ping", "request-timeout", "max-backlog", "gauge", "max-message", "scope",
-                                   "host-root"};
+                                   "host-root", "peer"};
 
 bool repeatable(const std::string& flag) {
-  return flag == "user" || flag == "alert" || flag == "gauge" || flag == "allowed-host";
+  return flag == "user" || flag == "alert" || flag == "gauge" || flag == "allowed-host" || flag == "peer";
 }
 
 // Environment first, then the command line over it.

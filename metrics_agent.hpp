@@ -377,6 +377,9 @@ struct Options {
   // 127.0.0.1, [::1] (DNS rebinding); "*" accepts any. Listening on any address
   // (0.0.0.0, [::]) with this list empty accepts any Host.
   std::vector<std::string> allowed_hosts;
+  // Other agents on the /fleet page, "NAME=URL" (http:// or https://); the
+  // page always lists this agent first.
+  std::vector<std::string> peers;
   double heartbeat_seconds = 30;
   double ws_ping_seconds = 30;
   double request_timeout_seconds = 10;
@@ -600,6 +603,11 @@ std::string format_duration(double seconds);
 // Whether `host` is a host name or address as Options::allowed_hosts takes
 // it (dash.example.org, 10.0.0.2, [fd00::1], with or without a port).
 bool valid_host(std::string_view host);
+
+// Whether `peer` is NAME=URL as Options::peers takes it: a name of printable
+// characters without '=', and an http:// or https:// URL with a valid host
+// (a path after it is allowed, a query or fragment is not).
+bool valid_peer(std::string_view peer);
 
 // A salted PBKDF2-SHA256 hash of `password` for Options::users (what
 // `metrics-agent hash-password` prints); empty when the system has no random
@@ -5848,10 +5856,12 @@ class RestApi {
     route("POST", "/api/auth/login", &RestApi::login, Access::Public);
     route("POST", std::string(kBroadcastPath), &RestApi::broadcast, Access::TokenOrLoopback);
     route("GET", "/", &RestApi::dashboard, Access::Public);
+    route("GET", "/fleet", &RestApi::fleet, Access::Public);
   }
 
 #if !defined(METRICS_AGENT_NO_DASHBOARD)
   static std::string dashboard_html();
+  static std::string fleet_html();
 #endif  // !METRICS_AGENT_NO_DASHBOARD
 
  private:
@@ -6015,6 +6025,34 @@ class RestApi {
     HttpResponse r;
     r.content_type = "text/html; charset=utf-8";
     r.body = dashboard_html();
+    r.headers.push_back({"Cache-Control", "no-cache"});
+    return r;
+#endif  // METRICS_AGENT_NO_DASHBOARD
+  }
+
+  // The fleet page with the --peer list written into it as JSON (names and
+  // URLs only; '<' escaped so that no value can end the script element).
+  HttpResponse fleet(const HttpRequest&) {
+#if defined(METRICS_AGENT_NO_DASHBOARD)
+    return HttpResponse::error(404, "this agent is built without the dashboard (METRICS_AGENT_NO_DASHBOARD)");
+#else
+    std::string peers = "[";
+    for (const auto& p : opt_.peers) {
+      std::size_t eq = p.find('=');
+      if (eq == std::string::npos) continue;
+      if (peers.size() > 1) peers += ',';
+      peers += "{\"name\":" + json_string(std::string_view(p).substr(0, eq)) +
+               ",\"url\":" + json_string(std::string_view(p).substr(eq + 1)) + "}";
+    }
+    peers += ']';
+    std::string safe;
+    for (char c : peers) safe += c == '<' ? std::string("\\u003c") : std::string(1, c);
+    HttpResponse r;
+    r.content_type = "text/html; charset=utf-8";
+    r.body = fleet_html();
+    const std::string_view slot = "[/*PEERS*/]";
+    std::size_t at = r.body.find(slot);
+    if (at != std::string::npos) r.body.replace(at, slot.size(), safe);
     r.headers.push_back({"Cache-Control", "no-cache"});
     return r;
 #endif  // METRICS_AGENT_NO_DASHBOARD
@@ -6248,6 +6286,21 @@ class AgentCore {
 METRICS_AGENT_API_INLINE std::string format_duration(double seconds) { return detail::format_duration(seconds); }
 
 METRICS_AGENT_API_INLINE bool valid_host(std::string_view host) { return !detail::host_name_part(host).empty(); }
+
+METRICS_AGENT_API_INLINE bool valid_peer(std::string_view peer) {
+  const std::size_t eq = peer.find('=');
+  if (eq == 0 || eq == std::string_view::npos || eq > 64) return false;
+  for (char c : peer.substr(0, eq))
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return false;
+  std::string_view url = peer.substr(eq + 1);
+  for (std::string_view scheme : {"http://", "https://"}) {
+    if (url.substr(0, scheme.size()) != scheme) continue;
+    std::string_view rest = url.substr(scheme.size());
+    if (rest.find_first_of("?#\"'<> \\") != std::string_view::npos) return false;
+    return valid_host(rest.substr(0, rest.find('/')));
+  }
+  return false;
+}
 
 METRICS_AGENT_API_INLINE std::string hash_password(std::string_view password) { return detail::password_hash(password); }
 
@@ -7247,6 +7300,315 @@ boot();
 </body>
 </html>
 )DASHBOARD";
+}
+
+// The /fleet page, authored as dashboard/fleet.html; the agent writes its
+// --peer list in place of the PEERS marker.
+inline std::string RestApi::fleet_html() {
+  return R"FLEET(<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Fleet · metrics-agent</title>
+<link rel="icon" href="data:,">
+<style>
+:root { --bg:#0f1419; --panel:#182029; --line:#2a3441; --text:#d8dee6; --dim:#8a96a3;
+        --live:#3fb950; --wait:#d29922; --down:#f85149; --bar:#4c8dff; }
+* { box-sizing: border-box; }
+body { margin: 0; background: var(--bg); color: var(--text);
+       font: 14px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }
+body > header { display: flex; align-items: baseline; gap: 16px; padding: 14px 20px;
+                border-bottom: 1px solid var(--line); }
+h1 { font-size: 18px; margin: 0; font-weight: 600; }
+#summary { color: var(--dim); }
+#tiles { display: grid; grid-template-columns: repeat(auto-fill, minmax(230px, 1fr)); gap: 12px; padding: 16px 20px; }
+.tile { background: var(--panel); border: 1px solid var(--line); border-left: 4px solid var(--wait);
+        border-radius: 6px; padding: 10px 12px; cursor: pointer; contain: layout paint; }
+.tile:hover { border-color: #3b4756; }
+.tile[data-state=live] { border-left-color: var(--live); }
+.tile[data-state=unreachable] { border-left-color: var(--down); }
+.tile[data-state=login] { border-left-color: var(--down); cursor: default; }
+.tile[data-state=reconnecting] .vals, .tile[data-state=unreachable] .vals { opacity: .45; }
+.tile > header { display: flex; justify-content: space-between; gap: 8px; align-items: baseline; }
+.name { color: var(--text); font-weight: 600; text-decoration: none; overflow: hidden;
+        text-overflow: ellipsis; white-space: nowrap; }
+.state { font-size: 12px; color: var(--dim); white-space: nowrap; }
+.tile[data-state=live] .state { color: var(--live); }
+.tile[data-state=unreachable] .state, .tile[data-state=login] .state { color: var(--down); }
+.sub { color: var(--dim); font-size: 12px; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.vals { display: grid; grid-template-columns: 58px 1fr; gap: 3px 8px; margin: 8px 0 0; font-variant-numeric: tabular-nums; }
+.vals dt { color: var(--dim); }
+.vals dd { margin: 0; position: relative; }
+.vals dd .bar { position: absolute; left: 0; bottom: -1px; height: 2px; background: var(--bar); width: 0; }
+.alerts.firing { color: var(--down); font-weight: 600; }
+.custom { color: var(--dim); font-size: 12px; margin-top: 6px; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.login { margin-top: 8px; display: grid; gap: 6px; cursor: default; }
+.login[hidden] { display: none; }
+.login input, .login button { font: inherit; padding: 4px 6px; border-radius: 4px; border: 1px solid var(--line);
+                              background: var(--bg); color: var(--text); }
+.login button { background: #23324a; cursor: pointer; }
+.login .err { color: var(--down); font-size: 12px; min-height: 1em; }
+#empty { padding: 20px; color: var(--dim); }
+</style>
+</head>
+<body data-hosts="0" data-live="0">
+<header><h1>Fleet</h1><span id="summary">loading…</span></header>
+<main id="tiles"></main>
+<template id="tile-tpl">
+  <article class="tile" data-state="connecting" data-updates="0">
+    <header><a class="name" target="_blank" rel="noopener"></a><span class="state">connecting</span></header>
+    <div class="sub"></div>
+    <dl class="vals">
+      <dt>CPU</dt><dd class="cpu">–<span class="bar"></span></dd>
+      <dt>Memory</dt><dd class="mem">–<span class="bar"></span></dd>
+      <dt>Disk</dt><dd class="disk">–<span class="bar"></span></dd>
+      <dt>Network</dt><dd class="net">–</dd>
+      <dt>Alerts</dt><dd class="alerts">–</dd>
+    </dl>
+    <div class="custom"></div>
+    <form class="login" hidden>
+      <input name="username" placeholder="user" autocomplete="username" required>
+      <input name="password" type="password" placeholder="password" autocomplete="current-password" required>
+      <button type="submit">Log in to this agent</button>
+      <div class="err"></div>
+    </form>
+  </article>
+</template>
+<script>
+'use strict';
+// The --peer list of the agent that served this page (written in by it).
+const PEERS = [/*PEERS*/];
+const FIELDS = 'cpu,memory,disk,network,system,custom';
+const UNREACHABLE_AFTER = 6;   // failed attempts in a row (about 30 s of backoff)
+const MAX_DELAY_MS = 30000;
+
+function parseHost(s) {
+  let name = '', url = s.trim();
+  const eq = url.indexOf('=');
+  if (eq > 0 && !/^https?:\/\//i.test(url)) { name = url.slice(0, eq); url = url.slice(eq + 1); }
+  try {
+    const u = new URL(url);
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') return null;
+    return { name: name || u.host, url: u.origin + u.pathname.replace(/\/+$/, '') };
+  } catch (e) { return null; }
+}
+
+// ?hosts=NAME=URL,URL,... replaces the list; otherwise this agent, then its peers.
+function hostList() {
+  const q = new URLSearchParams(location.search).get('hosts');
+  if (q !== null) return q.split(',').map(parseHost).filter(Boolean);
+  const self = { name: 'this agent', url: location.origin, self: true };
+  return [self, ...PEERS.map(p => parseHost(p.name + '=' + p.url)).filter(Boolean)];
+}
+
+const pct = v => (typeof v === 'number' && isFinite(v)) ? v.toFixed(1) + '%' : '–';
+function rate(v) {
+  if (typeof v !== 'number' || !isFinite(v)) return '–';
+  const u = ['B/s', 'KB/s', 'MB/s', 'GB/s'];
+  let i = 0;
+  while (v >= 1000 && i < u.length - 1) { v /= 1000; i++; }
+  return (i ? v.toFixed(1) : Math.round(v)) + ' ' + u[i];
+}
+
+// Redraws at most once a frame, only the tiles whose data changed.
+const dirty = new Set();
+let frameQueued = false;
+function markDirty(h) {
+  dirty.add(h);
+  if (!frameQueued) { frameQueued = true; requestAnimationFrame(flush); }
+}
+function flush() {
+  frameQueued = false;
+  for (const h of dirty) h.render();
+  dirty.clear();
+  summary();
+}
+
+class Host {
+  constructor(spec) {
+    this.spec = spec;
+    this.key = 'fleet-token:' + spec.url;
+    this.token = sessionStorage.getItem(this.key) || '';
+    this.state = 'connecting';
+    this.failures = 0;
+    this.gen = 0;
+    this.updates = 0;
+    this.data = null;
+    this.firing = new Map();
+    this.sockets = [];
+    const el = document.getElementById('tile-tpl').content.firstElementChild.cloneNode(true);
+    this.el = el;
+    el.dataset.host = spec.name;
+    this.q = sel => el.querySelector(sel);
+    const a = this.q('.name');
+    a.textContent = spec.name;
+    a.href = spec.url + '/';
+    this.q('.sub').textContent = spec.url;
+    el.addEventListener('click', e => {
+      if (e.target.closest('form') || e.target.closest('a')) return;
+      window.open(spec.url + '/', '_blank', 'noopener');
+    });
+    this.q('form').addEventListener('submit', e => { e.preventDefault(); this.login(); });
+  }
+
+  wsUrl(path) {
+    const u = new URL(this.spec.url + path);
+    u.protocol = u.protocol === 'https:' ? 'wss:' : 'ws:';
+    if (this.token) u.searchParams.set('token', this.token);
+    return u;
+  }
+
+  connect() {
+    const gen = ++this.gen;
+    const ok = () => gen === this.gen;
+    const metrics = this.wsUrl('/api/ws/ws');
+    metrics.searchParams.set('interval', '1');
+    metrics.searchParams.set('metrics', FIELDS);
+    let ws, al;
+    try {
+      ws = new WebSocket(metrics);
+      al = new WebSocket(this.wsUrl('/api/ws/ws/alerts'));
+    } catch (e) { this.retry(gen); return; }
+    this.sockets = [ws, al];
+    ws.onmessage = e => {
+      if (!ok()) return;
+      let m;
+      try { m = JSON.parse(e.data); } catch (err) { return; }
+      if (m.type !== 'metrics' || !m.data) return;
+      this.data = m.data;
+      this.failures = 0;
+      this.updates++;
+      this.setState('live');
+    };
+    al.onmessage = e => {
+      if (!ok()) return;
+      let m;
+      try { m = JSON.parse(e.data); } catch (err) { return; }
+      if (m.type !== 'alert' || m.source === 'broadcast') return;
+      const k = m.metric + '|' + m.level + '|' + m.threshold;
+      if (m.state === 'firing') this.firing.set(k, m); else this.firing.delete(k);
+      markDirty(this);
+    };
+    const closed = e => {
+      if (!ok()) return;
+      if (e.code === 4001) { this.needLogin(e.reason); return; }
+      this.retry(gen);
+    };
+    ws.onclose = closed;
+    al.onclose = closed;
+  }
+
+  drop() {
+    this.gen++;
+    for (const s of this.sockets) { s.onclose = s.onmessage = null; try { s.close(); } catch (e) {} }
+    this.sockets = [];
+  }
+
+  // Exponential backoff with jitter, each tile on its own.
+  retry() {
+    this.drop();
+    this.failures++;
+    this.firing.clear();
+    this.setState(this.failures >= UNREACHABLE_AFTER ? 'unreachable' : 'reconnecting');
+    const delay = Math.min(MAX_DELAY_MS, 500 * 2 ** (this.failures - 1)) * (0.8 + 0.4 * Math.random());
+    setTimeout(() => this.connect(), delay);
+  }
+
+  needLogin(reason) {
+    this.drop();
+    if (this.token) sessionStorage.removeItem(this.key);
+    this.token = '';
+    this.q('.err').textContent = reason && reason !== 'missing token' ? reason : '';
+    this.setState('login');
+  }
+
+  async login() {
+    const f = this.q('form'), err = this.q('.err');
+    err.textContent = '';
+    try {
+      const r = await fetch(this.spec.url + '/api/auth/login', {
+        method: 'POST', headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ username: f.username.value, password: f.password.value }) });
+      const body = await r.json().catch(() => ({}));
+      if (!r.ok || !body.access_token) { err.textContent = body.error || ('login failed: HTTP ' + r.status); return; }
+      this.token = body.access_token;
+      sessionStorage.setItem(this.key, this.token);
+      f.password.value = '';
+      this.failures = 0;
+      this.setState('connecting');
+      this.connect();
+    } catch (e) {
+      err.textContent = 'cannot reach ' + this.spec.url + ' (is --cors-origin set?)';
+    }
+  }
+
+  setState(s) {
+    this.state = s;
+    markDirty(this);
+  }
+
+  render() {
+    const el = this.el, d = this.data;
+    el.dataset.state = this.state;
+    el.dataset.updates = this.updates;
+    this.q('.state').textContent = this.state === 'login' ? 'login needed' : this.state;
+    this.q('form').hidden = this.state !== 'login';
+    if (!d) return;
+    const bar = (sel, v) => {
+      const dd = this.q(sel);
+      dd.firstChild.nodeValue = pct(v);
+      dd.lastChild.style.width = (typeof v === 'number' ? Math.max(0, Math.min(100, v)) : 0) + '%';
+    };
+    bar('.cpu', d.cpu && d.cpu.usage_percent);
+    bar('.mem', d.memory && d.memory.usage_percent);
+    let disk = null;
+    const parts = (d.disk && d.disk.partitions) || {};
+    for (const k in parts) {
+      const v = parts[k] && parts[k].usage_percent;
+      if (typeof v === 'number' && (disk === null || v > disk)) disk = v;
+    }
+    bar('.disk', disk);
+    const n = d.network;
+    this.q('.net').textContent = n ? '↓ ' + rate(n.bytes_recv_per_sec) + '  ↑ ' + rate(n.bytes_sent_per_sec) : '–';
+    const al = this.q('.alerts');
+    al.textContent = this.firing.size ? this.firing.size + ' firing' : 'none';
+    al.classList.toggle('firing', this.firing.size > 0);
+    if (d.system && d.system.hostname) this.q('.sub').textContent = d.system.hostname + ' · ' + this.spec.url;
+    const c = d.custom || {};
+    this.q('.custom').textContent = Object.keys(c).map(k => k + ' ' + (c[k] === null ? '–' : c[k])).join(' · ');
+  }
+}
+
+let hosts = [];
+function summary() {
+  const count = s => hosts.filter(h => h.state === s).length;
+  const live = count('live');
+  document.body.dataset.hosts = hosts.length;
+  document.body.dataset.live = live;
+  const parts = [hosts.length + (hosts.length === 1 ? ' host' : ' hosts'), live + ' live'];
+  for (const s of ['connecting', 'reconnecting', 'unreachable', 'login']) {
+    const n = count(s);
+    if (n) parts.push(n + ' ' + (s === 'login' ? 'need login' : s));
+  }
+  document.getElementById('summary').textContent = parts.join(' · ');
+}
+
+function start() {
+  const list = hostList();
+  const main = document.getElementById('tiles');
+  if (!list.length) {
+    main.innerHTML = '<p id="empty">No hosts: start the agent with --peer NAME=URL, or open /fleet?hosts=NAME=URL,…</p>';
+  }
+  hosts = list.map(s => new Host(s));
+  for (const h of hosts) { main.appendChild(h.el); h.connect(); }
+  summary();
+}
+start();
+</script>
+</body>
+</html>
+)FLEET";
 }
 
 }  // namespace detail
