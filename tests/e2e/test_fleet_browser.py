@@ -217,3 +217,24 @@ def test_fleet_login_to_a_peer_and_fifty_tiles(spawn, tmp_path):
     finally:
         if browser is not None:
             browser.quit()
+
+
+def test_peer_flag_validation_and_the_served_list(spawn):
+    # Bad --peer values: exit 2 with a message naming the flag.
+    for bad in ("noequals", "=http://h:1", "x=ftp://h:1", "x=http://", "x=http://h:1/?q=1", "x=http://bad host:1"):
+        r = e2e_util.run_cli(["--listen", "127.0.0.1:%d" % e2e_util.free_port(), "--peer", bad], timeout=5)
+        assert r.returncode == 2, "--peer %r: exit %d\n%s" % (bad, r.returncode, r.stderr)
+        assert "--peer" in r.stderr.splitlines()[0], r.stderr
+    # The page carries the list as JSON; nothing in a name can end its script.
+    agent = spawn.agent("--peer", "web</script><b>=http://10.0.0.5:54112", "--peer", "db=https://db.example:8443/agent")
+    import urllib.request
+    with urllib.request.urlopen("http://127.0.0.1:%d/fleet" % agent.port, timeout=10) as r:
+        assert r.headers["Content-Type"].startswith("text/html")
+        page = r.read().decode("utf-8")
+    m = re.search(r"const PEERS = (\[.*?\]);", page)
+    assert m, "no PEERS list in the page"
+    assert "</script><b>" not in page
+    assert json.loads(m.group(1)) == [{"name": "web</script><b>", "url": "http://10.0.0.5:54112"},
+                                      {"name": "db", "url": "https://db.example:8443/agent"}]
+    assert "http://" not in page.split("<script>")[0] and "src=" not in page and "@import" not in page, \
+        "the page must load nothing from elsewhere"
