@@ -48,6 +48,8 @@ repeatable options take a comma-separated list there):
                              tick (repeatable; for cron jobs and scripts; keep FILE on a local disk)
   --textfile-dir DIR         add the samples of DIR/*.prom (Prometheus text format) to /metrics, read when
                              scraped, as node_exporter's textfile collector does
+  --peer NAME=URL            another agent shown on the /fleet page, e.g. web1=http://10.0.0.5:54112
+                             (repeatable; this agent is always listed)
 )";
 
 metrics_agent::Agent* g_agent = nullptr;
@@ -175,6 +177,11 @@ void apply(metrics_agent::Options& o, const std::string& flag, const std::string
     g_file_gauges.emplace_back(name, v.substr(eq + 1));
   } else if (flag == "textfile-dir") {
     o.textfile_dir = v;
+  } else if (flag == "peer") {
+    if (!metrics_agent::valid_peer(v))
+      usage_error(f + ": expected NAME=URL with URL http:// or https:// and a host, such as "
+                      "web1=http://10.0.0.5:54112, got '" + v + "'");
+    o.peers.push_back(v);
   } else if (flag == "max-backlog") {
     o.max_backlog_bytes = count(f, v);
   } else if (flag == "max-message") {
@@ -191,10 +198,10 @@ void apply(metrics_agent::Options& o, const std::string& flag, const std::string
 const char* const kValueFlags[] = {"listen", "tick", "disk", "history", "jwt-secret-file", "user", "alert",
                                    "max-clients", "max-clients-per-ip", "cors-origin", "allowed-host", "heartbeat",
                                    "ws-ping", "request-timeout", "max-backlog", "gauge", "max-message", "scope",
-                                   "host-root", "textfile-dir", "fanout-threads"};
+                                   "host-root", "textfile-dir", "fanout-threads", "peer"};
 
 bool repeatable(const std::string& flag) {
-  return flag == "user" || flag == "alert" || flag == "gauge" || flag == "allowed-host";
+  return flag == "user" || flag == "alert" || flag == "gauge" || flag == "allowed-host" || flag == "peer";
 }
 
 // Environment first, then the command line over it.

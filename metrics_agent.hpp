@@ -526,6 +526,9 @@ struct Options {
   // 127.0.0.1, [::1] (DNS rebinding); "*" accepts any. Listening on any address
   // (0.0.0.0, [::]) with this list empty accepts any Host.
   std::vector<std::string> allowed_hosts;
+  // Other agents on the /fleet page, "NAME=URL" (http:// or https://); the
+  // page always lists this agent first.
+  std::vector<std::string> peers;
   double heartbeat_seconds = 30;
   double ws_ping_seconds = 30;
   double request_timeout_seconds = 10;
@@ -767,6 +770,11 @@ std::string format_duration(double seconds);
 // Whether `host` is a host name or address as Options::allowed_hosts takes
 // it (dash.example.org, 10.0.0.2, [fd00::1], with or without a port).
 bool valid_host(std::string_view host);
+
+// Whether `peer` is NAME=URL as Options::peers takes it: a name of printable
+// characters without '=', and an http:// or https:// URL with a valid host
+// (a path after it is allowed, a query or fragment is not).
+bool valid_peer(std::string_view peer);
 
 // A salted PBKDF2-SHA256 hash of `password` for Options::users (what
 // `metrics-agent hash-password` prints); empty when the system has no random
@@ -1972,6 +1980,291 @@ inline std::string format_timestamp(std::int64_t us, TimeFormat f) {
   std::string s;
   append_timestamp(s, us, f);
   return s;
+}
+
+// ============================================================================
+// Implementation: MessagePack output (the msgpack specification, "formats")
+// ============================================================================
+
+// A MessagePack encoder: each call appends one value or one container header,
+// always in the smallest format the specification offers for it.
+class MsgpackWriter {
+ public:
+  explicit MsgpackWriter(std::string& out) : out_(out) {}
+  void nil() { byte(0xc0); }
+  void boolean(bool b) { byte(b ? 0xc3 : 0xc2); }
+  void uint(std::uint64_t v) {
+    if (v < 0x80) byte(std::uint8_t(v));  // positive fixint
+    else if (v <= 0xff) { byte(0xcc); be(v, 1); }
+    else if (v <= 0xffff) { byte(0xcd); be(v, 2); }
+    else if (v <= 0xffffffffu) { byte(0xce); be(v, 4); }
+    else { byte(0xcf); be(v, 8); }
+  }
+  void integer(std::int64_t v) {
+    if (v >= 0) return uint(std::uint64_t(v));
+    if (v >= -32) byte(std::uint8_t(v));  // negative fixint 111xxxxx
+    else if (v >= -128) { byte(0xd0); be(std::uint64_t(v), 1); }
+    else if (v >= -32768) { byte(0xd1); be(std::uint64_t(v), 2); }
+    else if (v >= -2147483648LL) { byte(0xd2); be(std::uint64_t(v), 4); }
+    else { byte(0xd3); be(std::uint64_t(v), 8); }
+  }
+  void float64(double v) {
+    std::uint64_t bits;
+    std::memcpy(&bits, &v, sizeof bits);
+    byte(0xcb);
+    be(bits, 8);
+  }
+  void str(std::string_view s) {
+    str_header(s.size());
+    out_.append(s.data(), s.size());
+  }
+  void str_header(std::size_t n) { header(n, 0xa0, 31, 0xd9, 0xda, 0xdb); }
+  void array_header(std::size_t n) { header(n, 0x90, 15, 0, 0xdc, 0xdd); }
+  void map_header(std::size_t n) { header(n, 0x80, 15, 0, 0xde, 0xdf); }
+
+  // Bytes of the header header(n, ...) writes: room to reserve before the
+  // elements are counted.
+  static std::size_t container_header_size(std::size_t n) { return n <= 15 ? 1 : n <= 0xffff ? 3 : 5; }
+
+ private:
+  void byte(std::uint8_t b) { out_ += char(b); }
+  void be(std::uint64_t v, int bytes) {
+    for (int i = bytes - 1; i >= 0; --i) byte(std::uint8_t(v >> (8 * i)));
+  }
+  // fix: small counts in the type byte; then 8-bit (str only), 16- and 32-bit
+  // counts. Lengths above 2^32-1 cannot be represented and are clamped; no
+  // output of ours comes near.
+  void header(std::size_t n, std::uint8_t fix, std::size_t fix_max, std::uint8_t b8, std::uint8_t b16,
+              std::uint8_t b32) {
+    if (n <= fix_max) byte(std::uint8_t(fix | n));
+    else if (b8 && n <= 0xff) { byte(b8); be(n, 1); }
+    else if (n <= 0xffff) { byte(b16); be(n, 2); }
+    else { byte(b32); be(std::min<std::uint64_t>(n, 0xffffffffu), 4); }
+  }
+  std::string& out_;
+};
+
+// Re-encodes a JSON text as MessagePack with exactly its structure: objects
+// become maps (keys in order), arrays arrays, strings str (escapes decoded to
+// UTF-8), numbers without fraction or exponent integers (int64 or uint64 as
+// they fit), every other number float64, null nil. Our serializers write the
+// JSON once per distinct output; this turns it into the binary form, so the
+// two formats cannot disagree. Returns false (and leaves `out` unspecified)
+// for text that is not one JSON value or nests deeper than 64.
+class JsonToMsgpack {
+ public:
+  static bool convert(std::string_view json, std::string& out) {
+    JsonToMsgpack c(json, out);
+    c.ws();
+    if (!c.value(0)) return false;
+    c.ws();
+    return c.pos_ == c.in_.size();
+  }
+
+ private:
+  JsonToMsgpack(std::string_view in, std::string& out) : in_(in), out_(out), w_(out) {}
+
+  void ws() {
+    while (pos_ < in_.size() && (in_[pos_] == ' ' || in_[pos_] == '\t' || in_[pos_] == '\n' || in_[pos_] == '\r'))
+      ++pos_;
+  }
+  bool eat(char c) {
+    ws();
+    if (pos_ < in_.size() && in_[pos_] == c) {
+      ++pos_;
+      return true;
+    }
+    return false;
+  }
+  bool literal(std::string_view word) {
+    if (in_.substr(pos_, word.size()) != word) return false;
+    pos_ += word.size();
+    return true;
+  }
+
+  bool value(int depth) {
+    ws();
+    if (pos_ >= in_.size() || depth > 64) return false;
+    switch (in_[pos_]) {
+      case '{': return container(depth, true);
+      case '[': return container(depth, false);
+      case '"': return string();
+      case 'n': if (!literal("null")) return false; w_.nil(); return true;
+      case 't': if (!literal("true")) return false; w_.boolean(true); return true;
+      case 'f': if (!literal("false")) return false; w_.boolean(false); return true;
+      default: return number();
+    }
+  }
+
+  // The elements are written first after room for the largest header, then
+  // the header goes in front and the elements move up to meet it.
+  bool container(int depth, bool object) {
+    ++pos_;
+    const std::size_t at = out_.size();
+    out_.append(5, '\0');
+    std::size_t n = 0;
+    if (!eat(object ? '}' : ']')) {
+      do {
+        if (object) {
+          ws();
+          if (pos_ >= in_.size() || in_[pos_] != '"' || !string() || !eat(':')) return false;
+        }
+        if (!value(depth + 1)) return false;
+        ++n;
+      } while (eat(','));
+      if (!eat(object ? '}' : ']')) return false;
+    }
+    std::string head;
+    MsgpackWriter hw(head);
+    object ? hw.map_header(n) : hw.array_header(n);
+    out_.replace(at, 5, head);
+    return true;
+  }
+
+  static int hex(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  }
+  bool hex4(std::uint32_t& u) {
+    if (in_.size() - pos_ < 4) return false;
+    u = 0;
+    for (int i = 0; i < 4; ++i) {
+      int h = hex(in_[pos_ + std::size_t(i)]);
+      if (h < 0) return false;
+      u = u * 16 + std::uint32_t(h);
+    }
+    pos_ += 4;
+    return true;
+  }
+  void utf8(std::uint32_t cp) {
+    if (cp < 0x80) text_ += char(cp);
+    else if (cp < 0x800) { text_ += char(0xc0 | (cp >> 6)); text_ += char(0x80 | (cp & 0x3f)); }
+    else if (cp < 0x10000) {
+      text_ += char(0xe0 | (cp >> 12));
+      text_ += char(0x80 | ((cp >> 6) & 0x3f));
+      text_ += char(0x80 | (cp & 0x3f));
+    } else {
+      text_ += char(0xf0 | (cp >> 18));
+      text_ += char(0x80 | ((cp >> 12) & 0x3f));
+      text_ += char(0x80 | ((cp >> 6) & 0x3f));
+      text_ += char(0x80 | (cp & 0x3f));
+    }
+  }
+
+  // RFC 8259 section 7; a lone surrogate becomes U+FFFD.
+  bool string() {
+    ++pos_;
+    text_.clear();
+    for (;;) {
+      if (pos_ >= in_.size()) return false;
+      char c = in_[pos_++];
+      if (c == '"') break;
+      if (std::uint8_t(c) < 0x20) return false;
+      if (c != '\\') {
+        text_ += c;
+        continue;
+      }
+      if (pos_ >= in_.size()) return false;
+      char e = in_[pos_++];
+      switch (e) {
+        case '"': case '\\': case '/': text_ += e; break;
+        case 'b': text_ += '\b'; break;
+        case 'f': text_ += '\f'; break;
+        case 'n': text_ += '\n'; break;
+        case 'r': text_ += '\r'; break;
+        case 't': text_ += '\t'; break;
+        case 'u': {
+          std::uint32_t u;
+          if (!hex4(u)) return false;
+          if (u >= 0xd800 && u < 0xdc00 && in_.substr(pos_, 2) == "\\u") {
+            std::size_t save = pos_;
+            pos_ += 2;
+            std::uint32_t lo;
+            if (hex4(lo) && lo >= 0xdc00 && lo < 0xe000) {
+              utf8(0x10000 + ((u - 0xd800) << 10) + (lo - 0xdc00));
+              break;
+            }
+            pos_ = save;
+          }
+          utf8(u >= 0xd800 && u < 0xe000 ? 0xfffd : u);
+          break;
+        }
+        default: return false;
+      }
+    }
+    w_.str(text_);
+    return true;
+  }
+
+  bool number() {
+    const std::size_t start = pos_;
+    auto digits = [&] {
+      std::size_t s = pos_;
+      while (pos_ < in_.size() && in_[pos_] >= '0' && in_[pos_] <= '9') ++pos_;
+      return pos_ > s;
+    };
+    bool neg = pos_ < in_.size() && in_[pos_] == '-';
+    if (neg) ++pos_;
+    if (pos_ < in_.size() && in_[pos_] == '0') ++pos_;
+    else if (!digits()) return false;
+    bool integral = true;
+    if (pos_ < in_.size() && in_[pos_] == '.') {
+      ++pos_;
+      integral = false;
+      if (!digits()) return false;
+    }
+    if (pos_ < in_.size() && (in_[pos_] == 'e' || in_[pos_] == 'E')) {
+      ++pos_;
+      integral = false;
+      if (pos_ < in_.size() && (in_[pos_] == '+' || in_[pos_] == '-')) ++pos_;
+      if (!digits()) return false;
+    }
+    const char* b = in_.data() + start;
+    const char* e = in_.data() + pos_;
+    if (integral) {
+      if (neg) {
+        std::int64_t v;
+        auto r = std::from_chars(b, e, v);
+        if (r.ec == std::errc() && r.ptr == e) return w_.integer(v), true;
+      } else {
+        std::uint64_t v;
+        auto r = std::from_chars(b, e, v);
+        if (r.ec == std::errc() && r.ptr == e) return w_.uint(v), true;
+      }
+    }
+    // Out of the 64-bit range or fractional: float64, as a JSON reader would.
+    double d = 0;
+    auto r = std::from_chars(b, e, d);
+    if (r.ec == std::errc::result_out_of_range) d = neg ? -HUGE_VAL : HUGE_VAL;
+    else if (r.ec != std::errc() || r.ptr != e) return false;
+    w_.float64(d);
+    return true;
+  }
+
+  std::string_view in_;
+  std::string& out_;
+  MsgpackWriter w_;
+  std::size_t pos_ = 0;
+  std::string text_;
+};
+
+inline std::string json_to_msgpack(std::string_view json) {
+  std::string out;
+  out.reserve(json.size());
+  if (!JsonToMsgpack::convert(json, out)) out.clear();
+  return out;
+}
+
+// The wire format a stream client asked for (?format=, "format" in subscribe).
+enum class WireFormat : std::uint8_t { Json, Msgpack };
+
+inline bool parse_wire_format(std::string_view s, WireFormat& f) {
+  if (s == "json") f = WireFormat::Json;
+  else if (s == "msgpack") f = WireFormat::Msgpack;
+  else return false;
+  return true;
 }
 
 // ============================================================================
@@ -6293,7 +6586,18 @@ struct BasicSubscriber {
   std::uint8_t levels;       // alerts stream: bit per level
   std::uint32_t fields;      // FlatField or RichField bits
   std::uint32_t every_ticks; // send on ticks divisible by this
+  WireFormat format = WireFormat::Json;
 };
+
+// One message in the client's format: a text frame of JSON, or one binary
+// frame of the same message in MessagePack.
+template <class Socket>
+void send_message(Socket& ws, std::string_view json, WireFormat format) {
+  if (format == WireFormat::Msgpack)
+    ws.send_frame(std::make_shared<const std::string>(encode_frame(WsOp::Binary, json_to_msgpack(json))));
+  else
+    ws.send_text(json);
+}
 
 // The clients of the streams and the tick's fan-out: one frame per distinct
 // output (format x fields), built on first use and shared by every client
@@ -6327,6 +6631,7 @@ class BasicStreamHub {
       std::uint32_t f = parse_fields(req.param("metrics"), stream);
       if (f) s.fields = f;
     }
+    if (req.has_param("format")) parse_wire_format(req.param("format"), s.format);  // else JSON
     s.levels = 7;
     if (stream == Stream::Alerts && req.has_param("level")) {
       std::uint8_t lv = 0;
@@ -6379,18 +6684,18 @@ class BasicStreamHub {
     std::string json = "{\"type\":\"heartbeat\",\"timestamp\":\"";
     append_timestamp(json, tick_us, tick_format(tick_us));
     json += "\"}";
-    auto frame = encode_text_frame(json);
+    Frames frames(json);
     for (auto& s : subs_)
-      if (s.stream == Stream::Alerts) s.ws.send_frame(frame);
+      if (s.stream == Stream::Alerts) s.ws.send_frame(frames.get(s.format));
   }
 
   // Sends an alert event to the alerts clients that want `level`; how many.
   std::size_t publish_alert(const std::string& json, std::uint8_t level) {
-    auto frame = encode_text_frame(json);
+    Frames frames(json);
     std::size_t n = 0;
     for (auto& s : subs_)
       if (s.stream == Stream::Alerts && (s.levels & level)) {
-        s.ws.send_frame(frame);
+        s.ws.send_frame(frames.get(s.format));
         ++n;
       }
     return n;
@@ -6403,58 +6708,65 @@ class BasicStreamHub {
     Subscriber* s = subscriber(ws);
     if (!s) return;
     if (binary) {
-      ws.send_text(stream_error_message("binary messages are not understood; send JSON text"));
+      reply(ws, *s, stream_error_message("binary messages are not understood; send JSON text"));
       return;
     }
     picojson::value v;
     std::string err = parse_json(v, text);
     if (!err.empty() || !v.is<picojson::object>()) {
-      ws.send_text(stream_error_message(err.empty() ? "expected a JSON object" : "malformed JSON: " + err));
+      reply(ws, *s, stream_error_message(err.empty() ? "expected a JSON object" : "malformed JSON: " + err));
       return;
     }
     const auto& o = v.get<picojson::object>();
     auto type = o.find("type");
     if (type == o.end() || !type->second.is<std::string>()) {
-      ws.send_text(stream_error_message("missing \"type\""));
+      reply(ws, *s, stream_error_message("missing \"type\""));
       return;
     }
     const std::string& t = type->second.get<std::string>();
     if (t == "ping") {
-      ws.send_text("{\"type\":\"pong\"}");
+      reply(ws, *s, "{\"type\":\"pong\"}");
       return;
     }
     if (t != "subscribe") {
-      ws.send_text(stream_error_message("unknown message type '" + t + "' (ping, subscribe)"));
+      reply(ws, *s, stream_error_message("unknown message type '" + t + "' (ping, subscribe)"));
       return;
     }
     std::uint32_t fields = s->fields, every = s->every_ticks;
     auto m = o.find("metrics");
     if (m != o.end()) {
       if (!m->second.is<picojson::array>()) {
-        ws.send_text(stream_error_message("\"metrics\" must be an array of names"));
+        reply(ws, *s, stream_error_message("\"metrics\" must be an array of names"));
         return;
       }
       fields = 0;
       for (const auto& x : m->second.get<picojson::array>()) {
         std::uint32_t bit = x.is<std::string>() ? rich_field(x.get<std::string>()) : 0;
         if (!bit) {
-          ws.send_text(stream_error_message("unknown metric " + x.serialize() + " (" + rich_group_names() + ")"));
+          reply(ws, *s, stream_error_message("unknown metric " + x.serialize() + " (" + rich_group_names() + ")"));
           return;
         }
         fields |= bit;
       }
       if (!fields) fields = kRichAll;
     }
+    WireFormat format = s->format;
+    auto fm = o.find("format");
+    if (fm != o.end() && !(fm->second.is<std::string>() && parse_wire_format(fm->second.get<std::string>(), format))) {
+      reply(ws, *s, stream_error_message("\"format\" must be \"json\" or \"msgpack\""));
+      return;
+    }
     auto iv = o.find("interval");
     if (iv != o.end()) {
       if (!iv->second.is<double>() || !(iv->second.get<double>() > 0)) {
-        ws.send_text(stream_error_message("\"interval\" must be a positive number of seconds"));
+        reply(ws, *s, stream_error_message("\"interval\" must be a positive number of seconds"));
         return;
       }
       every = interval_ticks(iv->second.get<double>());
     }
     s->fields = fields;
     s->every_ticks = every;
+    s->format = format;
     std::string ack = "{\"type\":\"subscribed\",\"metrics\":[";
     bool first = true;
     for (const auto& g : kRichGroups) {
@@ -6467,31 +6779,63 @@ class BasicStreamHub {
     }
     ack += "],\"interval\":";
     append_number(ack, every * tick_seconds_, 3);
+    if (format == WireFormat::Msgpack) ack += ",\"format\":\"msgpack\"";
     ack += '}';
-    ws.send_text(ack);
+    reply(ws, *s, ack);
   }
 
   // The alerts stream takes only pings.
-  static void alerts_control(Socket& ws, std::string_view text, bool binary) {
+  void alerts_control(Socket& ws, std::string_view text, bool binary) {
+    const Subscriber* s = subscriber(ws);
+    const WireFormat format = s ? s->format : WireFormat::Json;
     picojson::value v;
     if (!binary && parse_json(v, text).empty() && v.is<picojson::object>() && v.get("type").is<std::string>() &&
         v.get("type").get<std::string>() == "ping")
-      ws.send_text("{\"type\":\"pong\"}");
+      send_message(ws, "{\"type\":\"pong\"}", format);
     else
-      ws.send_text(stream_error_message("the alerts stream understands only {\"type\":\"ping\"}"));
+      send_message(ws, stream_error_message("the alerts stream understands only {\"type\":\"ping\"}"), format);
+  }
+
+  // The format `ws` asked for; JSON for a socket the hub does not hold.
+  WireFormat format_of(Socket& ws) {
+    const Subscriber* s = subscriber(ws);
+    return s ? s->format : WireFormat::Json;
   }
 
  private:
+  static void reply(Socket& ws, const Subscriber& s, std::string_view json) { send_message(ws, json, s.format); }
+
+  // One event's frames, each format built on first use.
+  struct Frames {
+    explicit Frames(const std::string& j) : json(j) {}
+    const std::string& json;
+    std::shared_ptr<const std::string> text, binary;
+    const std::shared_ptr<const std::string>& get(WireFormat f) {
+      if (f == WireFormat::Msgpack) {
+        if (!binary) binary = std::make_shared<const std::string>(encode_frame(WsOp::Binary, json_to_msgpack(json)));
+        return binary;
+      }
+      if (!text) text = encode_text_frame(json);
+      return text;
+    }
+  };
+
+
   std::shared_ptr<const std::string> frame_for(const Subscriber& s) { return frames_[frame_index(s)]; }
 
   std::uint32_t frame_index(const Subscriber& s) {
-    std::uint32_t key = (s.stream == Stream::Flat ? 0x10000u : 0x20000u) | s.fields;
+    std::uint32_t key = (s.stream == Stream::Flat ? 0x10000u : 0x20000u) | s.fields |
+                        (s.format == WireFormat::Msgpack ? 0x40000u : 0u);
     for (std::size_t i = 0; i < frame_keys_.size(); ++i)
       if (frame_keys_[i] == key) return std::uint32_t(i);
     std::string json = s.stream == Stream::Flat ? flat_json(*latest_, s.fields, container_scope_)
                                                 : rich_json(*latest_, s.fields, latest_tick_us_);
     frame_keys_.push_back(key);
-    frames_.push_back(encode_text_frame(json));
+    // The MessagePack frame is re-encoded from the JSON text, so both formats
+    // carry the same message.
+    frames_.push_back(s.format == WireFormat::Msgpack
+                          ? std::make_shared<const std::string>(encode_frame(WsOp::Binary, json_to_msgpack(json)))
+                          : encode_text_frame(json));
     return std::uint32_t(frames_.size() - 1);
   }
 
@@ -6521,7 +6865,7 @@ class BasicStreamHub {
   std::int64_t tick_us_;
   bool container_scope_;
   std::vector<Subscriber> subs_;
-  std::vector<std::uint32_t> frame_keys_;  // (stream, fields) of each frame
+  std::vector<std::uint32_t> frame_keys_;  // (stream, fields, format) of each frame
   std::vector<std::shared_ptr<const std::string>> frames_;
   std::vector<std::pair<Socket*, std::uint32_t>> due_;  // this tick's sends
   const Snapshot* latest_ = nullptr;  // null until the first tick
@@ -7099,10 +7443,12 @@ class RestApi {
     route("POST", "/api/auth/login", &RestApi::login, Access::Public);
     route("POST", std::string(kBroadcastPath), &RestApi::broadcast, Access::TokenOrLoopback);
     route("GET", "/", &RestApi::dashboard, Access::Public);
+    route("GET", "/fleet", &RestApi::fleet, Access::Public);
   }
 
 #if !defined(METRICS_AGENT_NO_DASHBOARD)
   static std::string dashboard_html();
+  static std::string fleet_html();
 #endif  // !METRICS_AGENT_NO_DASHBOARD
 
  private:
@@ -7269,6 +7615,34 @@ class RestApi {
     HttpResponse r;
     r.content_type = "text/html; charset=utf-8";
     r.body = dashboard_html();
+    r.headers.push_back({"Cache-Control", "no-cache"});
+    return r;
+#endif  // METRICS_AGENT_NO_DASHBOARD
+  }
+
+  // The fleet page with the --peer list written into it as JSON (names and
+  // URLs only; '<' escaped so that no value can end the script element).
+  HttpResponse fleet(const HttpRequest&) {
+#if defined(METRICS_AGENT_NO_DASHBOARD)
+    return HttpResponse::error(404, "this agent is built without the dashboard (METRICS_AGENT_NO_DASHBOARD)");
+#else
+    std::string peers = "[";
+    for (const auto& p : opt_.peers) {
+      std::size_t eq = p.find('=');
+      if (eq == std::string::npos) continue;
+      if (peers.size() > 1) peers += ',';
+      peers += "{\"name\":" + json_string(std::string_view(p).substr(0, eq)) +
+               ",\"url\":" + json_string(std::string_view(p).substr(eq + 1)) + "}";
+    }
+    peers += ']';
+    std::string safe;
+    for (char c : peers) safe += c == '<' ? std::string("\\u003c") : std::string(1, c);
+    HttpResponse r;
+    r.content_type = "text/html; charset=utf-8";
+    r.body = fleet_html();
+    const std::string_view slot = "[/*PEERS*/]";
+    std::size_t at = r.body.find(slot);
+    if (at != std::string::npos) r.body.replace(at, slot.size(), safe);
     r.headers.push_back({"Cache-Control", "no-cache"});
     return r;
 #endif  // METRICS_AGENT_NO_DASHBOARD
@@ -7475,7 +7849,7 @@ class AgentCore {
     if (kind == Stream::Rich || kind == Stream::Dashboard)
       r.on_message = [this](WebSocket& ws, std::string_view m, bool b) { hub_.control(ws, m, b); };
     else if (kind == Stream::Alerts)
-      r.on_message = [](WebSocket& ws, std::string_view m, bool b) { StreamHub::alerts_control(ws, m, b); };
+      r.on_message = [this](WebSocket& ws, std::string_view m, bool b) { hub_.alerts_control(ws, m, b); };
     return r;
   }
 
@@ -7488,7 +7862,10 @@ class AgentCore {
       }
     }
     const std::uint8_t levels = hub_.open(ws, kind).levels;
-    if (kind == Stream::Alerts) alerts_.each_firing(levels, [&ws](const std::string& json) { ws.send_text(json); });
+    if (kind == Stream::Alerts) {
+      const WireFormat format = hub_.format_of(ws);
+      alerts_.each_firing(levels, [&ws, format](const std::string& json) { send_message(ws, json, format); });
+    }
   }
 };
 
@@ -7501,6 +7878,21 @@ class AgentCore {
 METRICS_AGENT_API_INLINE std::string format_duration(double seconds) { return detail::format_duration(seconds); }
 
 METRICS_AGENT_API_INLINE bool valid_host(std::string_view host) { return !detail::host_name_part(host).empty(); }
+
+METRICS_AGENT_API_INLINE bool valid_peer(std::string_view peer) {
+  const std::size_t eq = peer.find('=');
+  if (eq == 0 || eq == std::string_view::npos || eq > 64) return false;
+  for (char c : peer.substr(0, eq))
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return false;
+  std::string_view url = peer.substr(eq + 1);
+  for (std::string_view scheme : {"http://", "https://"}) {
+    if (url.substr(0, scheme.size()) != scheme) continue;
+    std::string_view rest = url.substr(scheme.size());
+    if (rest.find_first_of("?#\"'<> \\") != std::string_view::npos) return false;
+    return valid_host(rest.substr(0, rest.find('/')));
+  }
+  return false;
+}
 
 METRICS_AGENT_API_INLINE std::string hash_password(std::string_view password) { return detail::password_hash(password); }
 
@@ -8513,6 +8905,315 @@ boot();
 </body>
 </html>
 )DASHBOARD";
+}
+
+// The /fleet page, authored as dashboard/fleet.html; the agent writes its
+// --peer list in place of the PEERS marker.
+inline std::string RestApi::fleet_html() {
+  return R"FLEET(<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Fleet · metrics-agent</title>
+<link rel="icon" href="data:,">
+<style>
+:root { --bg:#0f1419; --panel:#182029; --line:#2a3441; --text:#d8dee6; --dim:#8a96a3;
+        --live:#3fb950; --wait:#d29922; --down:#f85149; --bar:#4c8dff; }
+* { box-sizing: border-box; }
+body { margin: 0; background: var(--bg); color: var(--text);
+       font: 14px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }
+body > header { display: flex; align-items: baseline; gap: 16px; padding: 14px 20px;
+                border-bottom: 1px solid var(--line); }
+h1 { font-size: 18px; margin: 0; font-weight: 600; }
+#summary { color: var(--dim); }
+#tiles { display: grid; grid-template-columns: repeat(auto-fill, minmax(230px, 1fr)); gap: 12px; padding: 16px 20px; }
+.tile { background: var(--panel); border: 1px solid var(--line); border-left: 4px solid var(--wait);
+        border-radius: 6px; padding: 10px 12px; cursor: pointer; contain: layout paint; }
+.tile:hover { border-color: #3b4756; }
+.tile[data-state=live] { border-left-color: var(--live); }
+.tile[data-state=unreachable] { border-left-color: var(--down); }
+.tile[data-state=login] { border-left-color: var(--down); cursor: default; }
+.tile[data-state=reconnecting] .vals, .tile[data-state=unreachable] .vals { opacity: .45; }
+.tile > header { display: flex; justify-content: space-between; gap: 8px; align-items: baseline; }
+.name { color: var(--text); font-weight: 600; text-decoration: none; overflow: hidden;
+        text-overflow: ellipsis; white-space: nowrap; }
+.state { font-size: 12px; color: var(--dim); white-space: nowrap; }
+.tile[data-state=live] .state { color: var(--live); }
+.tile[data-state=unreachable] .state, .tile[data-state=login] .state { color: var(--down); }
+.sub { color: var(--dim); font-size: 12px; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.vals { display: grid; grid-template-columns: 58px 1fr; gap: 3px 8px; margin: 8px 0 0; font-variant-numeric: tabular-nums; }
+.vals dt { color: var(--dim); }
+.vals dd { margin: 0; position: relative; }
+.vals dd .bar { position: absolute; left: 0; bottom: -1px; height: 2px; background: var(--bar); width: 0; }
+.alerts.firing { color: var(--down); font-weight: 600; }
+.custom { color: var(--dim); font-size: 12px; margin-top: 6px; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.login { margin-top: 8px; display: grid; gap: 6px; cursor: default; }
+.login[hidden] { display: none; }
+.login input, .login button { font: inherit; padding: 4px 6px; border-radius: 4px; border: 1px solid var(--line);
+                              background: var(--bg); color: var(--text); }
+.login button { background: #23324a; cursor: pointer; }
+.login .err { color: var(--down); font-size: 12px; min-height: 1em; }
+#empty { padding: 20px; color: var(--dim); }
+</style>
+</head>
+<body data-hosts="0" data-live="0">
+<header><h1>Fleet</h1><span id="summary">loading…</span></header>
+<main id="tiles"></main>
+<template id="tile-tpl">
+  <article class="tile" data-state="connecting" data-updates="0">
+    <header><a class="name" target="_blank" rel="noopener"></a><span class="state">connecting</span></header>
+    <div class="sub"></div>
+    <dl class="vals">
+      <dt>CPU</dt><dd class="cpu">–<span class="bar"></span></dd>
+      <dt>Memory</dt><dd class="mem">–<span class="bar"></span></dd>
+      <dt>Disk</dt><dd class="disk">–<span class="bar"></span></dd>
+      <dt>Network</dt><dd class="net">–</dd>
+      <dt>Alerts</dt><dd class="alerts">–</dd>
+    </dl>
+    <div class="custom"></div>
+    <form class="login" hidden>
+      <input name="username" placeholder="user" autocomplete="username" required>
+      <input name="password" type="password" placeholder="password" autocomplete="current-password" required>
+      <button type="submit">Log in to this agent</button>
+      <div class="err"></div>
+    </form>
+  </article>
+</template>
+<script>
+'use strict';
+// The --peer list of the agent that served this page (written in by it).
+const PEERS = [/*PEERS*/];
+const FIELDS = 'cpu,memory,disk,network,system,custom';
+const UNREACHABLE_AFTER = 6;   // failed attempts in a row (about 30 s of backoff)
+const MAX_DELAY_MS = 30000;
+
+function parseHost(s) {
+  let name = '', url = s.trim();
+  const eq = url.indexOf('=');
+  if (eq > 0 && !/^https?:\/\//i.test(url)) { name = url.slice(0, eq); url = url.slice(eq + 1); }
+  try {
+    const u = new URL(url);
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') return null;
+    return { name: name || u.host, url: u.origin + u.pathname.replace(/\/+$/, '') };
+  } catch (e) { return null; }
+}
+
+// ?hosts=NAME=URL,URL,... replaces the list; otherwise this agent, then its peers.
+function hostList() {
+  const q = new URLSearchParams(location.search).get('hosts');
+  if (q !== null) return q.split(',').map(parseHost).filter(Boolean);
+  const self = { name: 'this agent', url: location.origin, self: true };
+  return [self, ...PEERS.map(p => parseHost(p.name + '=' + p.url)).filter(Boolean)];
+}
+
+const pct = v => (typeof v === 'number' && isFinite(v)) ? v.toFixed(1) + '%' : '–';
+function rate(v) {
+  if (typeof v !== 'number' || !isFinite(v)) return '–';
+  const u = ['B/s', 'KB/s', 'MB/s', 'GB/s'];
+  let i = 0;
+  while (v >= 1000 && i < u.length - 1) { v /= 1000; i++; }
+  return (i ? v.toFixed(1) : Math.round(v)) + ' ' + u[i];
+}
+
+// Redraws at most once a frame, only the tiles whose data changed.
+const dirty = new Set();
+let frameQueued = false;
+function markDirty(h) {
+  dirty.add(h);
+  if (!frameQueued) { frameQueued = true; requestAnimationFrame(flush); }
+}
+function flush() {
+  frameQueued = false;
+  for (const h of dirty) h.render();
+  dirty.clear();
+  summary();
+}
+
+class Host {
+  constructor(spec) {
+    this.spec = spec;
+    this.key = 'fleet-token:' + spec.url;
+    this.token = sessionStorage.getItem(this.key) || '';
+    this.state = 'connecting';
+    this.failures = 0;
+    this.gen = 0;
+    this.updates = 0;
+    this.data = null;
+    this.firing = new Map();
+    this.sockets = [];
+    const el = document.getElementById('tile-tpl').content.firstElementChild.cloneNode(true);
+    this.el = el;
+    el.dataset.host = spec.name;
+    this.q = sel => el.querySelector(sel);
+    const a = this.q('.name');
+    a.textContent = spec.name;
+    a.href = spec.url + '/';
+    this.q('.sub').textContent = spec.url;
+    el.addEventListener('click', e => {
+      if (e.target.closest('form') || e.target.closest('a')) return;
+      window.open(spec.url + '/', '_blank', 'noopener');
+    });
+    this.q('form').addEventListener('submit', e => { e.preventDefault(); this.login(); });
+  }
+
+  wsUrl(path) {
+    const u = new URL(this.spec.url + path);
+    u.protocol = u.protocol === 'https:' ? 'wss:' : 'ws:';
+    if (this.token) u.searchParams.set('token', this.token);
+    return u;
+  }
+
+  connect() {
+    const gen = ++this.gen;
+    const ok = () => gen === this.gen;
+    const metrics = this.wsUrl('/api/ws/ws');
+    metrics.searchParams.set('interval', '1');
+    metrics.searchParams.set('metrics', FIELDS);
+    let ws, al;
+    try {
+      ws = new WebSocket(metrics);
+      al = new WebSocket(this.wsUrl('/api/ws/ws/alerts'));
+    } catch (e) { this.retry(gen); return; }
+    this.sockets = [ws, al];
+    ws.onmessage = e => {
+      if (!ok()) return;
+      let m;
+      try { m = JSON.parse(e.data); } catch (err) { return; }
+      if (m.type !== 'metrics' || !m.data) return;
+      this.data = m.data;
+      this.failures = 0;
+      this.updates++;
+      this.setState('live');
+    };
+    al.onmessage = e => {
+      if (!ok()) return;
+      let m;
+      try { m = JSON.parse(e.data); } catch (err) { return; }
+      if (m.type !== 'alert' || m.source === 'broadcast') return;
+      const k = m.metric + '|' + m.level + '|' + m.threshold;
+      if (m.state === 'firing') this.firing.set(k, m); else this.firing.delete(k);
+      markDirty(this);
+    };
+    const closed = e => {
+      if (!ok()) return;
+      if (e.code === 4001) { this.needLogin(e.reason); return; }
+      this.retry(gen);
+    };
+    ws.onclose = closed;
+    al.onclose = closed;
+  }
+
+  drop() {
+    this.gen++;
+    for (const s of this.sockets) { s.onclose = s.onmessage = null; try { s.close(); } catch (e) {} }
+    this.sockets = [];
+  }
+
+  // Exponential backoff with jitter, each tile on its own.
+  retry() {
+    this.drop();
+    this.failures++;
+    this.firing.clear();
+    this.setState(this.failures >= UNREACHABLE_AFTER ? 'unreachable' : 'reconnecting');
+    const delay = Math.min(MAX_DELAY_MS, 500 * 2 ** (this.failures - 1)) * (0.8 + 0.4 * Math.random());
+    setTimeout(() => this.connect(), delay);
+  }
+
+  needLogin(reason) {
+    this.drop();
+    if (this.token) sessionStorage.removeItem(this.key);
+    this.token = '';
+    this.q('.err').textContent = reason && reason !== 'missing token' ? reason : '';
+    this.setState('login');
+  }
+
+  async login() {
+    const f = this.q('form'), err = this.q('.err');
+    err.textContent = '';
+    try {
+      const r = await fetch(this.spec.url + '/api/auth/login', {
+        method: 'POST', headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ username: f.username.value, password: f.password.value }) });
+      const body = await r.json().catch(() => ({}));
+      if (!r.ok || !body.access_token) { err.textContent = body.error || ('login failed: HTTP ' + r.status); return; }
+      this.token = body.access_token;
+      sessionStorage.setItem(this.key, this.token);
+      f.password.value = '';
+      this.failures = 0;
+      this.setState('connecting');
+      this.connect();
+    } catch (e) {
+      err.textContent = 'cannot reach ' + this.spec.url + ' (is --cors-origin set?)';
+    }
+  }
+
+  setState(s) {
+    this.state = s;
+    markDirty(this);
+  }
+
+  render() {
+    const el = this.el, d = this.data;
+    el.dataset.state = this.state;
+    el.dataset.updates = this.updates;
+    this.q('.state').textContent = this.state === 'login' ? 'login needed' : this.state;
+    this.q('form').hidden = this.state !== 'login';
+    if (!d) return;
+    const bar = (sel, v) => {
+      const dd = this.q(sel);
+      dd.firstChild.nodeValue = pct(v);
+      dd.lastChild.style.width = (typeof v === 'number' ? Math.max(0, Math.min(100, v)) : 0) + '%';
+    };
+    bar('.cpu', d.cpu && d.cpu.usage_percent);
+    bar('.mem', d.memory && d.memory.usage_percent);
+    let disk = null;
+    const parts = (d.disk && d.disk.partitions) || {};
+    for (const k in parts) {
+      const v = parts[k] && parts[k].usage_percent;
+      if (typeof v === 'number' && (disk === null || v > disk)) disk = v;
+    }
+    bar('.disk', disk);
+    const n = d.network;
+    this.q('.net').textContent = n ? '↓ ' + rate(n.bytes_recv_per_sec) + '  ↑ ' + rate(n.bytes_sent_per_sec) : '–';
+    const al = this.q('.alerts');
+    al.textContent = this.firing.size ? this.firing.size + ' firing' : 'none';
+    al.classList.toggle('firing', this.firing.size > 0);
+    if (d.system && d.system.hostname) this.q('.sub').textContent = d.system.hostname + ' · ' + this.spec.url;
+    const c = d.custom || {};
+    this.q('.custom').textContent = Object.keys(c).map(k => k + ' ' + (c[k] === null ? '–' : c[k])).join(' · ');
+  }
+}
+
+let hosts = [];
+function summary() {
+  const count = s => hosts.filter(h => h.state === s).length;
+  const live = count('live');
+  document.body.dataset.hosts = hosts.length;
+  document.body.dataset.live = live;
+  const parts = [hosts.length + (hosts.length === 1 ? ' host' : ' hosts'), live + ' live'];
+  for (const s of ['connecting', 'reconnecting', 'unreachable', 'login']) {
+    const n = count(s);
+    if (n) parts.push(n + ' ' + (s === 'login' ? 'need login' : s));
+  }
+  document.getElementById('summary').textContent = parts.join(' · ');
+}
+
+function start() {
+  const list = hostList();
+  const main = document.getElementById('tiles');
+  if (!list.length) {
+    main.innerHTML = '<p id="empty">No hosts: start the agent with --peer NAME=URL, or open /fleet?hosts=NAME=URL,…</p>';
+  }
+  hosts = list.map(s => new Host(s));
+  for (const h of hosts) { main.appendChild(h.el); h.connect(); }
+  summary();
+}
+start();
+</script>
+</body>
+</html>
+)FLEET";
 }
 
 }  // namespace detail

@@ -24,6 +24,7 @@ if [ "$want" = test ]; then
   need libcpp-httplib-dev /usr/include/httplib.h
   need python3-websockets /usr/lib/python3/dist-packages/websockets
   need python3-psutil /usr/lib/python3/dist-packages/psutil
+  need python3-msgpack /usr/lib/python3/dist-packages/msgpack
   need python3-pytest /usr/lib/python3/dist-packages/pytest
   need python3-selenium /usr/lib/python3/dist-packages/selenium
   need chromium /usr/bin/chromium

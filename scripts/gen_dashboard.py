@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Writes dashboard/index.html into metrics_agent.hpp's dashboard section.
+"""Writes dashboard/index.html (and dashboard/fleet.html, the /fleet page)
+into metrics_agent.hpp's dashboard section.
 
 The page is authored as dashboard/index.html; the header embeds it verbatim
 as the raw string R"DASHBOARD(...)DASHBOARD" so that it stays one file to
@@ -8,6 +9,9 @@ drop in. Run this after editing the page:
     scripts/gen_dashboard.py           rewrite the header's copy
     scripts/gen_dashboard.py --check   exit 1 when the two differ (a test)
     scripts/gen_dashboard.py --extract write the header's copy to the page
+
+Each page has its own raw string: R"DASHBOARD(...)DASHBOARD" for index.html,
+R"FLEET(...)FLEET" for fleet.html.
 
 Only the standard library.
 """
@@ -19,9 +23,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HEADER = os.path.join(ROOT, "metrics_agent.hpp")
 PAGE = os.path.join(ROOT, "dashboard", "index.html")
 OPEN, CLOSE = 'R"DASHBOARD(', ')DASHBOARD"'
+# Every embedded page: (file, opening, closing of its raw string).
+PAGES = [(PAGE, OPEN, CLOSE),
+         (os.path.join(ROOT, "dashboard", "fleet.html"), 'R"FLEET(', ')FLEET"')]
 
 
-def split(header):
+def split(header, OPEN=OPEN, CLOSE=CLOSE):
     start = header.index(OPEN) + len(OPEN)
     end = header.index(CLOSE, start)
     return header[:start], header[start:end], header[end:]
@@ -38,21 +45,29 @@ def write(path, text):
 
 
 def main(argv):
+    for page, opening, closing in PAGES:
+        status = embed(argv, page, opening, closing)
+        if status:
+            return status
+    return 0
+
+
+def embed(argv, PAGE, OPEN, CLOSE):
     header = read(HEADER)
-    before, embedded, after = split(header)
+    before, embedded, after = split(header, OPEN, CLOSE)
     if "--extract" in argv:
         write(PAGE, embedded)
         return 0
     page = read(PAGE)
     if CLOSE in page:
-        print("dashboard/index.html contains %s, which would end the raw string" % CLOSE, file=sys.stderr)
+        print("%s contains %s, which would end the raw string" % (os.path.relpath(PAGE, ROOT), CLOSE), file=sys.stderr)
         return 1
     if "--check" in argv:
         if page != embedded:
-            print("metrics_agent.hpp's dashboard differs from dashboard/index.html: "
-                  "run scripts/gen_dashboard.py", file=sys.stderr)
+            print("metrics_agent.hpp's copy differs from %s: "
+                  "run scripts/gen_dashboard.py" % os.path.relpath(PAGE, ROOT), file=sys.stderr)
             return 1
-        print("the header's dashboard matches dashboard/index.html")
+        print("the header's copy matches %s" % os.path.relpath(PAGE, ROOT))
         return 0
     if page != embedded:
         write(HEADER, before + page + after)
