@@ -90,8 +90,8 @@ $(BUILD)/metrics-agent-poll: main.cpp $(HEADERS) | deps
 test: deps-test
 	cmake -S . -B $(BUILD)/cmake -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_SAN) > /dev/null
 	cmake --build $(BUILD)/cmake -j$$(nproc)
-	@start=$$(date +%s); cd $(BUILD)/cmake && ctest --output-on-failure --timeout 900 -j$$(nproc) -LE slow; rc=$$?; \
-	  echo "ctest took $$(( $$(date +%s) - start )) s (-j$$(nproc))"; exit $$rc
+	@start=$$(date +%s); cd $(BUILD)/cmake && ctest --output-on-failure --timeout 900 -j$$(( $$(nproc) * 2 )) -LE slow; rc=$$?; \
+	  echo "ctest took $$(( $$(date +%s) - start )) s (-j$$(( $$(nproc) * 2 )))"; exit $$rc
 
 # tests/fuzz/fuzz_*.cpp, each run SECONDS seconds from its seeds in
 # tests/fuzz/corpus/<name>/; what they add and find stays in $(BUILD)/fuzz/work/.
