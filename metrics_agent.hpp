@@ -2751,6 +2751,24 @@ namespace metrics_agent {
 namespace detail {
 namespace net {
 
+// The peer of an accepted connection as text, and whether it is loopback
+// (127.0.0.0/8, ::1, or ::ffff:127.x.y.z): both socket APIs below.
+inline void describe_peer(const sockaddr_storage& ss, std::string& remote, bool& loopback) {
+  char buf[INET6_ADDRSTRLEN] = "";
+  loopback = false;
+  if (ss.ss_family == AF_INET) {
+    const auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
+    inet_ntop(AF_INET, &a->sin_addr, buf, sizeof buf);
+    loopback = (ntohl(a->sin_addr.s_addr) >> 24) == 127;
+  } else if (ss.ss_family == AF_INET6) {
+    const auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
+    inet_ntop(AF_INET6, &a->sin6_addr, buf, sizeof buf);
+    loopback = IN6_IS_ADDR_LOOPBACK(&a->sin6_addr) ||
+               (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr) && a->sin6_addr.s6_addr[12] == 127);
+  }
+  remote = buf;
+}
+
 // ---- POSIX sockets (Linux, the BSDs, macOS) -------------------------------
 
 #if defined(METRICS_AGENT_PLATFORM_POSIX)
@@ -2792,19 +2810,7 @@ inline socket_t accept_nonblocking(socket_t l, std::string& remote, bool& loopba
   if (s < 0) return invalid_socket;
   int one = 1;
   ::setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  char buf[INET6_ADDRSTRLEN] = "";
-  loopback = false;
-  if (ss.ss_family == AF_INET) {
-    auto* a = reinterpret_cast<sockaddr_in*>(&ss);
-    inet_ntop(AF_INET, &a->sin_addr, buf, sizeof buf);
-    loopback = (ntohl(a->sin_addr.s_addr) >> 24) == 127;
-  } else if (ss.ss_family == AF_INET6) {
-    auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
-    inet_ntop(AF_INET6, &a->sin6_addr, buf, sizeof buf);
-    loopback = IN6_IS_ADDR_LOOPBACK(&a->sin6_addr) ||
-               (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr) && a->sin6_addr.s6_addr[12] == 127);
-  }
-  remote = buf;
+  describe_peer(ss, remote, loopback);
   return s;
 }
 
@@ -2869,19 +2875,7 @@ inline socket_t accept_nonblocking(socket_t l, std::string& remote, bool& loopba
   ::ioctlsocket(s, FIONBIO, &nonblocking);
   BOOL one = TRUE;
   ::setsockopt(s, IPPROTO_TCP, TCP_NODELAY, reinterpret_cast<const char*>(&one), sizeof one);
-  char buf[INET6_ADDRSTRLEN] = "";
-  loopback = false;
-  if (ss.ss_family == AF_INET) {
-    auto* a = reinterpret_cast<sockaddr_in*>(&ss);
-    inet_ntop(AF_INET, &a->sin_addr, buf, sizeof buf);
-    loopback = (ntohl(a->sin_addr.s_addr) >> 24) == 127;
-  } else if (ss.ss_family == AF_INET6) {
-    auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
-    inet_ntop(AF_INET6, &a->sin6_addr, buf, sizeof buf);
-    loopback = IN6_IS_ADDR_LOOPBACK(&a->sin6_addr) ||
-               (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr) && a->sin6_addr.s6_addr[12] == 127);
-  }
-  remote = buf;
+  describe_peer(ss, remote, loopback);
   return s;
 }
 

@@ -143,9 +143,19 @@ def test_node_exporter_families_match(spawn, tmp_path):
         ne.kill()
 
     mem_total = theirs["node_memory_MemTotal_bytes"][1][()]
+    # node_exporter lists pid 1's mounts, the agent its own. They are the same
+    # table except in a chroot that shares pid 1 with the host (an overlay
+    # root made by hand), where the two lists cannot agree.
+    own_root = os.stat("/")
+    pid1_root = os.stat("/proc/1/root/")
+    same_mounts = (own_root.st_dev, own_root.st_ino) == (pid1_root.st_dev, pid1_root.st_ino)
+    if not same_mounts:
+        e2e_util.log("chroot beside pid 1: node_filesystem_* not compared")
     compared, problems = 0, []
     for name, (typ, series) in sorted(theirs.items()):
         if not wanted(name):
+            continue
+        if not same_mounts and name.startswith("node_filesystem_"):
             continue
         if name not in after:
             problems.append("%s: missing" % name)
