@@ -7283,6 +7283,11 @@ struct Sampling {
   std::size_t textfile_gauges = 0;  // the first gauges: --textfile-dir's samples
 };
 
+// ============================================================================
+// Implementation: node_exporter's further families and the textfile directory,
+// read for /metrics (the textfiles' samples also as gauges, at every tick)
+// ============================================================================
+
 // ---- the textfile directory, read ---------------------------------------------
 
 // Adds one file's families to the ones before it, or says why it cannot.
@@ -7422,11 +7427,6 @@ class TextfileGauges {
   std::vector<std::string> tracked_;
   std::vector<double> values_;
 };
-
-// ============================================================================
-// Implementation: node_exporter's further families and the textfile directory,
-// read for /metrics only
-// ============================================================================
 
 // Reads NodeDetail and the textfile directory when /metrics is scraped, at
 // most once per snapshot (the tick): scrapes within one tick share the
