@@ -47,7 +47,8 @@ repeatable options take a comma-separated list there):
   --gauge NAME=FILE          publish the number in FILE as the application gauge NAME, read at every
                              tick (repeatable; for cron jobs and scripts; keep FILE on a local disk)
   --textfile-dir DIR         add the samples of DIR/*.prom (Prometheus text format) to /metrics, read when
-                             scraped, as node_exporter's textfile collector does
+                             scraped, as node_exporter's textfile collector does; each sample without
+                             labels found at start is also a gauge of its name, read at every tick
   --peer NAME=URL            another agent shown on the /fleet page, e.g. web1=http://10.0.0.5:54112
                              (repeatable; this agent is always listed)
 )";

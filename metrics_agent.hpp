@@ -5764,10 +5764,12 @@ inline std::string parse_prom_text(std::string_view text, std::vector<TextFamily
 // Application gauges come last, so that a name clash with any family before
 // them is seen: a gauge whose sanitized name is already taken (by a family or
 // an earlier gauge) is left out rather than duplicated, which Prometheus would
-// reject. `begin` is where this exposition starts in `out`.
+// reject. `begin` is where this exposition starts in `out`. The first
+// `from_textfiles` gauges are the textfiles' samples, whose own families
+// stand for them.
 inline void append_application_gauges(std::string& out, std::size_t begin, const std::vector<Gauge>& gauges,
-                                      const std::vector<std::string>& gauge_help) {
-  for (std::size_t i = 0; i < gauges.size(); ++i) {
+                                      const std::vector<std::string>& gauge_help, std::size_t from_textfiles = 0) {
+  for (std::size_t i = from_textfiles; i < gauges.size(); ++i) {
     const Gauge& g = gauges[i];
     const std::size_t mark = out.size();
     out += "# HELP ";
@@ -5804,10 +5806,11 @@ inline void append_application_gauges(std::string& out, std::size_t begin, const
 // collect is left out, and node_scrape_collector_success{collector} says so.
 // `gauge_help[i]` is the help text of s.custom[i].
 // `node` and `textfile`, where given, add node_exporter's further families
-// and the textfile directory's.
+// and the textfile directory's; the first `textfile_gauges` gauges are its
+// samples (see TextfileGauges) and are left to its families.
 inline void append_prometheus(std::string& out, const Snapshot& s, const std::vector<std::string>& gauge_help,
                               const PrometheusSelf& self, const NodeDetail* node = nullptr,
-                              const TextfileScrape* textfile = nullptr) {
+                              const TextfileScrape* textfile = nullptr, std::size_t textfile_gauges = 0) {
   const std::size_t begin = out.size();
   out.reserve(begin + prometheus_size_estimate(s, gauge_help) + (node != nullptr ? 32768 : 0));
   const prom::Input in{s, self, node, textfile};
@@ -5819,7 +5822,7 @@ inline void append_prometheus(std::string& out, const Snapshot& s, const std::ve
   }
   append_node_families(out, in);
   if (textfile != nullptr) append_textfile_families(out, begin, *textfile);
-  append_application_gauges(out, begin, s.custom, gauge_help);
+  append_application_gauges(out, begin, s.custom, gauge_help, textfile_gauges);
 }
 
 }  // namespace detail
@@ -7271,22 +7274,159 @@ struct Sampling {
   History history;
   std::vector<std::pair<std::string, std::function<double()>>> gauge_fns;
   std::vector<std::string> gauge_help;
+  std::size_t textfile_gauges = 0;  // the first gauges: --textfile-dir's samples
 };
 
 // ============================================================================
 // Implementation: node_exporter's further families and the textfile directory,
-// read for /metrics only
+// read for /metrics (the textfiles' samples also as gauges, at every tick)
 // ============================================================================
+
+// ---- the textfile directory, read ---------------------------------------------
+
+// Adds one file's families to the ones before it, or says why it cannot.
+inline std::string merge_textfile(std::vector<TextFamily>& parsed, std::vector<TextFamily>& all,
+                                  std::unordered_set<std::string>& series) {
+  std::vector<std::string> keys;
+  for (const TextFamily& f : parsed) {
+    for (const TextFamily& g : all)
+      if (g.name == f.name && g.type != f.type) return "family " + f.name + " has another type in an earlier file";
+    for (const TextSample& s : f.samples) {
+      std::string key = s.name + "{" + s.labels;
+      if (series.count(key) != 0) return "series " + s.name + " is already in an earlier file";
+      keys.push_back(std::move(key));
+    }
+  }
+  for (std::string& k : keys) series.insert(std::move(k));
+  for (TextFamily& f : parsed) {
+    auto it = std::find_if(all.begin(), all.end(), [&](const TextFamily& g) { return g.name == f.name; });
+    if (it == all.end()) {
+      all.push_back(std::move(f));
+    } else {
+      for (TextSample& s : f.samples) it->samples.push_back(std::move(s));
+      if (it->help.empty()) it->help = std::move(f.help);
+    }
+  }
+  return {};
+}
+
+inline constexpr std::size_t kMaxTextfileBytes = std::size_t(4) << 20;
+inline constexpr std::size_t kMaxTextfiles = 1000;
+// Read on the loop thread: all files together stay small.
+inline constexpr std::size_t kMaxTextfileTotalBytes = std::size_t(16) << 20;
+
+#if defined(METRICS_AGENT_HAS_NODE_READER)
+// Every *.prom file of `dir`, in name order, into `t`. A file that cannot be
+// read or parsed, or whose families contradict an earlier file's, sets the
+// error and is left out; the others are kept. Returns why the last file that
+// failed was refused ("" when none failed).
+inline std::string read_textfile_dir(const std::string& dir, TextfileScrape& t) {
+  t = TextfileScrape{};
+  std::string problem;
+  std::vector<std::string> names;
+  if (!list_files_with_suffix(dir, ".prom", kMaxTextfiles, names)) {
+    t.error = true;
+    return "cannot list " + dir;
+  }
+  std::unordered_set<std::string> series;
+  std::vector<TextFamily> parsed;
+  std::size_t total = 0;
+  for (const std::string& n : names) {
+    const std::string path = dir + "/" + n;
+    std::string text;
+    double mtime = 0;
+    std::string why = read_regular_file(path, kMaxTextfileBytes, text, mtime);
+    total += text.size();
+    if (why.empty() && total > kMaxTextfileTotalBytes) why = "the directory's files exceed 16 MiB together";
+    parsed.clear();
+    if (why.empty()) why = parse_prom_text(text, parsed);
+    if (why.empty()) why = merge_textfile(parsed, t.families, series);
+    if (!why.empty()) {
+      t.error = true;
+      problem = path + ": " + why;
+      continue;
+    }
+    t.files.push_back({path, mtime});
+  }
+  return problem;
+}
+#endif  // METRICS_AGENT_HAS_NODE_READER
+
+// The textfiles' samples as gauges (streams, history, alert rules). Each
+// sample without labels whose name is also an alert rule's metric name
+// (letters, digits, '_', no ':') becomes a gauge of that name; labelled
+// samples (a name per label set would not be stable to type) stay on
+// /metrics only. The set is fixed when the agent is built, as every gauge's
+// is; a sample that appears later is on /metrics only until a restart. The
+// directory is read at most once per tick, only when --textfile-dir is set,
+// with /metrics' limits; a gauge whose sample is missing this tick (its file
+// is gone, malformed or contradicts another) reads NaN, and the others keep
+// their values.
+class TextfileGauges {
+ public:
+  explicit TextfileGauges(std::string dir) : dir_(std::move(dir)) {}
+
+  // The gauge names of one reading, in family order.
+  static std::vector<std::pair<std::string, std::string>> names(const TextfileScrape& t) {
+    std::vector<std::pair<std::string, std::string>> out;  // name, help
+    for (const TextFamily& f : t.families)
+      for (const TextSample& s : f.samples) {
+        const bool ok = !s.name.empty() && std::all_of(s.name.begin(), s.name.end(), [](char c) {
+          return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+        });
+        if (s.labels.empty() && ok) out.emplace_back(s.name, f.help);
+      }
+    return out;
+  }
+  // The value of the unlabelled sample `name` in `t`; NaN when it is not there.
+  static double value_of(const TextfileScrape& t, std::string_view name) {
+    for (const TextFamily& f : t.families)
+      for (const TextSample& s : f.samples)
+        if (s.labels.empty() && s.name == name) return s.value;
+    return std::nan("");
+  }
+
+  // Reads the directory and keeps the values of `tracked` names.
+  void refresh() {
+    std::lock_guard<std::mutex> lk(mu_);
+#if defined(METRICS_AGENT_HAS_NODE_READER)
+    read_textfile_dir(dir_, scrape_);
+#endif  // METRICS_AGENT_HAS_NODE_READER
+    values_.assign(tracked_.size(), std::nan(""));
+    for (std::size_t i = 0; i < tracked_.size(); ++i) values_[i] = value_of(scrape_, tracked_[i]);
+  }
+  // The names found now (at construction of the agent).
+  std::vector<std::pair<std::string, std::string>> discover() {
+    std::lock_guard<std::mutex> lk(mu_);
+#if defined(METRICS_AGENT_HAS_NODE_READER)
+    read_textfile_dir(dir_, scrape_);
+#endif  // METRICS_AGENT_HAS_NODE_READER
+    return names(scrape_);
+  }
+  std::size_t track(std::string name) {
+    std::lock_guard<std::mutex> lk(mu_);
+    tracked_.push_back(std::move(name));
+    values_.push_back(value_of(scrape_, tracked_.back()));
+    return tracked_.size() - 1;
+  }
+  double value(std::size_t i) {
+    std::lock_guard<std::mutex> lk(mu_);
+    return i < values_.size() ? values_[i] : std::nan("");
+  }
+
+ private:
+  std::mutex mu_;
+  std::string dir_;
+  TextfileScrape scrape_;
+  std::vector<std::string> tracked_;
+  std::vector<double> values_;
+};
 
 // Reads NodeDetail and the textfile directory when /metrics is scraped, at
 // most once per snapshot (the tick): scrapes within one tick share the
 // reading. A tick with nobody scraping reads none of it.
 class NodeExposition {
  public:
-  static constexpr std::size_t kMaxTextfileBytes = std::size_t(4) << 20;
-  static constexpr std::size_t kMaxTextfiles = 1000;
-  // Read on the loop thread: all files together stay small.
-  static constexpr std::size_t kMaxTextfileTotalBytes = std::size_t(16) << 20;
 
   NodeExposition(const std::string& host_root, std::string textfile_dir)
       : textfile_dir_(std::move(textfile_dir))
@@ -7329,71 +7469,13 @@ class NodeExposition {
   }
 
 #if defined(METRICS_AGENT_HAS_NODE_READER)
-  // Every *.prom file of `dir`, in name order. A file that cannot be read
-  // or parsed, or whose families contradict an earlier file's, sets the
-  // error and is left out; the others are kept.
-  void read_textfiles(const std::string& dir, TextfileScrape& t) {
-    t = TextfileScrape{};
-    problem_.clear();
-    std::vector<std::string> names;
-    if (!list_files_with_suffix(dir, ".prom", kMaxTextfiles, names)) {
-      t.error = true;
-      problem_ = "cannot list " + dir;
-      return;
-    }
-    std::unordered_set<std::string> series;
-    std::vector<TextFamily> parsed;
-    std::size_t total = 0;
-    for (const std::string& n : names) {
-      const std::string path = dir + "/" + n;
-      std::string text;
-      double mtime = 0;
-      std::string why = read_regular_file(path, kMaxTextfileBytes, text, mtime);
-      total += text.size();
-      if (why.empty() && total > kMaxTextfileTotalBytes) why = "the directory's files exceed 16 MiB together";
-      parsed.clear();
-      if (why.empty()) why = parse_prom_text(text, parsed);
-      if (why.empty()) why = merge(parsed, t.families, series);
-      if (!why.empty()) {
-        t.error = true;
-        problem_ = path + ": " + why;
-        continue;
-      }
-      t.files.push_back({path, mtime});
-    }
-  }
+  void read_textfiles(const std::string& dir, TextfileScrape& t) { problem_ = read_textfile_dir(dir, t); }
 #endif  // METRICS_AGENT_HAS_NODE_READER
 
  private:
   static std::string root(std::string r) {
     while (!r.empty() && r.back() == '/') r.pop_back();
     return r;
-  }
-
-  // Adds one file's families to the ones before it, or says why it cannot.
-  static std::string merge(std::vector<TextFamily>& parsed, std::vector<TextFamily>& all,
-                           std::unordered_set<std::string>& series) {
-    std::vector<std::string> keys;
-    for (const TextFamily& f : parsed) {
-      for (const TextFamily& g : all)
-        if (g.name == f.name && g.type != f.type) return "family " + f.name + " has another type in an earlier file";
-      for (const TextSample& s : f.samples) {
-        std::string key = s.name + "{" + s.labels;
-        if (series.count(key) != 0) return "series " + s.name + " is already in an earlier file";
-        keys.push_back(std::move(key));
-      }
-    }
-    for (std::string& k : keys) series.insert(std::move(k));
-    for (TextFamily& f : parsed) {
-      auto it = std::find_if(all.begin(), all.end(), [&](const TextFamily& g) { return g.name == f.name; });
-      if (it == all.end()) {
-        all.push_back(std::move(f));
-      } else {
-        for (TextSample& s : f.samples) it->samples.push_back(std::move(s));
-        if (it->help.empty()) it->help = std::move(f.help);
-      }
-    }
-    return {};
   }
 
   std::string textfile_dir_;
@@ -7516,7 +7598,8 @@ class RestApi {
     node_.refresh(sampling_.snap.timestamp_us);
     const std::string problem = node_.new_textfile_problem();
     if (!problem.empty()) server_.log("textfile left out: " + problem);
-    append_prometheus(r.body, sampling_.snap, sampling_.gauge_help, self, node_.node(), node_.textfile());
+    append_prometheus(r.body, sampling_.snap, sampling_.gauge_help, self, node_.node(), node_.textfile(),
+                      sampling_.textfile_gauges);
     return r;
   }
 
@@ -7673,6 +7756,22 @@ class AgentCore {
     for (const auto& spec : kStreams) server_.websocket(spec.path, stream_route(spec));
     rest_.install();
     auth_.set_post([this](std::function<void()> fn) { server_.post(std::move(fn)); });
+    if (!opt_.textfile_dir.empty()) adopt_textfile_gauges();
+  }
+
+  // The textfiles' samples found now become gauges (see TextfileGauges); a
+  // name the alert rules already know (cpu, load1, ...) stays on /metrics.
+  // Added before any add_gauge can be, they are the first gauges.
+  void adopt_textfile_gauges() {
+    textgauges_ = std::make_shared<TextfileGauges>(opt_.textfile_dir);
+    for (auto& [name, help] : textgauges_->discover()) {
+      if (builtin_alert_metric(name)) continue;
+      const std::size_t i = textgauges_->track(name);
+      textfile_gauges_.push_back(name);
+      ++sampling_.textfile_gauges;
+      sampling_.gauge_fns.emplace_back(std::move(name), [tg = textgauges_, i] { return tg->value(i); });
+      sampling_.gauge_help.push_back(help.empty() ? "Read from a textfile in " + opt_.textfile_dir + "." : std::move(help));
+    }
   }
 
   // `path` under the host root ("/host" + "/proc"); the root without a
@@ -7714,6 +7813,9 @@ class AgentCore {
   std::mutex setup_mu_;
   bool prepared_ = false;
   std::vector<std::function<void(const Snapshot&)>> snapshot_fns_;
+  // --textfile-dir's samples as gauges; null without the option.
+  std::shared_ptr<TextfileGauges> textgauges_;
+  std::vector<std::string> textfile_gauges_;  // their names, while no add_gauge replaced them
 
   // Options and alert rules (each rule's metric is built in or a gauge).
   bool validate(std::string* error) const {
@@ -7736,6 +7838,19 @@ class AgentCore {
     if (prepared_) {
       if (error) *error = "add_gauge('" + name + "'): gauges are added before listen()/start()/run()";
       return false;
+    }
+    // A gauge added by name takes the place of a textfile's sample of that name.
+    auto tf = std::find(textfile_gauges_.begin(), textfile_gauges_.end(), name);
+    if (tf != textfile_gauges_.end()) {
+      textfile_gauges_.erase(tf);
+      --sampling_.textfile_gauges;
+      auto& fns = sampling_.gauge_fns;
+      for (std::size_t g = 0; g < fns.size(); ++g)
+        if (fns[g].first == name) {
+          fns.erase(fns.begin() + std::ptrdiff_t(g));
+          sampling_.gauge_help.erase(sampling_.gauge_help.begin() + std::ptrdiff_t(g));
+          break;
+        }
     }
     sampling_.gauge_fns.emplace_back(std::move(name), std::move(read));
     sampling_.gauge_help.push_back(std::move(help));
@@ -7794,6 +7909,7 @@ class AgentCore {
     collector_->sample_fast(s, mono_now());
     if (slow_) slow_->merge_into(s, mono_now(), std::max(3.0, 3 * opt_.tick_seconds));
     s.timestamp_us = wall_now_us();
+    if (textgauges_ && !textfile_gauges_.empty()) textgauges_->refresh();
     s.custom.resize(gauges.size());
     for (std::size_t i = 0; i < gauges.size(); ++i) {
       s.custom[i].name = gauges[i].first;

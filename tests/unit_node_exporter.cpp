@@ -399,3 +399,66 @@ TEST(Sensors, TheRichStreamCarriesTheFixtureBoardsTemperatures) {
 }
 
 }  // namespace
+
+// The textfiles' samples as gauges: each sample without labels whose name an
+// alert rule can spell becomes a gauge of that name.
+TEST(TextfileGauges, UnlabelledSamplesBecomeGauges) {
+  std::vector<TextFamily> f;
+  ASSERT_EQ(parse_prom_text("# HELP backup_age_seconds Since the last backup.\n# TYPE backup_age_seconds gauge\n"
+                            "backup_age_seconds 120\njobs{q=\"a\"} 1\njobs 3\nrule:ratio 0.5\n"
+                            "# TYPE lat summary\nlat{quantile=\"0.5\"} 2\nlat_sum 8\nlat_count 4\n",
+                            f),
+            "");
+  TextfileScrape t;
+  t.families = f;
+  const auto names = TextfileGauges::names(t);
+  ASSERT_EQ(names.size(), 4u);
+  EXPECT_EQ(names[0].first, "backup_age_seconds");
+  EXPECT_EQ(names[0].second, "Since the last backup.");
+  EXPECT_EQ(names[1].first, "jobs");
+  EXPECT_EQ(names[2].first, "lat_sum");
+  EXPECT_EQ(names[3].first, "lat_count");
+  EXPECT_EQ(TextfileGauges::value_of(t, "backup_age_seconds"), 120);
+  EXPECT_EQ(TextfileGauges::value_of(t, "jobs"), 3) << "the labelled series is not the gauge";
+  EXPECT_TRUE(std::isnan(TextfileGauges::value_of(t, "gone")));
+}
+
+TEST(TextfileGauges, AgentReadsThemEveryTickAndABadFileBlanksOnlyItsOwn) {
+  test_fixtures::TempTree tree;
+  const std::string dir = tree.path("textfiles").string();
+  std::filesystem::create_directories(dir);
+  auto write = [&](const std::string& name, const std::string& text) {
+    std::ofstream(dir + "/" + name) << text;
+  };
+  write("a.prom", "queue_depth 7\n");
+  write("b.prom", "backup_ok 1\ncpu 5\n");
+  Options o;
+  o.textfile_dir = dir;
+  o.alerts = {"queue_depth>50:0s", "backup_ok<1"};
+  Agent agent(o);
+  std::string why;
+  EXPECT_TRUE(agent.validate(&why)) << why;
+  std::string json = agent.collect_once_json(0.01);
+  EXPECT_NE(json.find("\"queue_depth\":7"), std::string::npos) << json;
+  EXPECT_NE(json.find("\"backup_ok\":1"), std::string::npos) << json;
+  EXPECT_EQ(json.find("\"cpu\":5"), std::string::npos) << "a built-in alert name is not taken over: " << json;
+  write("a.prom", "queue_depth 80\n");
+  write("b.prom", "backup_ok{broken 1\n");
+  json = agent.collect_once_json(0.01);
+  EXPECT_NE(json.find("\"queue_depth\":80"), std::string::npos) << json;
+  EXPECT_EQ(json.find("\"backup_ok\":1"), std::string::npos) << json;
+
+  // On /metrics the textfile's family stands for the gauge, also when its file failed.
+  Snapshot snap;
+  snap.custom = {{"backup_ok", "", std::nan("")}, {"mine", "", 2}};
+  std::string out;
+  append_prometheus(out, snap, {}, PrometheusSelf{}, nullptr, nullptr, 1);
+  EXPECT_EQ(out.find("backup_ok"), std::string::npos) << out;
+  EXPECT_NE(out.find("mine 2"), std::string::npos) << out;
+
+  // --gauge of the same name takes the textfile sample's place.
+  Agent other(o);
+  ASSERT_TRUE(other.add_gauge("queue_depth", "mine", [] { return 42.0; }));
+  json = other.collect_once_json(0.01);
+  EXPECT_NE(json.find("\"queue_depth\":42"), std::string::npos) << json;
+}
