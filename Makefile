@@ -94,7 +94,7 @@ test: deps-test
 	  echo "ctest took $$(( $$(date +%s) - start )) s (-j$$(( $$(nproc) * 2 )))"; exit $$rc
 
 # tests/fuzz/fuzz_*.cpp, each run SECONDS seconds from its seeds in
-# tests/fuzz/corpus/<name>/; what they add and find stays in $(BUILD)/fuzz/work/.
+# tests/fuzz/corpus/<name>/; what they add and find stays in $(BUILD)/fuzz/runs/.
 SECONDS ?= 60
 fuzz:
 	@sh scripts/deps.sh fuzz
@@ -102,7 +102,7 @@ fuzz:
 	cmake --build $(BUILD)/fuzz -j$$(nproc)
 	@for src in tests/fuzz/fuzz_*.cpp; do \
 	  n=$$(basename $$src .cpp); s=$${n#fuzz_}; \
-	  sh tests/fuzz/run.sh $(BUILD)/fuzz/$$n tests/fuzz/corpus/$$s $(BUILD)/fuzz/work/$$s $(SECONDS) || exit 1; \
+	  sh tests/fuzz/run.sh $(BUILD)/fuzz/$$n tests/fuzz/corpus/$$s $(BUILD)/fuzz/runs/$$s $(SECONDS) || exit 1; \
 	done
 
 # The slow tests (label slow): 100,000-connection churn.
