@@ -13,10 +13,12 @@
 namespace test_net {
 
 // A blocking connection to 127.0.0.1:`port` whose reads give up after 5 s,
-// or -1.
-inline int connect_to(int port) {
+// or -1. A positive `rcvbuf` sets the receive buffer, before the connection
+// is made as it must be.
+inline int connect_to(int port, int rcvbuf = 0) {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0) return -1;
+  if (rcvbuf > 0) ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
   timeval tv{5, 0};
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   sockaddr_in a{};

@@ -80,25 +80,8 @@ int read_frame(int fd, std::string& payload) {
 
 // A WebSocket client on a blocking socket (reads give up after 5 s), or -1.
 int connect_ws(int port, int rcvbuf = 0) {
-  int fd = -1;
-  if (rcvbuf > 0) {
-    // The buffer size must be set before the connection is made.
-    fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
-    timeval tv{5, 0};
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(std::uint16_t(port));
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-      ::close(fd);
-      return -1;
-    }
-  } else {
-    fd = test_net::connect_to(port);
-    if (fd < 0) return -1;
-  }
+  const int fd = test_net::connect_to(port, rcvbuf);
+  if (fd < 0) return -1;
   std::string req =
       "GET /s HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
       "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
