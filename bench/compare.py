@@ -10,7 +10,8 @@ ratios of the agent to each other server, from the same rounds.
 
 Servers: agent (the agent as built, --fanout-threads automatic), agent1 (the
 agent with --fanout-threads 1), floor1 and floorK (bench/floor_server with 1
-thread and with one per core). Above 5,000 clients load_client spreads its
+thread and with one per core), floor1U and floorKU (the same with their sends
+submitted through io_uring, one batch per 1,024 clients). Above 5,000 clients load_client spreads its
 connections over 4 source addresses in 127.0.0.0/8.
 """
 
@@ -31,6 +32,8 @@ def servers(build, names):
         "agent1": (os.path.join(build, "metrics-agent"), "--fanout-threads 1"),
         "floor1": (os.path.join(build, "floor_server"), "--threads 1"),
         "floorK": (os.path.join(build, "floor_server"), "--threads %d" % k),
+        "floor1U": (os.path.join(build, "floor_server"), "--threads 1 --io-uring"),
+        "floorKU": (os.path.join(build, "floor_server"), "--threads %d --io-uring" % k),
     }
     for n in names:
         if n not in table:

@@ -8,7 +8,14 @@
 // counted, not retried), no parsing of what clients send, no timers but
 // the tick. Only the handshake borrows the agent's header, for SHA-1.
 //
-//   floor_server --listen 127.0.0.1:PORT [--threads K] [--max-clients N]
+// With --io-uring, each sending thread hands its slice to the kernel as
+// batches of IORING_OP_SEND entries on a ring of its own (raw io_uring
+// syscalls, no liburing), one io_uring_enter() per batch submitting it and
+// waiting for its completions, instead of one send() call per client. The
+// bytes on the wire are the same; only the syscalls differ. This is how
+// bench/compare.py measures what io_uring would change for the agent.
+//
+//   floor_server --listen 127.0.0.1:PORT [--threads K] [--io-uring] [--max-clients N]
 //
 // Linux only.
 
@@ -16,12 +23,15 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <linux/io_uring.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -33,6 +43,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -105,6 +116,104 @@ class Senders {
     std::vector<std::thread> threads_;
 };
 
+// One io_uring instance driven by raw syscalls: sends a buffer to many
+// sockets, kBatch at a time, and counts short and failed sends.
+class SendRing {
+ public:
+    static constexpr unsigned kBatch = 1024;
+
+    SendRing() {
+        io_uring_params p{};
+        long fd = syscall(__NR_io_uring_setup, kBatch, &p);
+        if (fd < 0) {
+            std::fprintf(stderr, "floor_server: io_uring_setup: %s\n", std::strerror(errno));
+            std::exit(1);
+        }
+        fd_ = int(fd);
+        sq_len_ = p.sq_off.array + p.sq_entries * sizeof(unsigned);
+        cq_len_ = p.cq_off.cqes + p.cq_entries * sizeof(io_uring_cqe);
+        if (p.features & IORING_FEAT_SINGLE_MMAP) sq_len_ = cq_len_ = std::max(sq_len_, cq_len_);
+        sq_ = map(sq_len_, IORING_OFF_SQ_RING);
+        cq_ = (p.features & IORING_FEAT_SINGLE_MMAP) ? sq_ : map(cq_len_, IORING_OFF_CQ_RING);
+        sqes_len_ = p.sq_entries * sizeof(io_uring_sqe);
+        sqes_ = static_cast<io_uring_sqe*>(map(sqes_len_, IORING_OFF_SQES));
+        sq_tail_ = at<unsigned>(sq_, p.sq_off.tail);
+        sq_mask_ = *at<unsigned>(sq_, p.sq_off.ring_mask);
+        sq_array_ = at<unsigned>(sq_, p.sq_off.array);
+        cq_head_ = at<unsigned>(cq_, p.cq_off.head);
+        cq_tail_ = at<unsigned>(cq_, p.cq_off.tail);
+        cq_mask_ = *at<unsigned>(cq_, p.cq_off.ring_mask);
+        cqes_ = at<io_uring_cqe>(cq_, p.cq_off.cqes);
+        entries_ = p.sq_entries;
+    }
+    ~SendRing() {
+        munmap(sqes_, sqes_len_);
+        if (cq_ != sq_) munmap(cq_, cq_len_);
+        munmap(sq_, sq_len_);
+        close(fd_);
+    }
+    SendRing(const SendRing&) = delete;
+    SendRing& operator=(const SendRing&) = delete;
+
+    void send_all(const int* fds, std::size_t n, const std::string& frame, std::atomic<std::uint64_t>& short_sends,
+                  std::atomic<std::uint64_t>& failed_sends) {
+        for (std::size_t done = 0; done < n;) {
+            unsigned batch = unsigned(std::min<std::size_t>(n - done, entries_));
+            unsigned tail = *sq_tail_;
+            for (unsigned i = 0; i < batch; ++i) {
+                unsigned slot = (tail + i) & sq_mask_;
+                io_uring_sqe& e = sqes_[slot];
+                std::memset(&e, 0, sizeof e);
+                e.opcode = IORING_OP_SEND;
+                e.fd = fds[done + i];
+                e.addr = reinterpret_cast<std::uintptr_t>(frame.data());
+                e.len = unsigned(frame.size());
+                e.msg_flags = MSG_NOSIGNAL | MSG_DONTWAIT;  // a full socket fails now, as send() would
+                sq_array_[slot] = slot;
+            }
+            __atomic_store_n(sq_tail_, tail + batch, __ATOMIC_RELEASE);
+            unsigned reaped = 0;
+            long submitted = syscall(__NR_io_uring_enter, fd_, batch, batch, IORING_ENTER_GETEVENTS, nullptr, 0);
+            if (submitted < 0 && errno != EINTR) {
+                std::fprintf(stderr, "floor_server: io_uring_enter: %s\n", std::strerror(errno));
+                std::exit(1);
+            }
+            while (reaped < batch) {
+                unsigned head = *cq_head_, ctail = __atomic_load_n(cq_tail_, __ATOMIC_ACQUIRE);
+                for (; head != ctail; ++head, ++reaped) {
+                    int res = cqes_[head & cq_mask_].res;
+                    if (res < 0) ++failed_sends;
+                    else if (std::size_t(res) != frame.size()) ++short_sends;
+                }
+                __atomic_store_n(cq_head_, head, __ATOMIC_RELEASE);
+                if (reaped < batch) syscall(__NR_io_uring_enter, fd_, 0, batch - reaped, IORING_ENTER_GETEVENTS, nullptr, 0);
+            }
+            done += batch;
+        }
+    }
+
+ private:
+    void* map(std::size_t len, off_t what) {
+        void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd_, what);
+        if (p == MAP_FAILED) {
+            std::fprintf(stderr, "floor_server: io_uring mmap: %s\n", std::strerror(errno));
+            std::exit(1);
+        }
+        return p;
+    }
+    template <class T>
+    static T* at(void* base, unsigned offset) {
+        return reinterpret_cast<T*>(static_cast<char*>(base) + offset);
+    }
+    int fd_ = -1;
+    std::size_t sq_len_ = 0, cq_len_ = 0, sqes_len_ = 0;
+    void *sq_ = nullptr, *cq_ = nullptr;
+    io_uring_sqe* sqes_ = nullptr;
+    unsigned *sq_tail_ = nullptr, *sq_array_ = nullptr, *cq_head_ = nullptr, *cq_tail_ = nullptr;
+    unsigned sq_mask_ = 0, cq_mask_ = 0, entries_ = 0;
+    io_uring_cqe* cqes_ = nullptr;
+};
+
 std::string frame_for(std::int64_t tick_us) {
     time_t secs = time_t(tick_us / 1000000);
     tm t;
@@ -127,13 +236,20 @@ std::string frame_for(std::int64_t tick_us) {
 int main(int argc, char** argv) {
     std::string listen = "127.0.0.1:54112";
     unsigned threads = 1;
-    for (int i = 1; i + 1 < argc; i += 2) {
+    bool uring = false;
+    for (int i = 1; i < argc; i += 2) {
         std::string a = argv[i];
+        if (a == "--io-uring") {
+            uring = true;
+            --i;
+            continue;
+        }
+        if (i + 1 >= argc) a.clear();
         if (a == "--listen") listen = argv[i + 1];
         else if (a == "--threads") threads = unsigned(std::max(1, std::atoi(argv[i + 1])));
         else if (a == "--max-clients") {
         } else {
-            std::fprintf(stderr, "usage: floor_server --listen ADDR:PORT [--threads K]\n");
+            std::fprintf(stderr, "usage: floor_server --listen ADDR:PORT [--threads K] [--io-uring]\n");
             return 2;
         }
     }
@@ -164,6 +280,7 @@ int main(int argc, char** argv) {
     std::vector<int> clients;
     std::unordered_map<int, std::size_t> where;  // fd -> index in clients
     Senders senders(threads);
+    std::vector<std::unique_ptr<SendRing>> rings(uring ? threads : 0);  // one per part, made by its thread
     std::atomic<std::uint64_t> short_sends{0}, failed_sends{0};
     std::int64_t next_tick = (wall_us() / 1000000 + 1) * 1000000;
     std::vector<epoll_event> events(1024);
@@ -192,6 +309,11 @@ int main(int argc, char** argv) {
             unsigned parts = threads;
             senders.run([&, fds, n, parts](unsigned p) {
                 std::size_t begin = n * p / parts, end = n * (p + 1) / parts;
+                if (!rings.empty()) {
+                    if (!rings[p]) rings[p].reset(new SendRing);
+                    rings[p]->send_all(fds + begin, end - begin, frame, short_sends, failed_sends);
+                    return;
+                }
                 for (std::size_t i = begin; i < end; ++i) {
                     ssize_t w = send(fds[i], frame.data(), frame.size(), MSG_NOSIGNAL);
                     if (w < 0) ++failed_sends;
