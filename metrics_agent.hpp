@@ -645,7 +645,8 @@ class WebSocket {
                           const std::vector<std::pair<WebSocket*, std::uint32_t>>& to);
   void close(std::uint16_t code = 1000, std::string_view reason = {});
   // The upgrade request: line, path, query and headers, for the connection's
-  // life (its body, if any, only during on_open).
+  // life (its body, if any, only during on_open); during on_open only, and
+  // empty after it, on a route with keep_request = false.
   const HttpRequest& request() const;
   std::uint64_t user_data() const;
   void set_user_data(std::uint64_t value);
@@ -670,6 +671,11 @@ struct WebSocketRoute {
   // or 1006 when the connection ended without one (RFC 6455 §7.1.5).
   std::function<void(WebSocket&, std::uint16_t code)> on_close;
   std::size_t max_message_bytes = 0;  // 0: the server's default
+  // false: WebSocket::request() holds the upgrade request during on_open
+  // only, and an empty one after it, so that a connection that only listens
+  // keeps no copy of its request line and headers (about 0.8 KB each; the
+  // agent's own streams read their request in on_open and set this).
+  bool keep_request = true;
 };
 
 using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
@@ -3985,7 +3991,9 @@ class Loop {
       handle_request(c, std::move(req));
     }
     if (!c->dead && (c->state == Conn::State::WebSocket || c->state == Conn::State::Closing)) process_frames(c);
-    if (c->in.empty() && c->in.capacity() > 4096) std::string().swap(c->in);
+    // An emptied buffer is let go when large, and always once the connection
+    // is a WebSocket: a client that only listens then holds no input buffer.
+    if (c->in.empty() && (c->in.capacity() > 4096 || c->state != Conn::State::Http)) std::string().swap(c->in);
   }
 
   void process_frames(Conn* c) {
@@ -4168,8 +4176,12 @@ class Loop {
       guarded(c, "on_open", [&] { route.route.on_open(ws); });
     }
     // WebSocket::request() keeps the line and headers (bounded by the head
-    // limit) for the connection's life; the body served on_open only.
-    std::string().swap(c->request->body);
+    // limit) for the connection's life, unless the route says otherwise; the
+    // body served on_open only.
+    if (route.route.keep_request)
+      std::string().swap(c->request->body);
+    else
+      c->request.reset();
   }
 
   // Runs a WebSocket callback. An exception it throws closes that connection
@@ -4484,7 +4496,10 @@ METRICS_AGENT_API_INLINE void WebSocket::send_frames(const std::vector<std::shar
   if (!to.empty()) to.front().first->c_->loop->send_frames(frames, to);
 }
 METRICS_AGENT_API_INLINE void WebSocket::close(std::uint16_t code, std::string_view reason) { c_->loop->close_ws(c_, code, reason); }
-METRICS_AGENT_API_INLINE const HttpRequest& WebSocket::request() const { return *c_->request; }
+METRICS_AGENT_API_INLINE const HttpRequest& WebSocket::request() const {
+  static const HttpRequest none{};  // after on_open, on a route with keep_request = false
+  return c_->request ? *c_->request : none;
+}
 METRICS_AGENT_API_INLINE std::uint64_t WebSocket::user_data() const { return c_->user; }
 METRICS_AGENT_API_INLINE void WebSocket::set_user_data(std::uint64_t value) { c_->user = value; }
 
@@ -7954,6 +7969,7 @@ class AgentCore {
   WebSocketRoute stream_route(const StreamSpec& spec) {
     const Stream kind = spec.kind;
     WebSocketRoute r;
+    r.keep_request = false;  // read in open_stream() only
     r.on_open = [this, kind](WebSocket& ws) { open_stream(ws, kind); };
     r.on_close = [this](WebSocket& ws, std::uint16_t) { hub_.close(ws); };
     if (kind == Stream::Rich || kind == Stream::Dashboard)

@@ -33,17 +33,21 @@ units)
         echo "skipped: $gtest not found (Debian package googletest)" >&2
         exit 77
     fi
-    # Each object in the background, two at a time: the unit files take
-    # longest, and the machine has few cores.
+    # The three unit files as one translation unit (each includes the whole
+    # header); each object in the background, two at a time.
+    unity="$out/units.cpp"
+    for u in crypto http websocket; do echo "#include \"$root/tests/unit_$u.cpp\""; done > "$unity.new"
+    if cmp -s "$unity.new" "$unity"; then rm "$unity.new"; else mv "$unity.new" "$unity"; fi
     objs=""
     pids=""
     n=0
-    for src in $gtest/src/gtest-all.cc $gtest/src/gtest_main.cc "$root/tests/unit_crypto.cpp" \
-        "$root/tests/unit_http.cpp" "$root/tests/unit_websocket.cpp"; do
+    for src in $gtest/src/gtest-all.cc $gtest/src/gtest_main.cc "$unity"; do
         obj=$(basename "$src")
         obj="$out/${obj%.*}.o"
         objs="$objs $obj"
-        if [ ! -f "$obj" ] || [ "$src" -nt "$obj" ] || [ "$root/metrics_agent.hpp" -nt "$obj" ]; then
+        if [ ! -f "$obj" ] || [ "$src" -nt "$obj" ] || [ "$root/metrics_agent.hpp" -nt "$obj" ] \
+            || [ "$root/tests/unit_crypto.cpp" -nt "$obj" ] || [ "$root/tests/unit_http.cpp" -nt "$obj" ] \
+            || [ "$root/tests/unit_websocket.cpp" -nt "$obj" ] || [ "$root/platform/windows.hpp" -nt "$obj" ]; then
             $cxx $flags -O1 -I$gtest -I$gtest/include -DMETRICS_AGENT_FIXTURES="\"$root/tests/fixtures\"" \
                 -c "$src" -o "$obj" &
             pids="$pids $!"

@@ -5,6 +5,8 @@
 #include "test_fixtures.hpp"
 
 #include <gtest/gtest.h>
+
+#include "test_util.hpp"
 #include <unistd.h>
 
 #include <cctype>
@@ -21,17 +23,11 @@ using namespace metrics_agent::detail;
 
 namespace {
 
-const std::string kFixtures = std::string(METRICS_AGENT_FIXTURES) + "/linux";
+using test_fixtures::kLinux;
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  EXPECT_TRUE(in.good()) << path;
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using test_util::slurp;
 
-std::string fixture(const std::string& rel) { return slurp(kFixtures + "/" + rel); }
+std::string fixture(const std::string& rel) { return slurp(kLinux + "/" + rel); }
 
 constexpr std::uint64_t KiB = 1024;
 

@@ -5,6 +5,9 @@
 
 #include <gtest/gtest.h>
 
+#include "test_fixtures.hpp"
+#include "test_util.hpp"
+
 #include <cmath>
 #include <fstream>
 #include <sstream>
@@ -14,15 +17,9 @@ using namespace metrics_agent::detail;
 
 namespace {
 
-const std::string kLinux = std::string(METRICS_AGENT_FIXTURES) + "/linux";
+using test_fixtures::kLinux;
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  EXPECT_TRUE(in.good()) << path;
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using test_util::slurp;
 
 std::vector<MountEntry> mounts_of(const std::string& tree) {
   std::vector<MountEntry> m;

@@ -10,6 +10,8 @@
 
 #include <gtest/gtest.h>
 
+#include "test_util.hpp"
+
 #include <dirent.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -30,14 +32,7 @@ using namespace metrics_agent;
 namespace {
 
 // Polls `cond` for up to ten seconds (bounded; no timing assertions).
-template <class F>
-bool eventually(F cond) {
-  for (int i = 0; i < 1000; ++i) {
-    if (cond()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return cond();
-}
+using test_util::eventually;
 
 std::size_t thread_count() {
   std::size_t n = 0;

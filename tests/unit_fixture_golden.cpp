@@ -10,6 +10,8 @@
 #include "test_fixtures.hpp"
 
 #include <gtest/gtest.h>
+
+#include "test_util.hpp"
 #include <stdlib.h>
 
 #include <filesystem>
@@ -23,34 +25,10 @@ using namespace metrics_agent::detail;
 
 namespace {
 
-const std::string kFixtures = std::string(METRICS_AGENT_FIXTURES) + "/linux";
-const std::string kGoldenDir = std::string(METRICS_AGENT_FIXTURES) + "/../golden";
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// Compares `actual` with tests/golden/<name> (stored with one final newline),
-// or writes it there when METRICS_AGENT_REGENERATE=1.
-void expect_golden(const std::string& name, const std::string& actual) {
-  const std::string path = kGoldenDir + "/" + name;
-  if (const char* e = std::getenv("METRICS_AGENT_REGENERATE"); e && std::string(e) == "1") {
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    out << actual << '\n';
-    ASSERT_TRUE(out.good()) << "cannot write " << path;
-    std::cout << "regenerated " << path << "\n";
-    return;
-  }
-  std::string expected = slurp(path);
-  ASSERT_FALSE(expected.empty()) << path << " is missing; create it with METRICS_AGENT_REGENERATE=1";
-  ASSERT_EQ(expected.back(), '\n') << path;
-  expected.pop_back();
-  EXPECT_EQ(actual, expected) << "differs from " << path
-                              << " (if the change is intended: METRICS_AGENT_REGENERATE=1, then review the diff)";
-}
+using test_fixtures::kLinux;
+using test_util::expect_golden;
+using test_util::slurp;
+using test_util::without_version;
 
 using test_fixtures::TempTree;
 
@@ -91,19 +69,12 @@ Snapshot sample_fixtures(const std::string& first, const std::string& second) {
   s.timestamp_us = kTimestampUs;
 
   std::vector<MountEntry> mounts;
-  parse_mountinfo(slurp(kFixtures + "/" + second + "/proc/self/mountinfo"), mounts);
+  parse_mountinfo(slurp(kLinux + "/" + second + "/proc/self/mountinfo"), mounts);
   for (std::size_t i = 0; i < s.disk.partitions.size(); ++i) fixed_filesystem(s.disk.partitions[i], i, mounts);
   fixed_filesystem(s.disk.path, 0, mounts);
   return s;
 }
 
-// The golden files hold VERSION in place of the build's version.
-std::string without_version(std::string text) {
-  const std::string v = std::string("version=\"") + METRICS_AGENT_VERSION + "\"";
-  const std::size_t at = text.find(v);
-  if (at != std::string::npos) text.replace(at, v.size(), "version=\"VERSION\"");
-  return text;
-}
 
 void expect_goldens(const std::string& name, const Snapshot& s) {
   expect_golden("fixture_" + name + "_rich.json", rich_json(s, kRichAll, kTickUs));

@@ -10,6 +10,8 @@
 
 #include <gtest/gtest.h>
 
+#include "test_util.hpp"
+
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
@@ -24,7 +26,7 @@ using metrics_agent::encode_text_frame;
 
 namespace {
 
-std::string hex(std::string_view b) {
+std::string spaced_hex(std::string_view b) {
   static const char* d = "0123456789abcdef";
   std::string s;
   for (unsigned char c : b) {
@@ -40,7 +42,7 @@ std::string encoded(F f) {
   std::string out;
   MsgpackWriter w(out);
   f(w);
-  return hex(out);
+  return spaced_hex(out);
 }
 
 std::string head(const std::string& h, std::size_t bytes) { return h.substr(0, bytes * 3 - 1); }
@@ -48,7 +50,7 @@ std::string head(const std::string& h, std::size_t bytes) { return h.substr(0, b
 std::string from_json(std::string_view json) {
   std::string out;
   EXPECT_TRUE(JsonToMsgpack::convert(json, out)) << json;
-  return hex(out);
+  return spaced_hex(out);
 }
 
 }  // namespace
@@ -180,18 +182,13 @@ TEST(JsonToMsgpack, MalformedTextIsRefused) {
 
 namespace {
 
-const std::string kGoldenDir = std::string(METRICS_AGENT_FIXTURES) + "/../golden";
+using test_util::kGoldenDir;
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using test_util::slurp;
 
 // Hex, 32 bytes a line: reviewable in a diff.
 std::string hex_lines(const std::string& bytes) {
-  std::string h = hex(bytes), out;
+  std::string h = spaced_hex(bytes), out;
   for (std::size_t i = 0; i < h.size(); i += 96) out += h.substr(i, 95) + "\n";
   return out;
 }
@@ -209,7 +206,7 @@ TEST(MsgpackGolden, EveryJsonGoldenMessageInMessagePack) {
   for (const auto& entry : std::filesystem::directory_iterator(kGoldenDir)) {
     const auto p = entry.path();
     if (p.extension() != ".json") continue;
-    std::string json = read_file(p.string());
+    std::string json = slurp(p.string());
     ASSERT_FALSE(json.empty());
     json.pop_back();  // the final newline of golden files
     std::string bytes = json_to_msgpack(json);
@@ -222,7 +219,7 @@ TEST(MsgpackGolden, EveryJsonGoldenMessageInMessagePack) {
       std::cout << "regenerated " << golden << "\n";
       continue;
     }
-    EXPECT_EQ(hex_lines(bytes), read_file(golden))
+    EXPECT_EQ(hex_lines(bytes), slurp(golden))
         << "differs from " << golden << " (if intended: METRICS_AGENT_REGENERATE=1, then review the diff)";
   }
   EXPECT_GE(n, 10);

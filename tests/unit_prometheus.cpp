@@ -8,6 +8,8 @@
 
 #include <gtest/gtest.h>
 
+#include "test_util.hpp"
+
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
@@ -323,20 +325,9 @@ std::string golden_exposition() {
   return out.substr(prefix.size());
 }
 
-// The golden file holds VERSION in place of the build's version.
-std::string without_version(std::string text) {
-  const std::string v = std::string("version=\"") + METRICS_AGENT_VERSION + "\"";
-  const std::size_t at = text.find(v);
-  if (at != std::string::npos) text.replace(at, v.size(), "version=\"VERSION\"");
-  return text;
-}
+using test_util::without_version;
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using test_util::slurp;
 
 std::vector<std::string> lines_of(const std::string& text) {
   std::vector<std::string> v;

@@ -8,6 +8,8 @@
 
 #include <gtest/gtest.h>
 
+#include "test_util.hpp"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -54,14 +56,7 @@ std::string read_until(int fd, const std::string& want, int times = 1) {
   }
 }
 
-template <class F>
-bool eventually(F cond) {
-  for (int i = 0; i < 500; ++i) {
-    if (cond()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return cond();
-}
+using test_util::eventually;
 
 // A one-shot latch for handing a Responder to a test thread.
 struct Slot {
@@ -278,8 +273,8 @@ TEST(PublicApi, CommandLineHelpers) {
   EXPECT_EQ(v, 1.5);
   EXPECT_FALSE(parse_number("1.5x", v));
   EXPECT_FALSE(parse_number("nan", v));
-  EXPECT_EQ(format_duration(30), "30s");
-  EXPECT_EQ(format_duration(300), "5m");
+  EXPECT_EQ(metrics_agent::format_duration(30), "30s");
+  EXPECT_EQ(metrics_agent::format_duration(300), "5m");
   EXPECT_TRUE(valid_host("dash.example.org"));
   EXPECT_TRUE(valid_host("[fd00::1]:8080"));
   EXPECT_FALSE(valid_host(""));

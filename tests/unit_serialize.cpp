@@ -8,6 +8,8 @@
 #include "metrics_agent.hpp"
 
 #include <gtest/gtest.h>
+
+#include "test_util.hpp"
 #include <picojson.h>
 
 #include "test_locales.hpp"
@@ -343,36 +345,8 @@ TEST(SerializeTime, AgreesWithGmtime) {
 
 namespace {
 
-const std::string kGoldenDir = std::string(METRICS_AGENT_FIXTURES) + "/../golden";
-
-bool regenerating() {
-  const char* e = std::getenv("METRICS_AGENT_REGENERATE");
-  return e && std::string(e) == "1";
-}
-
-// Compares `actual` with tests/golden/<name> (stored with one final newline),
-// or writes it there in regeneration mode.
-void expect_golden(const std::string& name, const std::string& actual) {
-  std::string path = kGoldenDir + "/" + name;
-  if (regenerating()) {
-    std::filesystem::create_directories(kGoldenDir);
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    out << actual << '\n';
-    ASSERT_TRUE(out.good()) << "cannot write " << path;
-    std::cout << "regenerated " << path << "\n";
-    return;
-  }
-  std::ifstream in(path, std::ios::binary);
-  ASSERT_TRUE(in.good()) << path << " is missing; create it with METRICS_AGENT_REGENERATE=1";
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  std::string expected = ss.str();
-  ASSERT_FALSE(expected.empty());
-  ASSERT_EQ(expected.back(), '\n') << path;
-  expected.pop_back();
-  EXPECT_EQ(actual, expected) << "differs from " << path
-                              << " (if the change is intended: METRICS_AGENT_REGENERATE=1, then review the diff)";
-}
+using test_util::expect_golden;
+using test_util::regenerating;
 
 constexpr std::int64_t kSampleUs = 1762777845123456;  // 2025-11-10T12:30:45.123456Z
 

@@ -7,6 +7,8 @@
 
 #include <gtest/gtest.h>
 
+#include "test_util.hpp"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/resource.h>
@@ -34,7 +36,7 @@ Server::Config loopback_any_port() {
 using test_net::connect_to;
 
 // Sends one request and reads the answer's first bytes (enough for a status line).
-std::string exchange(int fd, const std::string& request) {
+std::string http_exchange(int fd, const std::string& request) {
   if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) != ssize_t(request.size())) return {};
   char buf[512];
   ssize_t n = ::recv(fd, buf, sizeof buf, 0);
@@ -42,14 +44,7 @@ std::string exchange(int fd, const std::string& request) {
 }
 
 // Polls `cond` for up to five seconds (bounded; no timing assertions).
-template <class F>
-bool eventually(F cond) {
-  for (int i = 0; i < 500; ++i) {
-    if (cond()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return cond();
-}
+using test_util::eventually;
 
 }  // namespace
 
@@ -89,7 +84,7 @@ TEST(ServerApi, StartReportsAPortInUse) {
   // The first server is unaffected.
   int fd = connect_to(first.port());
   ASSERT_GE(fd, 0);
-  EXPECT_EQ(exchange(fd, "GET /none HTTP/1.1\r\nHost: x\r\n\r\n").compare(0, 12, "HTTP/1.1 404"), 0);
+  EXPECT_EQ(http_exchange(fd, "GET /none HTTP/1.1\r\nHost: x\r\n\r\n").compare(0, 12, "HTTP/1.1 404"), 0);
   ::close(fd);
   first.stop();
   first.join();
@@ -164,7 +159,7 @@ TEST(ServerApi, CountersReadableFromOtherThreads) {
   for (int i = 0; i < kClients; ++i) {
     int fd = connect_to(port);
     ASSERT_GE(fd, 0);
-    std::string answer = exchange(fd, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    std::string answer = http_exchange(fd, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
     ASSERT_EQ(answer.compare(0, 12, "HTTP/1.1 200"), 0) << answer;
     EXPECT_NE(answer.find("\r\n\r\n" + std::to_string(i + 1)), std::string::npos) << answer;
     fds.push_back(fd);
@@ -172,7 +167,7 @@ TEST(ServerApi, CountersReadableFromOtherThreads) {
   for (int i = 0; i < 5; ++i) {
     int fd = connect_to(port);
     ASSERT_GE(fd, 0);
-    std::string answer = exchange(fd,
+    std::string answer = http_exchange(fd,
                                   "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                                   "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
     ASSERT_EQ(answer.compare(0, 12, "HTTP/1.1 101"), 0) << answer;
@@ -210,7 +205,7 @@ TEST(ServerApi, OpenFileLimitLeftAlone) {
     ASSERT_TRUE(server.start(&err)) << err;
     int fd = connect_to(server.port());
     ASSERT_GE(fd, 0);
-    EXPECT_EQ(exchange(fd, "GET / HTTP/1.1\r\nHost: x\r\n\r\n").compare(0, 12, "HTTP/1.1 404"), 0);
+    EXPECT_EQ(http_exchange(fd, "GET / HTTP/1.1\r\nHost: x\r\n\r\n").compare(0, 12, "HTTP/1.1 404"), 0);
     ::close(fd);
     rlimit now{};
     ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &now), 0);
@@ -243,8 +238,8 @@ TEST(ServerApi, AHandlerThrowingAnythingIsA500AndServingGoesOn) {
   ASSERT_TRUE(server.start());
   int fd = connect_to(server.port());
   ASSERT_GE(fd, 0);
-  EXPECT_EQ(exchange(fd, "GET /int HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").rfind("HTTP/1.1 500", 0), 0u);
-  EXPECT_EQ(exchange(fd, "GET /ok HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").rfind("HTTP/1.1 200", 0), 0u);
+  EXPECT_EQ(http_exchange(fd, "GET /int HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").rfind("HTTP/1.1 500", 0), 0u);
+  EXPECT_EQ(http_exchange(fd, "GET /ok HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").rfind("HTTP/1.1 200", 0), 0u);
   ::close(fd);
   server.stop();
   server.join();
@@ -263,4 +258,54 @@ TEST(ServerApi, ATimerThatThrowsIsCountedAndKeepsTicking) {
   EXPECT_TRUE(eventually([&] { return server.stats().callback_errors >= 4; }));
   server.stop();
   server.join();
+}
+
+// WebSocketRoute::keep_request: by default WebSocket::request() holds the
+// upgrade request for the connection's life; with keep_request = false it
+// holds it during on_open only, and is empty (not dangling) afterwards.
+TEST(ServerApi, KeepRequestDecidesWhetherTheUpgradeRequestOutlivesOnOpen) {
+  Server server(loopback_any_port());
+  std::string seen_in_open;
+  auto describe = [](const WebSocket& ws) {
+    const std::string* tag = ws.request().header("x-tag");
+    return ws.request().path + "|" + (tag ? *tag : std::string("-"));
+  };
+  for (bool keep : {true, false}) {
+    WebSocketRoute route;
+    route.keep_request = keep;
+    route.on_open = [&, describe](WebSocket& ws) { seen_in_open += describe(ws) + ";"; };
+    route.on_message = [describe](WebSocket& ws, std::string_view, bool) { ws.send_text(describe(ws)); };
+    server.websocket(keep ? "/keep" : "/drop", route);
+  }
+  std::string err;
+  ASSERT_TRUE(server.start(&err)) << err;
+  auto ask = [&](const std::string& path) {
+    int fd = connect_to(server.port());
+    if (fd < 0) return std::string("no connection");
+    std::string answer = http_exchange(fd, "GET " + path +
+                                          " HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                                          "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                                          "Sec-WebSocket-Version: 13\r\nX-Tag: t1\r\n\r\n");
+    if (answer.compare(0, 12, "HTTP/1.1 101") != 0) {
+      ::close(fd);
+      return "no upgrade: " + answer;
+    }
+    // One masked text frame "?"; the answer is one unmasked text frame.
+    const unsigned char frame[] = {0x81, 0x81, 1, 2, 3, 4, '?' ^ 1};
+    ::send(fd, frame, sizeof frame, MSG_NOSIGNAL);
+    char buf[256];
+    std::string got;
+    while (got.size() < 2 || got.size() < 2 + std::size_t(std::uint8_t(got[1]))) {
+      ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+      if (n <= 0) break;
+      got.append(buf, std::size_t(n));
+    }
+    ::close(fd);
+    return got.size() >= 2 ? got.substr(2) : "no frame";
+  };
+  EXPECT_EQ(ask("/keep"), "/keep|t1");
+  EXPECT_EQ(ask("/drop"), "|-");
+  server.stop();
+  server.join();  // after which the loop thread's writes are visible here
+  EXPECT_EQ(seen_in_open, "/keep|t1;/drop|t1;");
 }

@@ -170,7 +170,7 @@ std::string close_payload(std::uint16_t code, std::string_view reason = {}) {
   return p;
 }
 
-std::string pattern(std::size_t n, std::uint32_t seed) {
+std::string noise(std::size_t n, std::uint32_t seed) {
   std::string s(n, '\0');
   std::uint32_t x = seed * 2654435761u + 1;
   for (char& c : s) {
@@ -238,7 +238,7 @@ TEST(WsEncode, LengthBoundaries) {
     std::size_t header;
   } cases[] = {{0, 2}, {1, 2}, {125, 2}, {126, 4}, {127, 4}, {65535, 4}, {65536, 10}, {70000, 10}};
   for (const auto& c : cases) {
-    std::string payload = pattern(c.n, std::uint32_t(c.n));
+    std::string payload = noise(c.n, std::uint32_t(c.n));
     EXPECT_EQ(encode_frame(WsOp::Binary, payload).size(), c.header + c.n) << c.n;
     EXPECT_EQ(encode_frame(WsOp::Binary, payload, true, kMask).size(), c.header + 4 + c.n) << c.n;
   }
@@ -270,7 +270,7 @@ TEST(WsEncode, CloseReasonCutOnACharacterBoundary) {
 TEST(WsDecode, MaskedSingleFrames) {
   EXPECT_EQ(decode("\x81\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58"), (std::vector<Ev>{text("Hello")}));
   for (std::size_t n : {0u, 1u, 125u, 126u, 127u, 1000u, 65535u, 65536u}) {
-    std::string payload = pattern(n, std::uint32_t(n) + 7);
+    std::string payload = noise(n, std::uint32_t(n) + 7);
     EXPECT_EQ(decode(cframe(WsOp::Binary, payload)), (std::vector<Ev>{binary(payload)})) << n;
     std::string txt(n, 'a');
     for (std::size_t i = 0; i < n; ++i) txt[i] = char('a' + i % 26);
@@ -309,7 +309,7 @@ TEST(WsDecode, NeedsTheWholeFrame) {
 // ---- streams and re-chunking --------------------------------------------------------
 
 TEST(WsRechunk, StreamOfFramesAtEverySplit) {
-  std::string big = pattern(300, 3);  // 16-bit length
+  std::string big = noise(300, 3);  // 16-bit length
   std::string stream = cframe(WsOp::Text, "hi") + cframe(WsOp::Ping, "p1") + cframe(WsOp::Binary, big) +
                        cframe(WsOp::Text, "frag", false) + cframe(WsOp::Pong, "") +
                        cframe(WsOp::Continuation, "men", false) + cframe(WsOp::Ping, std::string(125, 'P')) +
@@ -323,7 +323,7 @@ TEST(WsRechunk, StreamOfFramesAtEverySplit) {
 }
 
 TEST(WsRechunk, StreamWithSixtyFourBitFrameAtEverySplit) {
-  std::string huge = pattern(70000, 9);
+  std::string huge = noise(70000, 9);
   std::string stream = cframe(WsOp::Text, "a") + cframe(WsOp::Binary, huge) + cframe(WsOp::Ping, "z");
   std::vector<Ev> expected = {text("a"), binary(huge), ping("z")};
   EXPECT_EQ(decode(stream, 100000), expected);
@@ -401,7 +401,7 @@ TEST(WsFragments, NewDataFrameInsideAMessageIs1002) {
 // ---- control frames ---------------------------------------------------------------------------
 
 TEST(WsControl, PingPongPayloads) {
-  std::string p125 = pattern(125, 1);
+  std::string p125 = noise(125, 1);
   EXPECT_EQ(decode(cframe(WsOp::Ping, p125)), (std::vector<Ev>{ping(p125)}));
   EXPECT_EQ(decode(cframe(WsOp::Ping, "")), (std::vector<Ev>{ping("")}));
   EXPECT_EQ(decode(cframe(WsOp::Pong, std::string("\xff\0", 2))), (std::vector<Ev>{pong(std::string("\xff\0", 2))}));
@@ -490,18 +490,18 @@ TEST(WsErrors, OverTheLimitIs1009FromTheHeaderAlone) {
   EXPECT_EQ(ev.type, WsEvent::Error);
   EXPECT_EQ(ev.code, 1009);
   // Exactly the limit is fine.
-  std::string at_limit = pattern(kMax, 5);
+  std::string at_limit = noise(kMax, 5);
   EXPECT_EQ(decode(cframe(WsOp::Binary, at_limit)), (std::vector<Ev>{binary(at_limit)}));
-  expect_fails(cframe(WsOp::Binary, pattern(kMax + 1, 5)), 1009);
+  expect_fails(cframe(WsOp::Binary, noise(kMax + 1, 5)), 1009);
 }
 
 TEST(WsErrors, FragmentsAddUpToTheLimit) {
-  std::string first = cframe(WsOp::Binary, pattern(40000, 1), false);
+  std::string first = cframe(WsOp::Binary, noise(40000, 1), false);
   std::string second_header = raw_frame(0x00, true, 30000, "", 2).substr(0, 8);
   // The second fragment's header alone pushes the message over 64 KiB.
   expect_fails(first + second_header, 1009);
   // Fragments that add up to exactly the limit are fine.
-  std::string a = pattern(40000, 1), b = pattern(kMax - 40000, 2);
+  std::string a = noise(40000, 1), b = noise(kMax - 40000, 2);
   EXPECT_EQ(decode(cframe(WsOp::Binary, a, false) + cframe(WsOp::Continuation, b)),
             (std::vector<Ev>{binary(a + b)}));
   expect_fails(cframe(WsOp::Binary, a, false) + cframe(WsOp::Continuation, b, false) +
@@ -650,7 +650,7 @@ TEST(WsRoundTrip, EncodeFrameThroughTheDecoder) {
   std::mt19937 rng(6455);
   for (int i = 0; i < 400; ++i) {
     std::size_t n = i < 200 ? rng() % 300 : rng() % 70000;
-    std::string payload = pattern(n, rng());
+    std::string payload = noise(n, rng());
     std::uint8_t mask[4] = {std::uint8_t(rng()), std::uint8_t(rng()), std::uint8_t(rng()), std::uint8_t(rng())};
     std::string masked = encode_frame(WsOp::Binary, payload, true, mask);
     std::string plain = encode_frame(WsOp::Binary, payload);
@@ -680,7 +680,7 @@ TEST(WsRoundTrip, EncodeFrameThroughTheDecoder) {
 
 TEST(WsRoundTrip, ShrinkKeepsDecoding) {
   Feeder f;
-  std::string big = pattern(50000, 4);
+  std::string big = noise(50000, 4);
   f.feed(cframe(WsOp::Binary, big));
   f.decoder().shrink();
   f.feed(cframe(WsOp::Text, "after"));
@@ -716,7 +716,7 @@ std::string random_valid_stream(std::mt19937& rng) {
   for (int i = 0; i < frames; ++i) {
     std::uint32_t kind = rng() % 6;
     std::uint8_t mask[4] = {std::uint8_t(rng()), std::uint8_t(rng()), std::uint8_t(rng()), std::uint8_t(rng())};
-    std::string payload = pattern(rng() % (rng() % 8 == 0 ? 700 : 30), rng());
+    std::string payload = noise(rng() % (rng() % 8 == 0 ? 700 : 30), rng());
     if (kind == 0) {
       s += encode_frame(WsOp::Ping, payload.substr(0, 125), true, mask);
     } else if (kind == 1) {

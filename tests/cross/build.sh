@@ -29,19 +29,32 @@ gtest=/usr/src/googletest/googletest
 sh "$root/scripts/static-build.sh" "$out/metrics-agent" "$triple"
 
 # Units that run unchanged under qemu-user (the rest drive live sockets,
-# threads and timing, which the native suite covers).
+# threads and timing, which the native suite covers), compiled as one
+# translation unit: each file includes the whole header, whose code would
+# otherwise be generated once per file.
 units="crypto websocket http serialize prometheus collector static_resolver"
+unity=$out/units.cpp
+for u in $units; do echo "#include \"$root/tests/unit_$u.cpp\""; done > "$unity.new"
+if cmp -s "$unity.new" "$unity"; then rm "$unity.new"; else mv "$unity.new" "$unity"; fi
+# Newer than OBJ: SRC, or anything it may include from the tree.
+stale() {
+  [ ! -f "$1" ] && return 0
+  for f in "$2" "$root"/metrics_agent.hpp "$root"/platform/*.hpp "$root"/tests/*.hpp; do
+    [ "$f" -nt "$1" ] && return 0
+  done
+  for u in $units; do [ "$root/tests/unit_$u.cpp" -nt "$1" ] && return 0; done
+  return 1
+}
 objs=""
-for u in $units gtest-all gtest_main; do
+for u in units gtest-all gtest_main; do
   case $u in
     gtest-all|gtest_main) src=$gtest/src/$u.cc; flags="-I$gtest -I$gtest/include" ;;
-    *) src=$root/tests/unit_$u.cpp; flags="-I$root -I$out/cross-include -I$gtest/include -Wall -Wextra -Wno-psabi"
+    *) src=$unity; flags="-I$root -I$out/cross-include -I$gtest/include -Wall -Wextra -Wno-psabi"
        flags="$flags -D_FILE_OFFSET_BITS=64 -D_TIME_BITS=64 -DMETRICS_AGENT_SMALL_NUMBERS"  # as scripts/static-build.sh
        flags="$flags -DMETRICS_AGENT_FIXTURES=\"$root/tests/fixtures\"" ;;
   esac
   obj=$out/$u.o
-  if [ ! -f "$obj" ] || [ "$src" -nt "$obj" ] || [ "$root/metrics_agent.hpp" -nt "$obj" ] \
-     || [ "$root/platform/linux.hpp" -nt "$obj" ]; then
+  if stale "$obj" "$src"; then
     # shellcheck disable=SC2086
     "$triple-g++" -std=c++17 -O1 -pthread $flags -c "$src" -o "$obj"
   fi
