@@ -44,6 +44,8 @@ repeatable options take a comma-separated list there):
   --max-message BYTES        largest WebSocket message a client may send, 1 to 16777216 (default 65536)
   --fanout-threads N         threads that write the tick's frames, the loop's own included, 0 to 64;
                              0 = one per 1,000 clients due, up to the hardware threads (default 0)
+  --fanout-io-uring on|off   submit those writes to io_uring in batches where the kernel offers it
+                             (Linux 5.6+; else one send() each), or always send() (default on)
   --gauge NAME=FILE          publish the number in FILE as the application gauge NAME, read at every
                              tick (repeatable; for cron jobs and scripts; keep FILE on a local disk)
   --textfile-dir DIR         add the samples of DIR/*.prom (Prometheus text format) to /metrics, read when
@@ -187,6 +189,9 @@ void apply(metrics_agent::Options& o, const std::string& flag, const std::string
     o.max_backlog_bytes = count(f, v);
   } else if (flag == "max-message") {
     o.max_message_bytes = count(f, v);
+  } else if (flag == "fanout-io-uring") {
+    if (v != "on" && v != "off") usage_error(f + ": must be on or off, got " + v);
+    o.fanout_io_uring = v == "on";
   } else if (flag == "fanout-threads") {
     std::size_t n = count(f, v);
     if (n > 64) usage_error(f + ": must be between 0 (automatic) and 64, got " + v);
@@ -199,7 +204,7 @@ void apply(metrics_agent::Options& o, const std::string& flag, const std::string
 const char* const kValueFlags[] = {"listen", "tick", "disk", "history", "jwt-secret-file", "user", "alert",
                                    "max-clients", "max-clients-per-ip", "cors-origin", "allowed-host", "heartbeat",
                                    "ws-ping", "request-timeout", "max-backlog", "gauge", "max-message", "scope",
-                                   "host-root", "textfile-dir", "fanout-threads", "peer"};
+                                   "host-root", "textfile-dir", "fanout-threads", "fanout-io-uring", "peer"};
 
 bool repeatable(const std::string& flag) {
   return flag == "user" || flag == "alert" || flag == "gauge" || flag == "allowed-host" || flag == "peer";

@@ -52,6 +52,8 @@
 //     METRICS_AGENT_HAS_KQUEUE         kqueue exists (BSD, macOS); no backend uses it yet
 //     METRICS_AGENT_HAS_GETRANDOM      getrandom(2) feeds random_bytes (else /dev/urandom)
 //     METRICS_AGENT_HAS_STATVFS64      statvfs64 keeps 64-bit counts on 32-bit glibc targets
+//     METRICS_AGENT_HAS_IO_URING       the fan-out may submit its sends through io_uring
+//                                      (Linux; METRICS_AGENT_NO_IO_URING leaves it out)
 // Include guards: METRICS_AGENT_HPP, METRICS_AGENT_PLATFORM_<OS>_HPP. The
 // header defines no other macro.
 
@@ -122,6 +124,11 @@
 #endif  // __GLIBC__
 #if defined(__linux__)
 #define METRICS_AGENT_HAS_NODE_READER 1  // platform/linux.hpp's NodeReader fills NodeDetail
+#if defined(__has_include) && !defined(METRICS_AGENT_NO_IO_URING)
+#if __has_include(<linux/io_uring.h>)
+#define METRICS_AGENT_HAS_IO_URING 1
+#endif  // <linux/io_uring.h>
+#endif  // __has_include && !METRICS_AGENT_NO_IO_URING
 #endif  // __linux__
 #endif  // _WIN32 / POSIX
 
@@ -218,6 +225,10 @@
 #if defined(METRICS_AGENT_HAS_GETRANDOM)
 #include <sys/random.h>
 #endif  // METRICS_AGENT_HAS_GETRANDOM
+#if defined(METRICS_AGENT_HAS_IO_URING)
+#include <linux/io_uring.h>
+#include <sys/mman.h>
+#endif  // METRICS_AGENT_HAS_IO_URING
 
 // picojson includes <iostream>, whose static initializer links iostreams and
 // every locale facet (about 500 KB) into a static binary. It only needs the
@@ -537,6 +548,9 @@ struct Options {
   // Threads that write the tick's frames, the loop's own included (0 .. 64);
   // 0: automatic (see Server::Config::fanout_threads).
   unsigned fanout_threads = 0;
+  // The fan-out's writes through io_uring where the kernel has it (see
+  // Server::Config::fanout_io_uring); false: one send() each.
+  bool fanout_io_uring = true;
   double token_ttl_seconds = 3600;
   // A directory of *.prom files (Prometheus text format) whose samples
   // /metrics adds, as node_exporter's textfile collector does. Empty: none.
@@ -711,6 +725,10 @@ class Server {
     // loop alone. 0: automatic, one thread per 1,000 sockets written at once
     // (the loop alone below 1,000), at most the hardware threads.
     unsigned fanout_threads = 0;
+    // Each fan-out thread submits its writes to io_uring in batches where the
+    // kernel offers it (Linux 5.6+), falling back to one send() each; false:
+    // send() always.
+    bool fanout_io_uring = true;
     std::string cors_origin;  // Access-Control-Allow-Origin on HTTP answers; empty: none
     std::function<void(const std::string&)> logger;
     // Sees every request before it is routed, WebSocket upgrades included; an
@@ -2905,6 +2923,185 @@ inline bool winsock_started() {
 }
 #endif  // METRICS_AGENT_PLATFORM_WINDOWS
 
+// ---- many sends at once: io_uring where it exists ------------------------------
+
+// Writes many buffers, each to its own socket, for the fan-out: add() one
+// write, then finish(); each write's outcome (bytes taken, or -errno) is
+// stored in its `result` by the time finish() returns. With io_uring (Linux
+// 5.6 and later, and not refused by a seccomp policy, as some container
+// runtimes do) the writes go to the kernel in batches of kBatch
+// IORING_OP_SEND entries, one io_uring_enter() per batch submitting them and
+// collecting their completions, instead of one send() call each: the same
+// non-blocking writes (MSG_DONTWAIT: a full socket answers -EAGAIN at once),
+// a fraction of the system calls. Without io_uring, or once it has failed,
+// each add() is one send_some(). One BatchSend belongs to one sender at a
+// time; the rings are made by the first add() and kept.
+class BatchSend {
+ public:
+  static constexpr unsigned kBatch = 256;
+
+  BatchSend() = default;
+  BatchSend(const BatchSend&) = delete;
+  BatchSend& operator=(const BatchSend&) = delete;
+  ~BatchSend() { release(); }
+
+  // false: every write goes through send(), as where io_uring does not exist.
+  void set_enabled(bool on) {
+    if (!on) release();
+    tried_ = !on;
+  }
+  bool uses_io_uring() const { return ring_ >= 0; }
+
+  void add(socket_t s, const char* data, std::uint32_t len, std::int32_t* result) {
+#if defined(METRICS_AGENT_HAS_IO_URING)
+    if (!tried_) setup();
+    if (ring_ >= 0) {
+      if (queued_ == entries_) finish();
+      if (ring_ >= 0) {
+        const unsigned slot = (*sq_tail_ + queued_) & sq_mask_;
+        io_uring_sqe& e = sqes_[slot];
+        std::memset(&e, 0, sizeof e);
+        e.opcode = IORING_OP_SEND;
+        e.fd = s;
+        e.addr = reinterpret_cast<std::uintptr_t>(data);
+        e.len = len;
+        e.msg_flags = MSG_NOSIGNAL | MSG_DONTWAIT;
+        e.user_data = reinterpret_cast<std::uintptr_t>(result);
+        sq_array_[slot] = slot;
+        pending_[queued_++] = Pending{s, data, len, result};
+        *result = kPending;
+        return;
+      }
+    }
+#endif  // METRICS_AGENT_HAS_IO_URING
+    long w = send_some(s, data, len);
+    *result = w >= 0 ? std::int32_t(w) : -std::max(1, last_error());
+  }
+
+  // Submits what add() queued and waits for every outcome.
+  void finish() {
+#if defined(METRICS_AGENT_HAS_IO_URING)
+    if (ring_ < 0 || queued_ == 0) return;
+    const unsigned n = queued_;
+    __atomic_store_n(sq_tail_, *sq_tail_ + n, __ATOMIC_RELEASE);
+    queued_ = 0;
+    unsigned submitted = 0, reaped = 0;
+    int failures = 0;
+    while (reaped < n) {
+      const unsigned to_submit = n - submitted;
+      long r = ::syscall(__NR_io_uring_enter, ring_, to_submit, n - reaped, IORING_ENTER_GETEVENTS, nullptr, 0);
+      if (r >= 0) {
+        submitted += unsigned(r);
+      } else if (errno != EINTR && errno != EAGAIN && errno != EBUSY) {
+        break;
+      } else if (++failures > 1000) {
+        break;
+      }
+      unsigned head = *cq_head_;
+      const unsigned tail = __atomic_load_n(cq_tail_, __ATOMIC_ACQUIRE);
+      for (; head != tail; ++head, ++reaped) {
+        const io_uring_cqe& c = cqes_[head & cq_mask_];
+        *reinterpret_cast<std::int32_t*>(std::uintptr_t(c.user_data)) = c.res;
+      }
+      __atomic_store_n(cq_head_, head, __ATOMIC_RELEASE);
+    }
+    if (reaped < n) {
+      // The ring failed (which a working kernel never does): a write with no
+      // outcome may have been made in part, so writing it again could break
+      // the stream; it counts as failed, which drops that client. send()
+      // from now on.
+      for (unsigned i = 0; i < n; ++i)
+        if (*pending_[i].result == kPending) *pending_[i].result = -EIO;
+      release();
+      tried_ = true;
+      return;
+    }
+    // IORING_OP_SEND unknown to the kernel (before 5.6): send() from now on.
+    for (unsigned i = 0; i < n; ++i) {
+      if (*pending_[i].result != -EINVAL) continue;
+      release();
+      tried_ = true;
+      for (unsigned j = i; j < n; ++j) {
+        if (*pending_[j].result != -EINVAL) continue;
+        long w = send_some(pending_[j].s, pending_[j].data, pending_[j].len);
+        *pending_[j].result = w >= 0 ? std::int32_t(w) : -std::max(1, last_error());
+      }
+      return;
+    }
+#endif  // METRICS_AGENT_HAS_IO_URING
+  }
+
+ private:
+  static constexpr std::int32_t kPending = std::numeric_limits<std::int32_t>::min() + 1;
+#if defined(METRICS_AGENT_HAS_IO_URING)
+  struct Pending {
+    socket_t s;
+    const char* data;
+    std::uint32_t len;
+    std::int32_t* result;
+  };
+  void setup() {
+    tried_ = true;
+    io_uring_params p{};
+    long fd = ::syscall(__NR_io_uring_setup, kBatch, &p);
+    if (fd < 0) return;  // ENOSYS, or EPERM under a seccomp policy: send() it is
+    ring_ = int(fd);
+    sq_len_ = p.sq_off.array + p.sq_entries * sizeof(unsigned);
+    cq_len_ = p.cq_off.cqes + p.cq_entries * sizeof(io_uring_cqe);
+    const bool single = (p.features & IORING_FEAT_SINGLE_MMAP) != 0;
+    if (single) sq_len_ = cq_len_ = std::max(sq_len_, cq_len_);
+    sqes_len_ = p.sq_entries * sizeof(io_uring_sqe);
+    sq_ = map(sq_len_, IORING_OFF_SQ_RING);
+    cq_ = single ? sq_ : map(cq_len_, IORING_OFF_CQ_RING);
+    void* sqes = map(sqes_len_, IORING_OFF_SQES);
+    if (!sq_ || !cq_ || !sqes) {
+      if (sqes) ::munmap(sqes, sqes_len_);
+      release();
+      return;
+    }
+    sqes_ = static_cast<io_uring_sqe*>(sqes);
+    auto at = [](void* base, unsigned off) { return reinterpret_cast<unsigned*>(static_cast<char*>(base) + off); };
+    sq_tail_ = at(sq_, p.sq_off.tail);
+    sq_mask_ = *at(sq_, p.sq_off.ring_mask);
+    sq_array_ = at(sq_, p.sq_off.array);
+    cq_head_ = at(cq_, p.cq_off.head);
+    cq_tail_ = at(cq_, p.cq_off.tail);
+    cq_mask_ = *at(cq_, p.cq_off.ring_mask);
+    cqes_ = reinterpret_cast<io_uring_cqe*>(static_cast<char*>(cq_) + p.cq_off.cqes);
+    entries_ = std::min<unsigned>(p.sq_entries, kBatch);
+    pending_.reset(new Pending[entries_]);
+  }
+  void* map(std::size_t len, off_t what) {
+    void* p = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, ring_, what);
+    return p == MAP_FAILED ? nullptr : p;
+  }
+#endif  // METRICS_AGENT_HAS_IO_URING
+  void release() {
+#if defined(METRICS_AGENT_HAS_IO_URING)
+    if (sqes_) ::munmap(sqes_, sqes_len_);
+    if (cq_ && cq_ != sq_) ::munmap(cq_, cq_len_);
+    if (sq_) ::munmap(sq_, sq_len_);
+    if (ring_ >= 0) ::close(ring_);
+    sqes_ = nullptr;
+    sq_ = cq_ = nullptr;
+    queued_ = 0;
+#endif  // METRICS_AGENT_HAS_IO_URING
+    ring_ = -1;
+  }
+
+  bool tried_ = false;
+  int ring_ = -1;
+#if defined(METRICS_AGENT_HAS_IO_URING)
+  std::size_t sq_len_ = 0, cq_len_ = 0, sqes_len_ = 0;
+  void *sq_ = nullptr, *cq_ = nullptr;
+  io_uring_sqe* sqes_ = nullptr;
+  io_uring_cqe* cqes_ = nullptr;
+  unsigned *sq_tail_ = nullptr, *sq_array_ = nullptr, *cq_head_ = nullptr, *cq_tail_ = nullptr;
+  unsigned sq_mask_ = 0, cq_mask_ = 0, entries_ = 0, queued_ = 0;
+  std::unique_ptr<Pending[]> pending_;
+#endif  // METRICS_AGENT_HAS_IO_URING
+};
+
 // ---- shared by both socket APIs ----------------------------------------------
 
 // Parses "HOST:PORT" where HOST is an IPv4 address, [IPv6], "localhost" or
@@ -3842,17 +4039,24 @@ class Loop {
     const std::shared_ptr<const std::string>* frame = frames.data();
     std::size_t n = to.size();
     unsigned parts = fanout_parts(cfg_.fanout_threads, direct, hardware_threads_);
-    auto write_part = [results, dest, frame, n, parts](unsigned part) {
+    // One batch sender per slice, made here on the loop thread and kept.
+    while (fanout_senders_.size() < parts) {
+      fanout_senders_.push_back(std::make_unique<net::BatchSend>());
+      fanout_senders_.back()->set_enabled(cfg_.fanout_io_uring);
+    }
+    std::unique_ptr<net::BatchSend>* senders = fanout_senders_.data();
+    auto write_part = [results, dest, frame, n, parts, senders](unsigned part) {
       std::size_t begin = n * part / parts, end = n * (part + 1) / parts;
+      net::BatchSend& out = *senders[part];
       for (std::size_t i = begin; i < end; ++i) {
         if (results[i] == kFanOutSkip) continue;
         const std::string& buf = *frame[dest[i].second];
         // At most 2 GiB in one call, so that the count fits; the rest is
         // queued like any partial write.
         std::size_t len = std::min<std::size_t>(buf.size(), std::numeric_limits<std::int32_t>::max());
-        long w = net::send_some(dest[i].first->c_->fd, buf.data(), len);
-        results[i] = w >= 0 ? std::int32_t(w) : -std::max(1, net::last_error());
+        out.add(dest[i].first->c_->fd, buf.data(), std::uint32_t(len), &results[i]);
       }
+      out.finish();
     };
     if (parts <= 1) {
       write_part(0);
@@ -3868,6 +4072,8 @@ class Loop {
   }
 
   std::size_t fanout_threads_started() const { return fanout_pool_.threads(); }
+  // Whether the first fan-out slice writes through io_uring (after a fan-out).
+  bool fanout_uses_io_uring() const { return !fanout_senders_.empty() && fanout_senders_[0]->uses_io_uring(); }
 
   // The memory a connection's queued output holds: its bytes, plus for each
   // chunk the queue slot and the string and shared control block of a buffer
@@ -4445,6 +4651,7 @@ class Loop {
   std::vector<std::int32_t> fanout_results_;
   std::vector<std::pair<Conn*, std::uint32_t>> fanout_later_;
   FanOutPool fanout_pool_;
+  std::vector<std::unique_ptr<net::BatchSend>> fanout_senders_;  // one per slice
 };
 
 }  // namespace detail
@@ -7806,6 +8013,7 @@ class AgentCore {
     c.max_message_bytes = o.max_message_bytes;
     c.max_backlog_bytes = o.max_backlog_bytes;
     c.fanout_threads = o.fanout_threads;
+    c.fanout_io_uring = o.fanout_io_uring;
     c.cors_origin = o.cors_origin;
     c.logger = o.logger;
     c.screen = [this](const HttpRequest& r) { return screen_request(policy_, r); };

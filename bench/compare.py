@@ -9,7 +9,8 @@ ratios of the agent to each other server, from the same rounds.
     bench/run.sh compare --servers agent,agent1,floor1,floorK
 
 Servers: agent (the agent as built, --fanout-threads automatic), agent1 (the
-agent with --fanout-threads 1), floor1 and floorK (bench/floor_server with 1
+agent with --fanout-threads 1), agentS (the agent with --fanout-io-uring off:
+one send() per client), floor1 and floorK (bench/floor_server with 1
 thread and with one per core), floor1U and floorKU (the same with their sends
 submitted through io_uring, one batch per 1,024 clients). Above 5,000 clients load_client spreads its
 connections over 4 source addresses in 127.0.0.0/8.
@@ -30,6 +31,7 @@ def servers(build, names):
     table = {
         "agent": (os.path.join(build, "metrics-agent"), ""),
         "agent1": (os.path.join(build, "metrics-agent"), "--fanout-threads 1"),
+        "agentS": (os.path.join(build, "metrics-agent"), "--fanout-io-uring off"),
         "floor1": (os.path.join(build, "floor_server"), "--threads 1"),
         "floorK": (os.path.join(build, "floor_server"), "--threads %d" % k),
         "floor1U": (os.path.join(build, "floor_server"), "--threads 1 --io-uring"),

@@ -3,7 +3,9 @@
 // with 1, 2 and 4 threads writing. Every client of a batch gets the same
 // bytes; a client that stops reading is dropped by backlog while the others
 // keep receiving; clients that reset or close in the middle of a batch, in
-// the loop thread's slice or a sender thread's, cost only themselves. Every
+// the loop thread's slice or a sender thread's, cost only themselves. The
+// writes go through io_uring where the kernel has it (FanOut) and through
+// send() (FanOutSend); FanOutBatch tests the batch sender alone. Every
 // suite here is named FanOut*, so that a ThreadSanitizer run can pick them.
 #include "metrics_agent.hpp"
 #include "test_net.hpp"
@@ -14,8 +16,10 @@
 
 #include <dirent.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -107,11 +111,12 @@ void reset_close(int fd) {
 // they opened, for batches posted to the loop thread.
 class Rig {
  public:
-  explicit Rig(unsigned threads, std::size_t max_backlog = METRICS_AGENT_MAX_BACKLOG_BYTES) {
+  explicit Rig(unsigned threads, std::size_t max_backlog = METRICS_AGENT_MAX_BACKLOG_BYTES, bool io_uring = true) {
     Server::Config cfg;
     cfg.listen = "127.0.0.1:0";
     cfg.logger = [](const std::string&) {};
     cfg.fanout_threads = threads;
+    cfg.fanout_io_uring = io_uring;
     cfg.max_backlog_bytes = max_backlog;
     cfg.ws_ping_seconds = 0;
     server_ = std::make_unique<Server>(cfg);
@@ -193,8 +198,8 @@ std::size_t one_way(std::size_t) { return 0; }
 // 6 KB and 80 KB (more than a loopback socket takes at once, so that partial
 // writes are queued and finished by the loop); K-1 sender threads are
 // started by the first batch and no more by the next ones.
-void identical_frames(unsigned k) {
-  Rig rig(k);
+void identical_frames(unsigned k, bool io_uring = true) {
+  Rig rig(k, METRICS_AGENT_MAX_BACKLOG_BYTES, io_uring);
   ASSERT_TRUE(rig.started());
   const std::size_t clients = 12, rounds = 6;
   rig.open(clients);
@@ -236,8 +241,8 @@ void identical_frames(unsigned k) {
 // One client with a 1 KiB receive buffer never reads; batches of 4 KB
 // frames go on until the backlog limit (16 KiB) drops it, while the other
 // clients read every frame in order.
-void stalled_reader(unsigned k) {
-  Rig rig(k, 16384);
+void stalled_reader(unsigned k, bool io_uring = true) {
+  Rig rig(k, 16384, io_uring);
   ASSERT_TRUE(rig.started());
   const std::size_t clients = 8, stalled = 5;
   rig.open(clients, int(stalled));
@@ -297,8 +302,8 @@ void stalled_reader(unsigned k) {
 // (a sender thread's when K > 1) reset their connections, so their writes
 // fail; then two clients in the first slice (the loop thread's) close
 // normally. Each costs only itself: the others get every frame.
-void closes_mid_batch(unsigned k) {
-  Rig rig(k);
+void closes_mid_batch(unsigned k, bool io_uring = true) {
+  Rig rig(k, METRICS_AGENT_MAX_BACKLOG_BYTES, io_uring);
   ASSERT_TRUE(rig.started());
   const std::size_t clients = 16;
   rig.open(clients);
@@ -383,3 +388,78 @@ TEST(FanOut, StalledReaderDroppedFourThreads) { stalled_reader(4); }
 TEST(FanOut, ClosesMidBatchOneThread) { closes_mid_batch(1); }
 TEST(FanOut, ClosesMidBatchTwoThreads) { closes_mid_batch(2); }
 TEST(FanOut, ClosesMidBatchFourThreads) { closes_mid_batch(4); }
+
+// The same with Server::Config::fanout_io_uring off: one send() per write,
+// the path of kernels and sandboxes without io_uring.
+TEST(FanOutSend, IdenticalFramesOneThread) { identical_frames(1, false); }
+TEST(FanOutSend, IdenticalFramesTwoThreads) { identical_frames(2, false); }
+TEST(FanOutSend, StalledReaderDroppedTwoThreads) { stalled_reader(2, false); }
+TEST(FanOutSend, ClosesMidBatchTwoThreads) { closes_mid_batch(2, false); }
+
+// Whether this process may use io_uring (a seccomp policy may refuse it).
+bool io_uring_available() {
+#if defined(METRICS_AGENT_HAS_IO_URING)
+  io_uring_params p{};
+  long fd = ::syscall(__NR_io_uring_setup, 4, &p);
+  if (fd < 0) return false;
+  ::close(int(fd));
+  return true;
+#else
+  return false;
+#endif
+}
+
+// net::BatchSend itself, over socket pairs, more of them than one batch
+// holds: each outcome is what send() would have given, and each peer reads
+// exactly its own bytes. Among them a socket whose buffer is full (-EAGAIN,
+// nothing written) and a closed peer (-EPIPE), with io_uring and without.
+void batch_outcomes(bool io_uring) {
+  using detail::net::BatchSend;
+  const std::size_t n = BatchSend::kBatch * 2 + 17;
+  std::vector<std::array<int, 2>> pairs(n);
+  for (auto& p : pairs) {
+    int sv[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0) << std::strerror(errno);
+    p = {sv[0], sv[1]};
+  }
+  const std::size_t full = 3, gone = n - 2;
+  std::string filler(65536, 'f');
+  while (::send(pairs[full][0], filler.data(), filler.size(), MSG_NOSIGNAL) > 0) {
+  }
+  ::close(pairs[gone][1]);
+  pairs[gone][1] = -1;
+  std::vector<std::string> payloads(n);
+  for (std::size_t i = 0; i < n; ++i) payloads[i] = "frame " + std::to_string(i) + std::string(i % 200, 'x');
+  std::vector<std::int32_t> results(n, 12345);
+  BatchSend out;
+  out.set_enabled(io_uring);
+  for (std::size_t i = 0; i < n; ++i)
+    out.add(pairs[i][0], payloads[i].data(), std::uint32_t(payloads[i].size()), &results[i]);
+  out.finish();
+  if (io_uring && io_uring_available()) {
+    EXPECT_TRUE(out.uses_io_uring());
+  } else {
+    EXPECT_FALSE(out.uses_io_uring());
+  }
+  for (std::size_t i = 0; i < n; ++i) {
+    if (i == full) {
+      EXPECT_EQ(results[i], -EAGAIN) << i;
+      continue;
+    }
+    if (i == gone) {
+      EXPECT_EQ(results[i], -EPIPE) << i;
+      continue;
+    }
+    ASSERT_EQ(results[i], std::int32_t(payloads[i].size())) << i;
+    char buf[512];
+    ssize_t r = ::recv(pairs[i][1], buf, sizeof buf, 0);
+    ASSERT_EQ(r, ssize_t(payloads[i].size())) << i;
+    EXPECT_EQ(std::string(buf, std::size_t(r)), payloads[i]) << i;
+  }
+  for (auto& p : pairs)
+    for (int fd : p)
+      if (fd >= 0) ::close(fd);
+}
+
+TEST(FanOutBatch, OutcomesAsSendGivesThemThroughIoUring) { batch_outcomes(true); }
+TEST(FanOutBatch, OutcomesAsSendGivesThemWithSend) { batch_outcomes(false); }
