@@ -24,6 +24,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include <chrono>
 #include <csignal>
 #include <cstdint>
 #include <cstdio>
@@ -187,13 +188,19 @@ int main(int argc, char** argv) {
     }
 
     Hub hub;
+    net::steady_timer accept_pause(ioc);  // after a failed accept (out of descriptors), not to spin
     std::function<void()> accept = [&] {
         acceptor.async_accept([&](beast::error_code aec, tcp::socket sock) {
             if (aec == net::error::operation_aborted || hub.stopping) return;
-            if (!aec) {
-                sock.set_option(tcp::no_delay(true), aec);
-                std::make_shared<Session>(std::move(sock), hub)->start();
+            if (aec) {
+                accept_pause.expires_after(std::chrono::milliseconds(50));
+                accept_pause.async_wait([&](beast::error_code pec) {
+                    if (!pec && !hub.stopping) accept();
+                });
+                return;
             }
+            sock.set_option(tcp::no_delay(true), aec);
+            std::make_shared<Session>(std::move(sock), hub)->start();
             accept();
         });
     };
@@ -224,6 +231,7 @@ int main(int argc, char** argv) {
         hub.stopping = true;
         at_exit = hub.open.size();
         acceptor.close();
+        accept_pause.cancel();
         tick.cancel();
         if (hub.open.empty()) ioc.stop();
         std::vector<Session*> all(hub.open.begin(), hub.open.end());
