@@ -8,8 +8,10 @@
 // shared by every client and written with async_write. Each client has its
 // own write queue, so a message meets a write still in progress instead of
 // being dropped. What clients send is read and discarded; Beast answers
-// their close frames. SIGTERM or SIGINT closes every client with 1001 and
-// exits 0.
+// their close frames. Beast's suggested server timeouts apply (30 s for the
+// handshake; a client silent for 150 s gets a ping, and is dropped if it
+// stays silent another 150 s). SIGTERM or SIGINT closes every client with
+// 1001 and exits 0.
 //
 //   beast_server --listen 127.0.0.1:PORT [--max-clients N]
 //
