@@ -8,9 +8,11 @@
 // text message shaped like the flat stream's
 // ({"cpu":..,"memory":..,"disk":..,"timestamp":".."}, stamped when built),
 // handed to server::send() for every client; websocketpp queues what it
-// cannot write at once, so nothing is dropped. What clients send is
-// discarded; websocketpp answers their close frames. SIGTERM or SIGINT closes
-// every client with 1001 and exits 0.
+// cannot write at once, so nothing is dropped. The stock config::asio is used
+// as is (its locks and strands, uncontended on one thread; 5 s handshake
+// timeouts; no pings). What clients send is discarded; websocketpp answers
+// their close frames. SIGTERM or SIGINT closes every client with 1001 and
+// exits 0.
 //
 //   websocketpp_server --listen 127.0.0.1:PORT [--max-clients N]
 //
