@@ -14,6 +14,10 @@ one send() per client), floor1 and floorK (bench/floor_server with 1
 thread and with one per core), floor1U and floorKU (the same with their sends
 submitted through io_uring, one batch per 1,024 clients). Above 5,000 clients load_client spreads its
 connections over 4 source addresses in 127.0.0.0/8.
+
+Peers: beast and wspp (bench/peers/beast_server.cpp and websocketpp_server.cpp,
+Boost.Beast and websocketpp on one thread each), bench-only, built by make
+bench when Debian's libboost1.81-dev and libwebsocketpp-dev are installed.
 """
 
 import argparse
@@ -36,6 +40,8 @@ def servers(build, names):
         "floorK": (os.path.join(build, "floor_server"), "--threads %d" % k),
         "floor1U": (os.path.join(build, "floor_server"), "--threads 1 --io-uring"),
         "floorKU": (os.path.join(build, "floor_server"), "--threads %d --io-uring" % k),
+        "beast": (os.path.join(build, "beast_server"), ""),
+        "wspp": (os.path.join(build, "websocketpp_server"), ""),
     }
     for n in names:
         if n not in table:

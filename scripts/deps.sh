@@ -8,6 +8,8 @@
 #   scripts/deps.sh fuzz    - clang and its sanitizer/libFuzzer runtimes (`make fuzz`;
 #                             `test` needs them too for the fuzz and sanitizer flavors)
 #   scripts/deps.sh windows - mingw-w64 for `make windows`
+#   scripts/deps.sh bench   - Boost and websocketpp headers for the bench-only peers
+#                             (bench/peers/, built by `make bench`)
 set -e
 want=build
 [ -n "$1" ] && want=$1
@@ -38,6 +40,10 @@ if [ "$want" = test ]; then
   need googletest /usr/src/googletest/googletest/src/gtest-all.cc
   command -v wine >/dev/null 2>&1 || missing="$missing wine"
   [ -e /usr/lib/wine/wine64 ] || missing="$missing wine64"
+fi
+if [ "$want" = bench ]; then
+  need libboost1.81-dev /usr/include/boost/beast.hpp
+  need libwebsocketpp-dev /usr/include/websocketpp/server.hpp
 fi
 if [ "$want" = windows ]; then
   command -v x86_64-w64-mingw32-g++-posix >/dev/null 2>&1 || missing="$missing g++-mingw-w64-x86-64-posix"
