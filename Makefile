@@ -118,7 +118,7 @@ examples: deps-test
 
 bench: deps-test
 	@sh scripts/deps.sh bench || echo "bench: no Boost or websocketpp headers; the peers in bench/peers/ are skipped"
-	cmake -S . -B $(BUILD)/cmake -DCMAKE_BUILD_TYPE=Release > /dev/null
+	cmake -S . -B $(BUILD)/cmake -DCMAKE_BUILD_TYPE=RelWithDebInfo > /dev/null
 	cmake --build $(BUILD)/cmake -j$$(nproc) --target load_client scrape_bench collect_bench metrics-agent floor_server
 	cmake --build $(BUILD)/cmake -j$$(nproc) --target beast_server websocketpp_server \
 	  || echo "bench: peers skipped (beast_server and websocketpp_server need libboost1.81-dev and libwebsocketpp-dev)"

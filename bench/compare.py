@@ -117,9 +117,11 @@ def main():
             if not pairs:
                 cells.append("n/a")
                 continue
-            p99 = statistics.median(a["p99"] / b["p99"] for a, b in pairs if b["p99"] > 0)
-            cpu = statistics.median(a["cpu"] / b["cpu"] for a, b in pairs if b["cpu"] > 0)
-            cells.append("%d: %.2fx / %.2fx" % (c, p99, cpu))
+            p99s = [a["p99"] / b["p99"] for a, b in pairs if b["p99"] > 0]
+            cpus = [a["cpu"] / b["cpu"] for a, b in pairs if b["cpu"] > 0]
+            # A server idle enough to read 0 in every round has no ratio.
+            cells.append("%d: %s / %s" % (c, "%.2fx" % statistics.median(p99s) if p99s else "n/a",
+                                           "%.2fx" % statistics.median(cpus) if cpus else "n/a"))
         print("agent / %-7s %s" % (name, "   ".join(cells)))
     if o.json:
         with open(o.json, "w") as f:
