@@ -20,6 +20,7 @@
 // Linux only.
 
 #include "metrics_agent.hpp"
+#include "tick_message.hpp"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -55,11 +56,7 @@ namespace {
 volatile sig_atomic_t g_stop = 0;
 void on_signal(int) { g_stop = 1; }
 
-std::int64_t wall_us() {
-    timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return std::int64_t(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
-}
+using bench::wall_us;
 
 // The threads that share a tick's sends with the main thread: part 0 runs on
 // the caller, parts 1..K-1 on the workers, and run() returns when all are done.
@@ -214,20 +211,13 @@ class SendRing {
     io_uring_cqe* cqes_ = nullptr;
 };
 
+// One unmasked text frame holding bench::message_at(tick_us).
 std::string frame_for(std::int64_t tick_us) {
-    time_t secs = time_t(tick_us / 1000000);
-    tm t;
-    gmtime_r(&secs, &t);
-    char json[160];
-    int n = std::snprintf(json, sizeof json,
-                          "{\"cpu\": 1.5, \"memory\": 42.25, \"disk\": 22.45, \"timestamp\": "
-                          "\"%04d-%02d-%02dT%02d:%02d:%02d.%06d\"}",
-                          t.tm_year + 1900, t.tm_mon + 1, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec,
-                          int(tick_us % 1000000));
+    std::string json = bench::message_at(tick_us);
     std::string f;
     f += char(0x81);
-    f += char(n);  // always < 126 bytes
-    f.append(json, std::size_t(n));
+    f += char(json.size());  // always < 126 bytes
+    f += json;
     return f;
 }
 

@@ -41,48 +41,21 @@
 #include <set>
 #include <string>
 
+#include "../tick_message.hpp"
+
 namespace {
 
 using Server = websocketpp::server<websocketpp::config::asio>;
 using Handle = websocketpp::connection_hdl;
 
-std::int64_t wall_us() {
-    timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return std::int64_t(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
-}
-
-// The flat stream's shape, with fixed figures and the time it is built.
-std::string message_at(std::int64_t us) {
-    time_t secs = time_t(us / 1000000);
-    tm t;
-    gmtime_r(&secs, &t);
-    char json[160];
-    int n = std::snprintf(json, sizeof json,
-                          "{\"cpu\": 1.5, \"memory\": 42.25, \"disk\": 22.45, \"timestamp\": "
-                          "\"%04d-%02d-%02dT%02d:%02d:%02d.%06d\"}",
-                          t.tm_year + 1900, t.tm_mon + 1, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec,
-                          int(us % 1000000));
-    return std::string(json, std::size_t(n));
-}
-
-void raise_open_file_limit() {
-    rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
-}
+using bench::message_at;
+using bench::raise_open_file_limit;
+using bench::wall_us;
 
 }  // namespace
 
 int main(int argc, char** argv) {
-    std::string listen = "127.0.0.1:54112";
-    for (int i = 1; i < argc; ++i) {
-        std::string a = argv[i];
-        if (a == "--listen" && i + 1 < argc) listen = argv[++i];
-        else if (a.rfind("--", 0) == 0 && i + 1 < argc && std::string(argv[i + 1]).rfind("--", 0) != 0) ++i;
-    }
+    const std::string listen = bench::listen_argument(argc, argv);
     raise_open_file_limit();
     std::signal(SIGPIPE, SIG_IGN);
 
