@@ -3,6 +3,7 @@
 // sockets), auth's login limits (injected clocks) and the alert engine's
 // hold times.
 #include "metrics_agent.hpp"
+#include "test_hub.hpp"
 
 #include <gtest/gtest.h>
 
@@ -45,24 +46,7 @@ TEST(AgentTables, BuiltinNamesFeedAlertsAndHistory) {
 
 // ---- the stream hub ----------------------------------------------------------
 
-// Records what the hub sends; copies share one record, like WebSocket handles.
-struct FakeSocket {
-  struct Record {
-    HttpRequest req;
-    std::uint64_t data = 0;
-    std::vector<std::shared_ptr<const std::string>> frames;
-    std::vector<std::string> texts;
-  };
-  std::shared_ptr<Record> r = std::make_shared<Record>();
-
-  explicit FakeSocket(std::string query = {}) { r->req.query = std::move(query); }
-  void send_frame(const std::shared_ptr<const std::string>& f) { r->frames.push_back(f); }
-  void send_text(std::string_view t) { r->texts.emplace_back(t); }
-  const HttpRequest& request() const { return r->req; }
-  std::uint64_t user_data() const { return r->data; }
-  void set_user_data(std::uint64_t v) { r->data = v; }
-  bool operator==(const FakeSocket& o) const { return r == o.r; }
-};
+using test_hub::FakeSocket;
 
 using Hub = BasicStreamHub<FakeSocket>;
 

@@ -7,6 +7,7 @@
 // Regenerate the MessagePack golden files on purpose with
 //     METRICS_AGENT_REGENERATE=1 build/cmake/tests/unit_tests --gtest_filter='MsgpackGolden*'
 #include "metrics_agent.hpp"
+#include "test_hub.hpp"
 
 #include <gtest/gtest.h>
 
@@ -229,22 +230,7 @@ TEST(MsgpackGolden, EveryJsonGoldenMessageInMessagePack) {
 
 namespace {
 
-struct MpSocket {
-  struct Record {
-    metrics_agent::HttpRequest req;
-    std::uint64_t data = 0;
-    std::vector<std::shared_ptr<const std::string>> frames;
-    std::vector<std::string> texts;
-  };
-  std::shared_ptr<Record> r = std::make_shared<Record>();
-  explicit MpSocket(std::string query = {}) { r->req.query = std::move(query); }
-  void send_frame(const std::shared_ptr<const std::string>& f) { r->frames.push_back(f); }
-  void send_text(std::string_view t) { r->texts.emplace_back(t); }
-  const metrics_agent::HttpRequest& request() const { return r->req; }
-  std::uint64_t user_data() const { return r->data; }
-  void set_user_data(std::uint64_t v) { r->data = v; }
-  bool operator==(const MpSocket& o) const { return r == o.r; }
-};
+using MpSocket = test_hub::FakeSocket;
 
 std::string binary_frame(std::string_view payload) { return encode_frame(WsOp::Binary, payload); }
 

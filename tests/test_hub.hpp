@@ -1,0 +1,35 @@
+// A stand-in for WebSocket in the stream hub's unit tests (BasicStreamHub is
+// a template over its socket type): it records what the hub sends. Copies
+// share one record, as WebSocket handles share one connection.
+#ifndef METRICS_AGENT_TEST_HUB_HPP
+#define METRICS_AGENT_TEST_HUB_HPP
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace test_hub {
+
+struct FakeSocket {
+  struct Record {
+    metrics_agent::HttpRequest req;
+    std::uint64_t data = 0;
+    std::vector<std::shared_ptr<const std::string>> frames;
+    std::vector<std::string> texts;
+  };
+  std::shared_ptr<Record> r = std::make_shared<Record>();
+
+  explicit FakeSocket(std::string query = {}) { r->req.query = std::move(query); }
+  void send_frame(const std::shared_ptr<const std::string>& f) { r->frames.push_back(f); }
+  void send_text(std::string_view t) { r->texts.emplace_back(t); }
+  const metrics_agent::HttpRequest& request() const { return r->req; }
+  std::uint64_t user_data() const { return r->data; }
+  void set_user_data(std::uint64_t v) { r->data = v; }
+  bool operator==(const FakeSocket& o) const { return r == o.r; }
+};
+
+}  // namespace test_hub
+
+#endif  // METRICS_AGENT_TEST_HUB_HPP
