@@ -1,6 +1,8 @@
 // Helpers shared by the unit test files: reading files, golden files, and
-// waiting for a condition. The files may also be compiled as one translation
-// unit (tests/unity.sh), so each helper exists once, here.
+// waiting for a condition. The unit files are compiled several to a
+// translation unit (unity builds: tests/CMakeLists.txt, tests/sanitize,
+// tests/cross/build.sh, scripts/build-windows.sh), so each helper exists once,
+// here.
 #ifndef METRICS_AGENT_TEST_UTIL_HPP
 #define METRICS_AGENT_TEST_UTIL_HPP
 
