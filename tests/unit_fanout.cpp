@@ -17,11 +17,13 @@
 #include <dirent.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <future>
 #include <memory>
@@ -396,9 +398,14 @@ TEST(FanOutSend, IdenticalFramesTwoThreads) { identical_frames(2, false); }
 TEST(FanOutSend, StalledReaderDroppedTwoThreads) { stalled_reader(2, false); }
 TEST(FanOutSend, ClosesMidBatchTwoThreads) { closes_mid_batch(2, false); }
 
-// Whether this process may use io_uring (a seccomp policy may refuse it).
+// Whether this process may use io_uring with IORING_OP_SEND: a kernel from
+// 5.6 on, and no seccomp policy refusing it.
 bool io_uring_available() {
 #if defined(METRICS_AGENT_HAS_IO_URING)
+  utsname u{};
+  int major = 0, minor = 0;
+  if (::uname(&u) != 0 || std::sscanf(u.release, "%d.%d", &major, &minor) != 2) return false;
+  if (major < 5 || (major == 5 && minor < 6)) return false;
   io_uring_params p{};
   long fd = ::syscall(__NR_io_uring_setup, 4, &p);
   if (fd < 0) return false;
