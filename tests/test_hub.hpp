@@ -1,6 +1,7 @@
 // A stand-in for WebSocket in the stream hub's unit tests (BasicStreamHub is
 // a template over its socket type): it records what the hub sends. Copies
-// share one record, as WebSocket handles share one connection.
+// share one record, as WebSocket handles share one connection. Also used by
+// the control-message fuzzer (tests/fuzz/fuzz_control.cpp).
 #ifndef METRICS_AGENT_TEST_HUB_HPP
 #define METRICS_AGENT_TEST_HUB_HPP
 
@@ -29,6 +30,17 @@ struct FakeSocket {
   void set_user_data(std::uint64_t v) { r->data = v; }
   bool operator==(const FakeSocket& o) const { return r == o.r; }
 };
+
+// A snapshot with two groups collected (cpu 12.5 %, memory 40 %) at a fixed time.
+inline metrics_agent::Snapshot small_snapshot() {
+  metrics_agent::Snapshot s;
+  s.timestamp_us = 1700000000000000;
+  s.cpu.ok = true;
+  s.cpu.usage_percent = 12.5;
+  s.memory.ok = true;
+  s.memory.usage_percent = 40;
+  return s;
+}
 
 }  // namespace test_hub
 

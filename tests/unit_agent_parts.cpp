@@ -50,15 +50,7 @@ using test_hub::FakeSocket;
 
 using Hub = BasicStreamHub<FakeSocket>;
 
-Snapshot some_snapshot() {
-  Snapshot s;
-  s.timestamp_us = 1700000000000000;
-  s.cpu.ok = true;
-  s.cpu.usage_percent = 12.5;
-  s.memory.ok = true;
-  s.memory.usage_percent = 40;
-  return s;
-}
+using test_hub::small_snapshot;
 
 constexpr std::int64_t kSecond = 1000000;
 constexpr std::int64_t kT0 = 1700000010 * kSecond;  // a multiple of 2, 3 and 5 s
@@ -71,7 +63,7 @@ TEST(StreamHub, OneFramePerDistinctOutputSharedByItsClients) {
   hub.open(cpu_only, Stream::Rich);
   hub.open(flat, Stream::Flat);
   EXPECT_TRUE(a.r->frames.empty());  // nothing to send before the first tick
-  const Snapshot s = some_snapshot();
+  const Snapshot s = small_snapshot();
   hub.fan_out(s, kT0);
   ASSERT_EQ(a.r->frames.size(), 1u);
   ASSERT_EQ(b.r->frames.size(), 1u);
@@ -91,7 +83,7 @@ TEST(StreamHub, EachClientGetsTheTicksOfItsInterval) {
   hub.open(rich, Stream::Rich);
   hub.open(every3, Stream::Dashboard);
   hub.open(alerts, Stream::Alerts);
-  const Snapshot s = some_snapshot();
+  const Snapshot s = small_snapshot();
   for (int i = 1; i <= 10; ++i) hub.fan_out(s, kT0 + i * kSecond);
   EXPECT_EQ(flat.r->frames.size(), 10u);   // every tick
   EXPECT_EQ(rich.r->frames.size(), 2u);    // every 5 s: ticks 5 and 10
@@ -106,7 +98,7 @@ TEST(StreamHub, ALateClientGetsTheLatestAtOnceAndACloseStopsTheFrames) {
   Hub hub(1.0, false);
   FakeSocket a, b, c;
   hub.open(a, Stream::Flat);
-  const Snapshot s = some_snapshot();
+  const Snapshot s = small_snapshot();
   hub.fan_out(s, kT0);
   hub.open(b, Stream::Flat);
   hub.open(c, Stream::Flat);
@@ -133,7 +125,7 @@ TEST(StreamHub, ControlMessagesChangeTheViewOrAnswerAnError) {
   EXPECT_EQ(a.r->texts[0], R"({"type":"subscribed","metrics":["cpu"],"interval":2})");
   EXPECT_NE(a.r->texts[1].find("unknown metric \\\"gpu\\\""), std::string::npos) << a.r->texts[1];
   EXPECT_NE(a.r->texts[2].find("\"type\":\"error\""), std::string::npos);
-  const Snapshot s = some_snapshot();
+  const Snapshot s = small_snapshot();
   for (int i = 1; i <= 4; ++i) hub.fan_out(s, kT0 + i * kSecond);
   ASSERT_EQ(a.r->frames.size(), 2u);
   EXPECT_EQ(*a.r->frames[0], *encode_text_frame(rich_json(s, kRichCpu, kT0 + 2 * kSecond)));
@@ -214,7 +206,7 @@ TEST(AlertEngine, FiresAndResolvesOnceAfterTheHoldTime) {
   ASSERT_EQ(engine.rules().size(), 2u);
   std::vector<std::pair<std::string, std::uint8_t>> events;
   auto publish = [&](const std::string& json, std::uint8_t level) { events.emplace_back(json, level); };
-  Snapshot s = some_snapshot();
+  Snapshot s = small_snapshot();
   s.cpu.usage_percent = 95;
   s.memory.usage_percent = 60;
   engine.evaluate(s, kT0, publish);

@@ -234,15 +234,6 @@ using MpSocket = test_hub::FakeSocket;
 
 std::string binary_frame(std::string_view payload) { return encode_frame(WsOp::Binary, payload); }
 
-metrics_agent::Snapshot mp_snapshot() {
-  metrics_agent::Snapshot s;
-  s.timestamp_us = 1700000000000000;
-  s.cpu.ok = true;
-  s.cpu.usage_percent = 12.5;
-  s.memory.ok = true;
-  s.memory.usage_percent = 40;
-  return s;
-}
 
 }  // namespace
 
@@ -257,7 +248,7 @@ TEST(StreamHubMsgpack, OneBinaryFramePerDistinctOutputBesideTheJsonOne) {
   hub.open(flat, Stream::Flat);
   hub.open(odd, Stream::Flat);
   constexpr std::int64_t t = 1700000010LL * 1000000;
-  const auto s = mp_snapshot();
+  const auto s = test_hub::small_snapshot();
   hub.fan_out(s, t);
   ASSERT_EQ(bin1.r->frames.size(), 1u);
   EXPECT_NE(bin1.r->frames[0].get(), text.r->frames[0].get());
@@ -284,7 +275,7 @@ TEST(StreamHubMsgpack, SubscribeSwitchesTheFormatAndRepliesInIt) {
             binary_frame(json_to_msgpack(R"({"type":"subscribed","metrics":["cpu"],"interval":5,"format":"msgpack"})")));
   hub.control(a, R"({"type":"ping"})", false);
   EXPECT_EQ(*a.r->frames[1], binary_frame(json_to_msgpack(R"({"type":"pong"})")));
-  const auto s = mp_snapshot();
+  const auto s = test_hub::small_snapshot();
   constexpr std::int64_t t = 1700000010LL * 1000000;
   hub.fan_out(s, t);
   ASSERT_EQ(a.r->frames.size(), 3u);

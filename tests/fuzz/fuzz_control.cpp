@@ -3,6 +3,7 @@
 // with one JSON object naming its type, keeps the client, and the next tick
 // still delivers a well-formed frame to it.
 #include "metrics_agent.hpp"
+#include "../test_hub.hpp"
 
 #include <fuzzer/FuzzedDataProvider.h>
 
@@ -17,22 +18,7 @@ namespace md = metrics_agent::detail;
 
 namespace {
 
-// Records what the hub sends, like a WebSocket handle (copies share it).
-struct RecordingSocket {
-  struct Record {
-    ma::HttpRequest req;
-    std::uint64_t data = 0;
-    std::vector<std::shared_ptr<const std::string>> frames;
-    std::vector<std::string> texts;
-  };
-  std::shared_ptr<Record> r = std::make_shared<Record>();
-  void send_frame(const std::shared_ptr<const std::string>& f) { r->frames.push_back(f); }
-  void send_text(std::string_view t) { r->texts.emplace_back(t); }
-  const ma::HttpRequest& request() const { return r->req; }
-  std::uint64_t user_data() const { return r->data; }
-  void set_user_data(std::uint64_t v) { r->data = v; }
-  bool operator==(const RecordingSocket& o) const { return r == o.r; }
-};
+using RecordingSocket = test_hub::FakeSocket;
 
 bool json_object_with_type(const std::string& text) {
   picojson::value v;
@@ -63,12 +49,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   md::BasicStreamHub<RecordingSocket> hub(tick, false);
   hub.open(ws, stream);
 
-  ma::Snapshot snap;
-  snap.timestamp_us = 1700000000000000;
-  snap.cpu.ok = true;
-  snap.cpu.usage_percent = 12.5;
-  snap.memory.ok = true;
-  snap.memory.usage_percent = 40;
+  ma::Snapshot snap = test_hub::small_snapshot();
   std::int64_t t = 1700000010000000;
   while (fdp.remaining_bytes() > 0) {
     const std::string msg = fdp.ConsumeRandomLengthString(512);
