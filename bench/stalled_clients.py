@@ -9,7 +9,6 @@ the connection without reading for SECONDS. Prints how many the agent closed
 
 import base64
 import os
-import select
 import socket
 import sys
 import time

@@ -219,5 +219,27 @@ def disk_percent(path):
     return 100.0 * used / denom if denom else 0.0
 
 
+def assert_spaced(stamps, step_us, grid_us=None, tol_us=50_000, late_us=150_000):
+    """Consecutive ticks `step_us` apart, on the wall-clock grid of `grid_us`
+    (the tick; `step_us` by default).
+
+    A flat-stream timestamp is when the sample was taken, so a descheduled
+    agent on a loaded machine can be late now and then: the typical (median)
+    offset and spacing error must be within `tol_us`, every single one within
+    `late_us`, and the stamps must cover consecutive steps (no gap, no
+    duplicate, no drift)."""
+    grid_us = grid_us or step_us
+    assert len(stamps) >= 2, "too few timestamps: %s" % stamps
+    offs = [min(ts % grid_us, grid_us - ts % grid_us) for ts in stamps]
+    errs = [abs((b - a) - step_us) for a, b in zip(stamps, stamps[1:])]
+    for what, values in (("offset from the %d us grid" % grid_us, offs),
+                         ("error in the %d us spacing" % step_us, errs)):
+        assert max(values) <= late_us, "%s over %d us: %s (stamps %s)" % (what, late_us, values, stamps)
+        median = sorted(values)[len(values) // 2]
+        assert median <= tol_us, "median %s is %d us: %s (stamps %s)" % (what, median, values, stamps)
+    assert round((stamps[-1] - stamps[0]) / step_us) == len(stamps) - 1, \
+        "%d stamps do not cover %d consecutive steps: %s" % (len(stamps), len(stamps) - 1, stamps)
+
+
 def log(*a):
     print(*a, file=sys.stderr)

@@ -96,11 +96,12 @@ def test_always_true_rule_fires_once_at_the_first_tick(spawn):
         async with ws_connect(ws_url(agent.port, ALERTS)) as ws:
             ev = await recv_type(ws, "alert", 5)
             t_ev = time.monotonic()
+            mem_then = e2e_util.memory_percent()  # the machine's memory moves: read it now
             more = await drain(ws, 2.0)
-            return ev, t_ev, more
-    ev, t_ev, more = asyncio.run(go())
+            return ev, t_ev, mem_then, more
+    ev, t_ev, mem_then, more = asyncio.run(go())
     check_event(ev, "firing", "critical", "memory", 0)
-    assert abs(ev["value"] - e2e_util.memory_percent()) < 5, ev
+    assert abs(ev["value"] - mem_then) < 5, (ev, mem_then)
     assert t_ev - t_spawn < 3.0, "fired %.2f s after start, not at the first tick" % (t_ev - t_spawn)
     assert not alerts(more), "a held alert was sent again: %s" % more
     f = firing(agent.port)
@@ -217,10 +218,14 @@ def test_transitions_are_held_for_the_rule_duration(spawn, gauge):
     spike, up, d_fire, dip, down, d_res, after = asyncio.run(go())
     assert not alerts(spike), "a 0.4 s spike fired a 1 s rule: %s" % spike
     check_event(up, "firing", "critical", "queue", 50)
-    assert 0.95 <= d_fire <= 2.5, "fired %.2f s after the rise (hold 1 s)" % d_fire
+    # The hold counts from the tick that first saw the change, dated at its
+    # scheduled time: a tick that runs late on a loaded machine reads a
+    # value written after its date, so the lower bound is one tick short.
+    early = 1.0 - float(TICK) - 0.05
+    assert early <= d_fire <= 2.5, "fired %.2f s after the rise (hold 1 s)" % d_fire
     assert not alerts(dip), "a 0.4 s dip resolved (or re-fired) a 1 s rule: %s" % dip
     check_event(down, "resolved", "critical", "queue", 50)
-    assert 0.95 <= d_res <= 2.5, "resolved %.2f s after the fall (hold 1 s)" % d_res
+    assert early <= d_res <= 2.5, "resolved %.2f s after the fall (hold 1 s)" % d_res
     assert not alerts(after), after
 
 

@@ -9,7 +9,6 @@ import re
 import select
 import time
 
-import psutil
 import pytest
 
 import rawws

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -75,31 +76,6 @@ async def collect_until(ws, end_us, timeout):
             return out
 
 
-def assert_on_grid(stamps, step_us, tol_us=50_000, late_us=150_000):
-    """Consecutive ticks of `step_us` on the wall-clock grid.
-
-    The timestamp is when the sample was taken, so a descheduled agent on a
-    loaded machine can be late now and then: the typical (median) offset must
-    be within `tol_us`, every single one within `late_us`, and consecutive
-    stamps must be one step apart (no gap, no duplicate, no drift)."""
-    offs = []
-    for ts in stamps:
-        off = ts % step_us
-        off = min(off, step_us - off)
-        offs.append(off)
-        assert off <= late_us, \
-            "timestamp %d us is %d us off the %d us grid" % (ts, off, step_us)
-    median = sorted(offs)[len(offs) // 2]
-    assert median <= tol_us, "median offset %d us from the %d us grid: %s" % (median, step_us, offs)
-    assert len(set(stamps)) == len(stamps), "duplicate timestamps: %s" % stamps
-    for a, b in zip(stamps, stamps[1:]):
-        assert abs((b - a) - step_us) <= late_us, \
-            "consecutive timestamps %d and %d are not %d us apart (gap, duplicate or drift)" \
-            % (a, b, step_us)
-    assert round((stamps[-1] - stamps[0]) / step_us) == len(stamps) - 1, \
-        "%d stamps do not cover %d consecutive ticks" % (len(stamps), len(stamps) - 1)
-
-
 # --------------------------------------------------------------------------- #
 
 def test_message_format_and_plausible_values(spawn):
@@ -127,7 +103,7 @@ def test_tick_1_ten_seconds_no_gaps_no_duplicates_on_whole_seconds(spawn):
             return start, msgs
     start, msgs = asyncio.run(go())
     stamps = [ts for _, _, ts in msgs]
-    assert_on_grid(stamps, 1_000_000)
+    e2e_util.assert_spaced(stamps, 1_000_000)
     assert len(stamps) >= 9, stamps
     for raw, msg, _ in msgs:
         check_message(raw, msg)
@@ -141,7 +117,7 @@ def test_tick_half_second_on_half_seconds(spawn):
             return await collect_until(ws, now_us() + 4_000_000, 20)
     stamps = [ts for _, _, ts in asyncio.run(go())]
     assert len(stamps) >= 8, stamps
-    assert_on_grid(stamps, 500_000)
+    e2e_util.assert_spaced(stamps, 500_000)
 
 
 def test_new_client_gets_the_latest_snapshot_at_once(spawn):
@@ -167,7 +143,9 @@ def test_new_client_gets_the_latest_snapshot_at_once(spawn):
     assert ts <= t_connect + 100_000, \
         "the first message (stamped %d) was not the latest snapshot: it was produced after " \
         "the client connected at %d (received at %d)" % (ts, t_connect, t_recv)
-    assert ts % 5_000_000 <= 50_000 or ts % 5_000_000 >= 4_950_000, ts
+    # On the tick: the sample is taken at the boundary, or a little after it
+    # on a loaded machine (the same bound as assert_spaced's for one stamp).
+    assert ts % 5_000_000 <= 150_000 or ts % 5_000_000 >= 4_990_000, ts
 
 
 def test_first_message_of_a_fresh_agent_is_a_real_value(spawn):
@@ -225,13 +203,7 @@ def test_interval_query_parameter(spawn, tick, interval, step_us):
     msgs = asyncio.run(go())
     stamps = [ts for _, _, ts in msgs][1:]  # the first is the latest snapshot, sent at once
     assert len(stamps) >= 3, stamps
-    for a, b in zip(stamps, stamps[1:]):
-        assert abs((b - a) - step_us) <= 50_000, \
-            "interval=%s on tick %s: spacing %d us, expected %d" % (interval, tick, b - a, step_us)
-    tick_us = int(float(tick) * 1_000_000)
-    for ts in stamps:
-        off = ts % tick_us
-        assert min(off, tick_us - off) <= 50_000, "timestamp %d is off the tick" % ts
+    e2e_util.assert_spaced(stamps, step_us, grid_us=int(float(tick) * 1_000_000))
 
 
 def test_cpu_agrees_with_proc_stat_over_the_same_intervals(spawn):
@@ -299,8 +271,10 @@ def test_memory_agrees_with_proc_meminfo(spawn):
                 raw, msg = await recv_json(ws)
                 pairs.append((e2e_util.memory_percent(), msg["memory"], raw))
             return pairs
-    for ours, theirs, raw in asyncio.run(go()):
-        assert abs(ours - theirs) <= 2.0, "memory: ours %.2f, agent %s (%s)" % (ours, theirs, raw)
+    pairs = asyncio.run(go())
+    # The median of three: the machine's memory moves with whatever else runs.
+    diff = statistics.median(abs(ours - theirs) for ours, theirs, _ in pairs)
+    assert diff <= 2.0, "memory (ours, agent's): %s" % [(ours, theirs) for ours, theirs, _ in pairs]
 
 
 def _other_mount():
