@@ -878,6 +878,46 @@ class Agent {
 // collector contract written beside it, checked here)
 // ============================================================================
 
+namespace metrics_agent {
+namespace detail {
+
+inline std::int64_t wall_now_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+inline double mono_now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+inline std::int64_t mono_now_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// The seconds a collector's sample_fast covers: since its previous call by
+// the caller's clock, and for the first call since the collector took its
+// baseline (the caller's `now` may count from another origin).
+class SampleInterval {
+ public:
+  void baseline() { baseline_ = mono_now(); }
+  double next(double now) {
+    const double elapsed = first_ ? mono_now() - baseline_ : now - prev_;
+    first_ = false;
+    prev_ = now;
+    return elapsed;
+  }
+
+ private:
+  double baseline_ = 0, prev_ = 0;
+  bool first_ = true;
+};
+
+}  // namespace detail
+}  // namespace metrics_agent
+
 #if defined(METRICS_AGENT_PLATFORM_LINUX)
 #include "platform/linux.hpp"
 #endif  // METRICS_AGENT_PLATFORM_LINUX
@@ -1940,22 +1980,6 @@ class JsonWriter {
   std::string& out_;
   bool first_ = true;
 };
-
-inline std::int64_t wall_now_us() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-inline double mono_now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-inline std::int64_t mono_now_us() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 // Civil date from days since 1970-01-01 (proleptic Gregorian; H. Hinnant's
 // well-known days_from_civil inverse), so no gmtime() and no locale.

@@ -1931,23 +1931,13 @@ class Collector {
     // The baseline: the first sample_fast gives rates over the time since now.
     Snapshot scratch;
     collect_fast(scratch, 0, true);
-    baseline_clock_ = steady_seconds();
+    interval_.baseline();
   }
 
   // Kernel counters only; rates and shares are against the previous call.
   void sample_fast(Snapshot& out, double now) {
-    double elapsed;
-    if (first_sample_) {
-      // `now` may count from another origin than our baseline clock.
-      elapsed = steady_seconds() - baseline_clock_;
-      first_sample_ = false;
-    } else {
-      elapsed = now - prev_now_;
-    }
-    prev_now_ = now;
-    out.timestamp_us = std::chrono::duration_cast<std::chrono::microseconds>(
-                           std::chrono::system_clock::now().time_since_epoch())
-                           .count();
+    const double elapsed = interval_.next(now);
+    out.timestamp_us = wall_now_us();
     collect_fast(out, elapsed, false);
   }
 
@@ -2048,10 +2038,6 @@ class Collector {
     std::uint64_t reads = 0, writes = 0, read_sectors = 0, write_sectors = 0;
     std::uint64_t seen = 0;
   };
-
-  static double steady_seconds() {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-  }
 
   void collect_fast(Snapshot& out, double elapsed, bool baseline) {
     ++generation_;
@@ -2591,8 +2577,7 @@ class Collector {
       hostname_file_;
   FileReader reader_;
   std::uint64_t generation_ = 1;  // states start at seen = 0: not continuing
-  double baseline_clock_ = 0, prev_now_ = 0;
-  bool first_sample_ = true;
+  SampleInterval interval_;
   ProcStat stat_;
   std::uint64_t btime_ = 0;
   CpuTicks prev_total_;

@@ -114,21 +114,13 @@ class Collector {
       : disk_path_(std::move(disk_path)) {
     Snapshot scratch;
     collect_fast(scratch, 0);
-    baseline_clock_ = steady_seconds();
+    interval_.baseline();
   }
 
+  // Counters only; rates and shares are against the previous call.
   void sample_fast(Snapshot& out, double now) {
-    double elapsed;
-    if (first_sample_) {
-      elapsed = steady_seconds() - baseline_clock_;
-      first_sample_ = false;
-    } else {
-      elapsed = now - prev_now_;
-    }
-    prev_now_ = now;
-    out.timestamp_us = std::chrono::duration_cast<std::chrono::microseconds>(
-                           std::chrono::system_clock::now().time_since_epoch())
-                           .count();
+    const double elapsed = interval_.next(now);
+    out.timestamp_us = wall_now_us();
     collect_fast(out, elapsed);
   }
 
@@ -184,10 +176,6 @@ class Collector {
   }
 
  private:
-  static double steady_seconds() {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-  }
-
   // "/" (the default --disk) is the system drive; any other path is measured
   // as given (a drive "D:\", a directory, a UNC path).
   static std::wstring volume_root(const std::string& path) {
@@ -437,8 +425,7 @@ class Collector {
   }
 
   std::string disk_path_;
-  bool first_sample_ = true;
-  double baseline_clock_ = 0, prev_now_ = 0;
+  SampleInterval interval_;
   CpuTimes prev_total_;
   std::vector<CpuTimes> prev_cores_;
   std::map<std::string, InterfaceStats> prev_if_;

@@ -25,12 +25,12 @@ namespace metrics_agent {
 namespace detail {
 namespace net {
 
-#if defined(METRICS_AGENT_PLATFORM_POSIX)
 struct Endpoint {
   sockaddr_storage addr{};
   socklen_t len = 0;
 };
 
+#if defined(METRICS_AGENT_PLATFORM_POSIX)
 // A numeric IPv4 or IPv6 address (no brackets, no zone) as an endpoint.
 inline bool numeric_endpoint(const std::string& host, std::uint16_t port, Endpoint& e) {
   e = Endpoint{};
@@ -112,31 +112,6 @@ inline std::string lookup(const std::string& host, std::uint16_t port, bool nume
   if (!out.empty()) return "";
   return "'" + host + "' is not in /etc/hosts (this static build resolves names from /etc/hosts only, not DNS)";
 }
-#else
-// getaddrinfo(3); "" or the resolver's reason. With numeric_only it never
-// touches DNS and fails with EAI_NONAME for a name.
-inline std::string lookup(const std::string& host, std::uint16_t port, bool numeric_only,
-                          std::vector<Endpoint>& out, bool* not_numeric = nullptr) {
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_NUMERICSERV | (numeric_only ? AI_NUMERICHOST : 0);
-  char service[8];
-  std::snprintf(service, sizeof service, "%u", unsigned(port));
-  addrinfo* list = nullptr;
-  const int rc = ::getaddrinfo(host.c_str(), service, &hints, &list);
-  if (not_numeric) *not_numeric = rc == EAI_NONAME;
-  if (rc != 0) return rc == EAI_SYSTEM ? std::strerror(errno) : ::gai_strerror(rc);
-  for (const addrinfo* a = list; a; a = a->ai_next) {
-    if (a->ai_addrlen > sizeof(sockaddr_storage)) continue;
-    Endpoint e;
-    std::memcpy(&e.addr, a->ai_addr, a->ai_addrlen);
-    e.len = socklen_t(a->ai_addrlen);
-    out.push_back(e);
-  }
-  ::freeaddrinfo(list);
-  return out.empty() ? "no address" : "";
-}
 #endif  // METRICS_AGENT_NO_GETADDRINFO
 
 // A non-blocking socket with connect(2) under way; `err` is 0 (connected),
@@ -175,60 +150,13 @@ inline int wait_socket(socket_t s, bool for_write, int timeout_ms) {
 
 inline bool refused(int e) { return e == ECONNREFUSED; }
 inline bool connect_pending(int e) { return e == EINPROGRESS; }
-inline bool is_ipv6_literal(const std::string& host) {
-  in6_addr a{};
-  return inet_pton(AF_INET6, host.c_str(), &a) == 1;
-}
 inline std::string error_text(int e) { return std::strerror(e); }
+inline bool resolver_ready() { return true; }
+inline std::string resolver_error(int rc) { return rc == EAI_SYSTEM ? std::strerror(errno) : ::gai_strerror(rc); }
 
-inline std::string endpoint_text(const Endpoint& e) {
-  char host[INET6_ADDRSTRLEN] = "?";
-  unsigned port = 0;
-  if (e.addr.ss_family == AF_INET6) {
-    const auto* a = reinterpret_cast<const sockaddr_in6*>(&e.addr);
-    inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
-    port = ntohs(a->sin6_port);
-    return "[" + std::string(host) + "]:" + std::to_string(port);
-  }
-  const auto* a = reinterpret_cast<const sockaddr_in*>(&e.addr);
-  inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
-  port = ntohs(a->sin_port);
-  return std::string(host) + ":" + std::to_string(port);
-}
 #endif  // METRICS_AGENT_PLATFORM_POSIX
 
 #if defined(METRICS_AGENT_PLATFORM_WINDOWS)
-struct Endpoint {
-  sockaddr_storage addr{};
-  socklen_t len = 0;
-};
-
-// getaddrinfo; "" or the resolver's reason. With numeric_only it never
-// touches DNS and fails with EAI_NONAME for a name.
-inline std::string lookup(const std::string& host, std::uint16_t port, bool numeric_only,
-                          std::vector<Endpoint>& out, bool* not_numeric = nullptr) {
-  if (!winsock_started()) return "WSAStartup failed";
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_NUMERICSERV | (numeric_only ? AI_NUMERICHOST : 0);
-  char service[8];
-  std::snprintf(service, sizeof service, "%u", unsigned(port));
-  addrinfo* list = nullptr;
-  const int rc = ::getaddrinfo(host.c_str(), service, &hints, &list);
-  if (not_numeric) *not_numeric = rc == EAI_NONAME;
-  if (rc != 0) return winsock_error_text(rc);
-  for (const addrinfo* a = list; a; a = a->ai_next) {
-    if (a->ai_addrlen > sizeof(sockaddr_storage)) continue;
-    Endpoint e;
-    std::memcpy(&e.addr, a->ai_addr, a->ai_addrlen);
-    e.len = socklen_t(a->ai_addrlen);
-    out.push_back(e);
-  }
-  ::freeaddrinfo(list);
-  return out.empty() ? "no address" : "";
-}
-
 // A non-blocking socket with connect() under way; `err` is 0 (connected),
 // pending (connect_pending) or a Winsock error code.
 inline socket_t connect_start(const Endpoint& e, int& err) {
@@ -267,11 +195,44 @@ inline int wait_socket(socket_t s, bool for_write, int timeout_ms) {
 
 inline bool refused(int e) { return e == WSAECONNREFUSED; }
 inline bool connect_pending(int e) { return e == WSAEWOULDBLOCK || e == WSAEINPROGRESS; }
+inline std::string error_text(int e) { return winsock_error_text(e); }
+inline bool resolver_ready() { return winsock_started(); }
+inline std::string resolver_error(int rc) { return winsock_error_text(rc); }
+
+#endif  // METRICS_AGENT_PLATFORM_WINDOWS
+
+#if defined(METRICS_AGENT_PLATFORM_WINDOWS) || !defined(METRICS_AGENT_NO_GETADDRINFO)
+// getaddrinfo; "" or the resolver's reason. With numeric_only it never
+// touches DNS and fails with EAI_NONAME for a name.
+inline std::string lookup(const std::string& host, std::uint16_t port, bool numeric_only,
+                          std::vector<Endpoint>& out, bool* not_numeric = nullptr) {
+  if (!resolver_ready()) return "WSAStartup failed";
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICSERV | (numeric_only ? AI_NUMERICHOST : 0);
+  char service[8];
+  std::snprintf(service, sizeof service, "%u", unsigned(port));
+  addrinfo* list = nullptr;
+  const int rc = ::getaddrinfo(host.c_str(), service, &hints, &list);
+  if (not_numeric) *not_numeric = rc == EAI_NONAME;
+  if (rc != 0) return resolver_error(rc);
+  for (const addrinfo* a = list; a; a = a->ai_next) {
+    if (a->ai_addrlen > sizeof(sockaddr_storage)) continue;
+    Endpoint e;
+    std::memcpy(&e.addr, a->ai_addr, a->ai_addrlen);
+    e.len = socklen_t(a->ai_addrlen);
+    out.push_back(e);
+  }
+  ::freeaddrinfo(list);
+  return out.empty() ? "no address" : "";
+}
+#endif
+
 inline bool is_ipv6_literal(const std::string& host) {
   in6_addr a{};
   return inet_pton(AF_INET6, host.c_str(), &a) == 1;
 }
-inline std::string error_text(int e) { return winsock_error_text(e); }
 
 inline std::string endpoint_text(const Endpoint& e) {
   char host[INET6_ADDRSTRLEN] = "?";
@@ -284,7 +245,6 @@ inline std::string endpoint_text(const Endpoint& e) {
   inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
   return std::string(host) + ":" + std::to_string(ntohs(a->sin_port));
 }
-#endif  // METRICS_AGENT_PLATFORM_WINDOWS
 
 }  // namespace net
 

@@ -20,6 +20,7 @@ from urllib.parse import urlencode
 import websockets
 
 import e2e_util
+from rawws import HttpResponse
 
 RICH = "/api/ws/metrics"
 DASHBOARD = "/api/ws/ws"
@@ -232,15 +233,9 @@ class StreamRecorder:
 # --------------------------------------------------------------------------- #
 # HTTP (http.client)
 
-class Resp:
-    def __init__(self, status, reason, headers, body):
-        self.status, self.reason, self.headers, self.body = status, reason, headers, body
-
-    def header(self, name):
-        for k, v in self.headers:
-            if k.lower() == name.lower():
-                return v
-        return None
+class Resp(HttpResponse):
+    """An answer read with http.client: status, reason, headers, body, and
+    header() as rawws's own reader gives them."""
 
     def json(self):
         ctype = self.header("Content-Type") or ""
