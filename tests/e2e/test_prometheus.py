@@ -80,6 +80,10 @@ def test_promtool_lint_can_fail():
     assert not any("node_memory_MemFree_bytes" in p for p in problems), problems
 
 
+class NotReady(Exception):
+    pass
+
+
 class Prometheus:
     def __init__(self, target_port, tmp):
         self.port = e2e_util.free_port()
@@ -108,6 +112,8 @@ class Prometheus:
     def query(self, expr):
         """The instant-vector result of `expr` as [(labels, float value)]."""
         status, _, body = http_get(self.port, "/api/v1/query?query=" + urllib.parse.quote(expr))
+        if status == 503:
+            raise NotReady(body[:200])  # Prometheus answers 503 until its storage is open
         assert status == 200, (expr, status, body[:500])
         doc = json.loads(body)
         assert doc["status"] == "success", doc
@@ -122,7 +128,7 @@ class Prometheus:
                 last = self.query(expr)
                 if pred(last):
                     return last
-            except (OSError, http.client.HTTPException):
+            except (OSError, http.client.HTTPException, NotReady):
                 pass  # still starting
             time.sleep(0.25)
         raise AssertionError("%s: no result for %s in time (last %r)\nprometheus log:\n%s"
