@@ -108,6 +108,12 @@ def _cpu_shares_session(agent, before_first=None):
     return rows, table
 
 
+def _median_excess(pairs, rel, floor):
+    """The median over (theirs, ours) pairs of how far |ours - theirs| exceeds
+    rel * the larger plus floor: <= 0 when most ticks agree within it."""
+    return statistics.median(abs(a - b) - (rel * max(a, b) + floor) for a, b in pairs)
+
+
 def _median_diff(rows, key):
     return statistics.median(abs(c[key] - getattr(t, key)) for t, _, c in rows)
 
@@ -287,12 +293,12 @@ def test_network_rates_agree_with_psutil_under_loopback_load(agent):
         100 * rel_sent, table)
     # Per tick, medians: whatever else runs on the machine sends on
     # loopback too, and a burst can fall between the agent's read and psutil's.
-    pkt_excess = statistics.median(abs(a - p) - (0.05 * p + 5) for p, a in pkt_rows)
-    assert pkt_excess <= 0, "lo packets_recv_per_sec (psutil, agent) off by more than 5%%: %s" % pkt_rows
+    assert _median_excess(pkt_rows, 0.05, 5) <= 0, \
+        "lo packets_recv_per_sec (psutil, agent) off by more than 5%%: %s" % pkt_rows
     # Totals leave loopback out: they follow the other interfaces, not lo's 50 MB/s.
     for i, j in ((4, 5), (6, 7)):
-        excess = statistics.median(abs(r[i] - r[j]) - (0.05 * max(r[i], r[j]) + 100_000) for r in rows)
-        assert excess <= 0, "non-loopback totals off by more than 5%% + 100 kB/s:\n" + table
+        assert _median_excess([(r[i], r[j]) for r in rows], 0.05, 100_000) <= 0, \
+            "non-loopback totals off by more than 5% + 100 kB/s:\n" + table
     assert not problems, "\n".join(problems) + "\n" + table
 
 
@@ -346,5 +352,5 @@ def test_disk_io_rates_agree_with_psutil_under_write_load(agent, tmp_path):
     assert relc <= 0.05, "%s writes_per_sec off by a median %.1f%%:\n%s" % (
         disk, 100 * relc, table)
     # Reads come from the rest of the machine only: a median, as above.
-    excess = statistics.median(abs(r[5] - r[4]) - (0.05 * max(r[4], r[5]) + 100_000) for r in rows)
-    assert excess <= 0, "%s read_bytes_per_sec disagrees:\n%s" % (disk, table)
+    assert _median_excess([(r[4], r[5]) for r in rows], 0.05, 100_000) <= 0, \
+        "%s read_bytes_per_sec disagrees:\n%s" % (disk, table)
